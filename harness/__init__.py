@@ -1,0 +1,1 @@
+"""Harness: specs, run store, models, the lm-eval adapter, scorers, metrics, leaderboards, CLI."""

@@ -1,0 +1,1 @@
+"""Scorers: text -> toxicity probability, behind one registry."""
