@@ -1,0 +1,1 @@
+"""Mechanistic analyses (probe, toxic vectors, activation shift, retrieval)."""

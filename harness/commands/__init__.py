@@ -1,0 +1,1 @@
+"""Click commands contributed per feature; harness/cli.py mounts them."""

@@ -1,0 +1,86 @@
+"""RunSpec: everything that determines a result, frozen, with a stable fingerprint (HELM style)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from toxbench.harness.io import canonical_json, sha256_text
+
+#: Fields that change how fast a run goes, not what it computes: recorded, but not in the fingerprint.
+NON_SEMANTIC = ("batch_size", "device", "output_dir", "backend_options", "cache_dir")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling protocol for generation tasks; None means "the task's own default" (e.g. RTP: k=25, 20 tokens)."""
+
+    k: int | None = None
+    max_new_tokens: int | None = None
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_p: float = 0.9
+    top_k: int = 0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str = "smollm2-135m"
+    model_revision: str | None = None
+    dtype: str = "auto"
+    intervention: str = "none"
+    #: ``(("aura.k", 50), ...)`` style pairs so the spec stays hashable; see interventions.build.
+    intervention_args: tuple[tuple[str, Any], ...] = ()
+    intervention_state: str | None = None
+    tasks: tuple[str, ...] = ("wikitext",)
+    scorer: str = "jigsaw-bilstm"
+    scorer_args: tuple[tuple[str, Any], ...] = ()
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    seed: int = 1234
+    limit: int | None = None
+    data_dir: str = ""
+    include_paths: tuple[str, ...] = ()
+    backend: str = "hf"
+    shard: tuple[int, int] | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    output_dir: str = "runs"
+    cache_dir: str = ""
+    backend_options: tuple[tuple[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(canonical_json(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if isinstance(kw.get("generation"), dict):
+            kw["generation"] = GenerationSettings(**kw["generation"])
+        for k in ("intervention_args", "scorer_args", "backend_options"):
+            if k in kw:
+                kw[k] = tuple(tuple(x) for x in kw[k])
+        for k in ("tasks", "include_paths"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        if kw.get("shard") is not None:
+            kw["shard"] = tuple(kw["shard"])
+        return cls(**kw)
+
+    def semantic_dict(self) -> dict[str, Any]:
+        d = self.to_dict()
+        for k in NON_SEMANTIC:
+            d.pop(k, None)
+        return d
+
+    def fingerprint(self) -> str:
+        return sha256_text(canonical_json(self.semantic_dict()))[:16]
+
+    def run_id(self) -> str:
+        """``<model>__<intervention>__<fingerprint>``: readable and unique."""
+        model = re.sub(r"[^A-Za-z0-9._-]+", "-", self.model.rstrip("/").split("/")[-1])[:40]
+        interv = re.sub(r"[^A-Za-z0-9+._-]+", "-", self.intervention)[:40]
+        shard = f"__shard{self.shard[0]}of{self.shard[1]}" if self.shard else ""
+        return f"{model}__{interv}__{self.fingerprint()[:10]}{shard}"

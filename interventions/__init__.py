@@ -1,0 +1,161 @@
+"""Interventions: the protocol (base.py), the registry, and ``build`` which parses ``aura+preprompt`` specs,
+validates arguments, and finds, loads or fits each part's state (cached per model)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.io import canonical_json, sha256_text
+from toxbench.harness.registry import Registry
+from toxbench.interventions.base import Intervention, State
+
+INTERVENTIONS: Registry[type[Intervention]] = Registry("intervention", "toxbench.interventions")
+INTERVENTIONS.register("none", "toxbench.interventions.base:Intervention")
+INTERVENTIONS.register("aura", "toxbench.interventions.aura:AurA")
+INTERVENTIONS.register("det0", "toxbench.interventions.aura:Det0")
+INTERVENTIONS.register("damp", "toxbench.interventions.aura:Damp")
+INTERVENTIONS.register("preprompt", "toxbench.interventions.preprompt:PrePrompt")
+INTERVENTIONS.register("dpo", "toxbench.interventions.dpo:DPO")
+INTERVENTIONS.register("toxic-vectors", "toxbench.interventions.toxic_vectors:ToxicVectors")
+
+
+def parse_value(raw: str) -> Any:
+    """CLI values: Python/JSON literals when they parse (``50``, ``0.5``, ``true``, ``[..]``), else the string."""
+    low = raw.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def parse_args(pairs: Iterable[str]) -> tuple[tuple[str, Any], ...]:
+    """``["k=50", "aura.pooling=mean"]`` -> sorted ``(("k", 50), ("aura.pooling", "mean"))``."""
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise UsageError(f"intervention argument {p!r} is not KEY=VALUE (e.g. k=50 or aura.pooling=mean)")
+        k, v = p.split("=", 1)
+        out[k.strip()] = parse_value(v)
+    return tuple(sorted(out.items()))
+
+
+def split_names(spec: str) -> list[str]:
+    names = [n.strip() for n in spec.split("+") if n.strip()]
+    if not names:
+        raise UsageError("empty intervention; valid: " + ", ".join(INTERVENTIONS.names()))
+    for n in names:
+        if n not in INTERVENTIONS:
+            raise did_you_mean(n, INTERVENTIONS.names(), "intervention")
+    return names
+
+
+def part_configs(names: list[str], args: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """Route ``key=value`` (to every part that has the key) and ``name.key=value`` (to that part)."""
+    classes = [INTERVENTIONS.get(n) for n in names]
+    configs: list[dict[str, Any]] = [dict(getattr(c, "defaults", {})) for c in classes]
+    for key, value in args:
+        target, _, bare = key.rpartition(".")
+        hit = False
+        for name, cls, cfg in zip(names, classes, configs):
+            if target and target != name:
+                continue
+            valid = getattr(cls, "defaults", {})
+            if bare in valid:
+                cfg[bare] = value
+                hit = True
+        if not hit:
+            valid_keys = sorted({f"{n}.{k}" for n, c in zip(names, classes) for k in getattr(c, "defaults", {})})
+            raise did_you_mean(key, valid_keys or ["(this intervention takes no arguments)"], "intervention argument")
+    return configs
+
+
+def state_path(cache_dir: Path, model_fingerprint: str, name: str, config: dict[str, Any]) -> Path:
+    key = sha256_text(canonical_json(config))[:12]
+    return cache_dir / "states" / model_fingerprint[:16] / f"{name}-{key}.safetensors"
+
+
+def build(
+    spec: str,
+    args: Iterable[tuple[str, Any]] = (),
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    model_fingerprint: str | None = None,
+    model_name: str = "",
+    state: str | None = None,
+    cache_dir: Path | None = None,
+    data_dir: Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 32,
+    seed: int = 1234,
+    fit_missing: bool = True,
+    refit: bool = False,
+    log=lambda msg: print(msg, file=sys.stderr),
+) -> Intervention:
+    """An Intervention (a Composite when ``spec`` has ``+``), each part ready to attach.
+
+    A part that needs fitting uses, in order: ``state`` (an explicit path, given to the first such part), the
+    cached state for (model, name, config), or a fresh fit (announced, then cached) when ``fit_missing``.
+    """
+    from toxbench.interventions.compose import Composite
+
+    names = split_names(spec)
+    configs = part_configs(names, args)
+    parts: list[Intervention] = []
+    explicit = state
+    for name, cfg in zip(names, configs):
+        cls = INTERVENTIONS.get(name)
+        if not getattr(cls, "needs_fit", False):
+            parts.append(cls(**cfg))
+            continue
+        if explicit is not None:
+            path = Path(explicit)
+            explicit = None
+            if path.is_dir() and (path / "state.safetensors").is_file():
+                path = path / "state.safetensors"
+            parts.append(cls(state=State.load(path, model_fingerprint), **cfg))
+            continue
+        if cache_dir is None or model_fingerprint is None:
+            raise UsageError(f"intervention {name!r} needs a fitted state: pass --intervention-state PATH")
+        path = state_path(cache_dir, model_fingerprint, name, cfg)
+        if path.is_file() and not refit:
+            parts.append(cls(state=State.load(path, model_fingerprint), **cfg))
+            continue
+        if not fit_missing:
+            raise UsageError(f"no fitted state for {name!r} on this model; run `toxbench fit --intervention {name}` first")
+        log(f"[toxbench] fitting {name} on {model_name or 'the model'} (cached at {path})")
+        fitted = cls(**cfg).fit(
+            model,
+            tokenizer,
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            device=device,
+            batch_size=batch_size,
+            model_fingerprint=model_fingerprint,
+            model_name=model_name,
+            seed=seed,
+        )
+        fitted.metadata.setdefault("model_fingerprint", model_fingerprint)
+        fitted.metadata.setdefault("model", model_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fitted.save(path)
+        parts.append(cls(state=fitted, **cfg))
+    if len(parts) == 1:
+        return parts[0]
+    return Composite(parts)
+
+
+def state_files(intervention: Intervention, cache_dir: Path, model_fingerprint: str) -> list[Path]:
+    """Where each fitted part's state is cached (for `toxbench fit` to print)."""
+    return [
+        state_path(cache_dir, model_fingerprint, p.name, p.config) for p in intervention.parts if p.state is not None
+    ]
