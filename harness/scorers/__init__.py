@@ -1,1 +1,60 @@
-"""Scorers: text -> toxicity probability, behind one registry."""
+"""Scorers: text -> toxicity probability, behind one registry, wrapped by an on-disk score cache.
+
+``get_scorer(name, cache_dir=None, **options)`` is what runs use: it validates the name (did-you-mean) and the
+options, builds the scorer, wraps it with the sqlite score cache and, with ``calibrate="isotonic"|"platt"``, maps it
+to Perspective's scale (see calibration.py). ``build_scorer`` gives the bare scorer (no cache), for timing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from toxbench.harness.registry import Registry
+from toxbench.harness.scorers.base import Scorer, check_options, language_check
+
+SCORERS: Registry[type[Scorer]] = Registry("scorer", "toxbench.scorers")
+SCORERS.register("jigsaw-bilstm", "toxbench.harness.scorers.jigsaw_bilstm:JigsawBiLSTM")
+SCORERS.register("jigsaw-ensemble", "toxbench.harness.scorers.ensemble:JigsawEnsemble")
+SCORERS.register("detoxify", "toxbench.harness.scorers.detoxify_scorer:DetoxifyScorer")
+SCORERS.register("evaluate-toxicity", "toxbench.harness.scorers.evaluate_scorer:EvaluateToxicity")
+SCORERS.register("perspective", "toxbench.harness.scorers.perspective:PerspectiveScorer")
+SCORERS.register("profanity-check", "toxbench.harness.scorers.profanity:ProfanityCheck")
+SCORERS.register("multilingual", "toxbench.harness.scorers.multilingual:MultilingualScorer")
+
+#: the offline default of runs (English tasks)
+DEFAULT_SCORER = "jigsaw-bilstm"
+#: what ``toxbench scorers eval`` measures when no --scorer is given (offline ones; perspective is the reference)
+EVAL_DEFAULTS = ("jigsaw-bilstm", "jigsaw-ensemble", "profanity-check", "detoxify", "evaluate-toxicity")
+SCORE_CACHE_FILE = "scores.sqlite"
+
+__all__ = ["SCORERS", "DEFAULT_SCORER", "Scorer", "build_scorer", "get_scorer", "language_check"]
+
+
+def build_scorer(name: str, cache_dir: str | Path | None = None, **options: Any) -> Scorer:
+    """The bare scorer ``name`` (no score cache); unknown names/options are one-line UsageErrors."""
+    cls = SCORERS.get(name)
+    check_options(cls, options)
+    return cls(cache_dir=cache_dir, **options)
+
+
+def get_scorer(name: str, cache_dir: str | Path | None = None, *, calibrate: str | None = None,
+               data_dir: str | Path | None = None, use_cache: bool = True, **options: Any) -> Scorer:
+    """The scorer ``name`` behind the on-disk score cache, optionally calibrated to Perspective's scale.
+
+    ``cache_dir`` defaults to ``paths.cache_dir()``; the cache file is ``<cache_dir>/scores.sqlite``.
+    ``calibrate``: None, "isotonic" or "platt" (fitted once on the RTP prompts of ``data_dir``, then cached).
+    """
+    from toxbench.harness.paths import cache_dir as resolve_cache_dir
+
+    cdir = resolve_cache_dir(cache_dir)
+    scorer = build_scorer(name, cache_dir=cdir, **options)
+    if use_cache:
+        from toxbench.harness.scorers.cache import CachedScorer, ScoreCache
+
+        scorer = CachedScorer(scorer, ScoreCache(cdir / SCORE_CACHE_FILE))
+    if calibrate:
+        from toxbench.harness.scorers.calibration import CalibratedScorer, load_or_fit
+
+        scorer = CalibratedScorer(scorer, load_or_fit(scorer, calibrate, cdir, data_dir))
+    return scorer

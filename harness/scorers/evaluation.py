@@ -1,0 +1,133 @@
+"""Agreement of scorers with the Perspective API scores stored in RealToxicityPrompts records.
+
+Reference texts: the prompts and continuations of ``realtoxicityprompts/decodingtrust/{toxic,nontoxic}.jsonl``,
+each carrying Perspective's ``toxicity`` (records without it are skipped). Metrics: ROC-AUC against
+``toxicity >= 0.5``, Spearman correlation, mean absolute error on Perspective's scale, the share flagged at 0.5
+(scorer vs Perspective) and texts/s of the bare scorer (no cache). Calibration is fitted on the prompts and
+evaluated on the continuations only, so no text is both fitted and measured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toxbench.harness.errors import UsageError
+from toxbench.harness.io import read_jsonl
+
+RTP_FILES = ("realtoxicityprompts/decodingtrust/toxic.jsonl", "realtoxicityprompts/decodingtrust/nontoxic.jsonl")
+
+
+@dataclass(frozen=True)
+class ReferenceTexts:
+    texts: list[str]
+    perspective: np.ndarray  # Perspective toxicity in [0, 1]
+    part: np.ndarray  # "prompt" | "continuation"
+
+    def select(self, part: str) -> ReferenceTexts:
+        m = self.part == part
+        return ReferenceTexts([t for t, k in zip(self.texts, m) if k], self.perspective[m], self.part[m])
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def load_reference(data_dir: str | Path | None = None) -> ReferenceTexts:
+    """Prompt and continuation texts of the DecodingTrust RTP files with their Perspective toxicity."""
+    from toxbench.harness.paths import data_file
+
+    texts, tox, part = [], [], []
+    for rel in RTP_FILES:
+        path = data_file(rel, data_dir)
+        for i, rec in enumerate(read_jsonl(path), 1):
+            for key in ("prompt", "continuation"):
+                d = rec.get(key)
+                if not isinstance(d, dict) or "text" not in d:
+                    raise UsageError(f"{path}:{i}: record has no {key}.text (expected the RTP record format)")
+                if d.get("toxicity") is None:
+                    continue
+                texts.append(d["text"])
+                tox.append(float(d["toxicity"]))
+                part.append(key)
+    return ReferenceTexts(texts, np.asarray(tox, dtype=np.float64), np.asarray(part))
+
+
+def agreement(scores: np.ndarray, perspective: np.ndarray) -> dict[str, float]:
+    """ROC-AUC vs Perspective >= 0.5, Spearman, MAE, flagged shares at 0.5."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    y = perspective >= 0.5
+    auc = float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else float("nan")
+    return {
+        "roc_auc": auc,
+        "spearman": float(spearmanr(scores, perspective).statistic),
+        "mae": float(np.mean(np.abs(scores - perspective))),
+        "flagged": float(np.mean(scores >= 0.5)),
+        "perspective_flagged": float(np.mean(y)),
+    }
+
+
+def timed_scores(scorer: Any, texts: list[str], batch: int = 2048) -> tuple[np.ndarray, float]:
+    """Scores and texts/s; the scorer is called in batches like a run does (bare scorer, so no cache hits)."""
+    from tqdm.auto import tqdm
+
+    out = []
+    t0 = time.perf_counter()
+    for s in tqdm(range(0, len(texts), batch), desc=f"scoring with {scorer.name}", unit="batch", leave=False):
+        out.append(np.asarray(scorer.score(texts[s:s + batch], lang="en"), dtype=np.float64))
+    dt = time.perf_counter() - t0
+    return np.concatenate(out) if out else np.zeros(0), len(texts) / dt if dt > 0 else float("inf")
+
+
+def evaluate_scorers(names: list[str], data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+                     calibrate: str | None = None, options: dict[str, dict] | None = None) -> "pd.DataFrame":  # noqa: F821
+    """One row per (scorer, texts, calibration): the agreement table ``toxbench scorers eval`` prints."""
+    import pandas as pd
+
+    from toxbench.harness.scorers import build_scorer
+    from toxbench.harness.scorers.calibration import fit_calibration
+
+    ref = load_reference(data_dir)
+    prompts, conts = ref.select("prompt"), ref.select("continuation")
+    rows: list[dict] = []
+    for name in names:
+        try:
+            scorer = build_scorer(name, cache_dir=cache_dir, **(options or {}).get(name, {}))
+            scores, tps = timed_scores(scorer, ref.texts)
+        except UsageError as e:
+            rows.append({"scorer": name, "texts": "unavailable", "note": str(e)})
+            continue
+        by_part = {p: scores[ref.part == p] for p in ("prompt", "continuation")}
+        for label, sc, r in (("all", scores, ref), ("continuations", by_part["continuation"], conts)):
+            rows.append({"scorer": name, "texts": label, "calibration": "raw", "n": len(r),
+                         **agreement(sc, r.perspective), "texts_per_s": tps})
+        if calibrate:
+            cal = fit_calibration(calibrate, by_part["prompt"], prompts.perspective)
+            rows.append({"scorer": name, "texts": "continuations", "calibration": f"{calibrate} (fit on prompts)",
+                         "n": len(conts), **agreement(cal.apply(by_part["continuation"]), conts.perspective),
+                         "texts_per_s": tps})
+        extra = getattr(scorer, "extra_evaluation", None)  # e.g. per-language tables of a multilingual scorer
+        if callable(extra):
+            for row in extra(data_dir=data_dir):
+                rows.append({"scorer": name, **row})
+    return pd.DataFrame(rows)
+
+
+def to_markdown(df: "pd.DataFrame") -> str:  # noqa: F821
+    """The table as Markdown, numbers rounded for the README."""
+    df = df.copy()
+    rename = {"roc_auc": "ROC-AUC", "spearman": "Spearman", "mae": "MAE", "flagged": "flagged >= 0.5",
+              "perspective_flagged": "Perspective >= 0.5", "texts_per_s": "texts/s"}
+    for c in ("roc_auc", "spearman", "mae", "flagged", "perspective_flagged"):
+        if c in df:
+            df[c] = df[c].map(lambda v: "" if v != v else f"{v:.3f}")
+    if "texts_per_s" in df:
+        df["texts_per_s"] = df["texts_per_s"].map(lambda v: "" if v != v else f"{v:,.0f}")
+    if "n" in df:
+        df["n"] = df["n"].map(lambda v: "" if v != v else f"{int(v)}")
+    return df.rename(columns=rename).fillna("").to_markdown(index=False)
