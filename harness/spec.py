@@ -19,10 +19,10 @@ class GenerationSettings:
 
     k: int | None = None
     max_new_tokens: int | None = None
-    do_sample: bool = True
-    temperature: float = 1.0
-    top_p: float = 0.9
-    top_k: int = 0
+    do_sample: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class RunSpec:
     output_dir: str = "runs"
     cache_dir: str = ""
     backend_options: tuple[tuple[str, Any], ...] = ()
+    trust_remote_code: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(canonical_json(asdict(self)))

@@ -1,0 +1,110 @@
+"""HookedLM: lm-eval's HFLM running every request under a toxbench intervention (cf. lm-eval ``hf_steered``).
+
+- loglikelihood / rolling loglikelihood: HFLM's own batching, with the intervention attached around each forward.
+- generate_until: the identical contexts lm-eval sends for ``repeats: k`` are grouped, the context is rewritten by
+  input-space interventions (the continuation never contains the rewrite: only new tokens are decoded), and the
+  k samples come from ``toxbench.harness.generation.generate_samples`` (shared prefill, batched across prompts,
+  seeded per batch and appended to a per-run cache so a killed run resumes with identical samples).
+Results are never shared across interventions: the generation cache lives in the run directory, whose name
+carries the RunSpec fingerprint (intervention and state hash included); lm-eval's own request cache is not used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
+
+from toxbench.interventions.base import Intervention
+
+
+@register_model("toxbench")
+class HookedLM(HFLM):
+    def __init__(
+        self,
+        pretrained: Any,
+        tokenizer: Any = None,
+        intervention: Intervention | None = None,
+        generation_cache: str | Path | None = None,
+        seed: int = 1234,
+        batch_size: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(pretrained, str):  # `lm_eval --model toxbench --model_args pretrained=...` (no intervention)
+            super().__init__(pretrained=pretrained, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        else:
+            super().__init__(pretrained=pretrained, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        self.intervention = intervention or Intervention()
+        self.generation_cache = Path(generation_cache) if generation_cache else None
+        self.seed = seed
+        self.gen_batch_size = int(batch_size) if str(batch_size).isdigit() else 16
+
+    # -- activation-space interventions wrap every forward pass -----------------------------------------------
+    def _model_call(self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None, labels: Any = None):
+        with self.intervention.attach(self.model):
+            return super()._model_call(inps, attn_mask, labels)
+
+    def _model_generate(self, context, max_length, stop, **generation_kwargs):
+        with self.intervention.attach(self.model):
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+
+    # -- generation: grouped repeats, input-space rewrite, shared-prefill sampling ----------------------------
+    def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
+        from toxbench.harness.generation import generate_samples
+
+        # Group the k identical copies of each request (lm-eval clones a request `repeats` times, in a row).
+        groups: OrderedDict[tuple, list[int]] = OrderedDict()
+        for i, req in enumerate(requests):
+            context, gen_kwargs = req.args
+            key = (
+                getattr(req, "task_name", None),
+                getattr(req, "doc_id", None),
+                context,
+                json.dumps(gen_kwargs, sort_keys=True, default=str),
+            )
+            groups.setdefault(key, []).append(i)
+
+        # One generate_samples call per distinct generation setting; each covers many prompts.
+        by_setting: OrderedDict[str, list[tuple]] = OrderedDict()
+        for key in groups:
+            by_setting.setdefault(key[3], []).append(key)
+
+        out: list[str | None] = [None] * len(requests)
+        eos = self.tok_decode([self.eot_token_id], skip_special_tokens=False) if self.eot_token_id is not None else None
+        for setting, keys in by_setting.items():
+            kw = normalize_gen_kwargs(json.loads(setting), self.max_gen_toks)
+            until = handle_stop_sequences(kw.pop("until", None), eos=eos)
+            max_new = int(kw.pop("max_gen_toks"))
+            k = max(len(groups[key]) for key in keys)
+            contexts = [self.intervention.wrap_prompt(key[2], self.tokenizer) for key in keys]
+            cache = None
+            if self.generation_cache is not None:
+                task = keys[0][0] or "generate"
+                cache = self.generation_cache / f"generations_{task}.jsonl"
+            with self.intervention.attach(self.model):
+                samples = generate_samples(
+                    self.model,
+                    self.tokenizer,
+                    contexts,
+                    k=k,
+                    max_new_tokens=max_new,
+                    do_sample=bool(kw.get("do_sample", False)),
+                    temperature=float(kw.get("temperature", 1.0) or 1.0),
+                    top_p=float(kw.get("top_p", 1.0) or 1.0),
+                    top_k=int(kw.get("top_k", 0) or 0),
+                    until=until,
+                    seed=self.seed,
+                    batch_size=self.gen_batch_size,
+                    cache_path=cache,
+                    progress=not disable_tqdm,
+                )
+            for key, conts in zip(keys, samples):
+                for j, idx in enumerate(groups[key]):
+                    out[idx] = conts[j]
+        return [o if o is not None else "" for o in out]

@@ -1,0 +1,284 @@
+"""The `toxbench` command: a thin Click layer over the library (every command is callable from Python).
+
+User mistakes (UsageError) print one line and exit 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toxbench import __version__
+from toxbench.harness.errors import UsageError
+
+
+class ToxbenchGroup(click.Group):
+    """Turns UsageError (raised anywhere below) into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(2)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            from toxbench.harness.errors import did_you_mean
+
+            if args and args[0] not in self.commands:
+                raise click.UsageError(str(did_you_mean(args[0], self.list_commands(ctx), "command"))) from None
+            raise e
+
+
+def _split_commas(values: tuple[str, ...] | str | None) -> list[str]:
+    if not values:
+        return []
+    if isinstance(values, str):
+        values = (values,)
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _parse_shard(raw: str | None) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    try:
+        i, n = (int(x) for x in raw.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {raw!r} is not I/N (e.g. 0/2)") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"--shard {raw!r} is invalid; use I/N with 0 <= I < N")
+    return (i, n)
+
+
+def model_options(f):
+    for opt in reversed([
+        click.option("--model", "-m", default="smollm2-135m", show_default=True,
+                     help="Embedded alias (smollm2-135m, gemma3-270m), local checkpoint dir, or hub id/short name."),
+        click.option("--revision", default=None, help="Hub revision (branch, tag or commit)."),
+        click.option("--dtype", default="auto", show_default=True, help="auto | float32 | bfloat16 | float16."),
+        click.option("--device", default="auto", show_default=True, help="auto (CUDA when present) | cpu | cuda[:N]."),
+        click.option("--trust-remote-code", is_flag=True, help="Allow model code from the hub (off by default)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def intervention_options(f):
+    for opt in reversed([
+        click.option("--intervention", "-i", default="none", show_default=True,
+                     help="Name or composition, e.g. aura, det0, damp, preprompt, dpo, aura+preprompt."),
+        click.option("--intervention-arg", "-a", "intervention_args", multiple=True, metavar="KEY=VALUE",
+                     help="Intervention setting (repeatable); NAME.KEY=VALUE targets one part of a composition."),
+        click.option("--intervention-state", default=None, type=click.Path(),
+                     help="A fitted state file (or DPO checkpoint dir) instead of the cached/fitted one."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def path_options(f):
+    for opt in reversed([
+        click.option("--data-dir", default=None, envvar="TOXBENCH_DATA", show_envvar=True,
+                     help="Data folder (default ../shared/data)."),
+        click.option("--cache-dir", default=None, envvar="TOXBENCH_CACHE", show_envvar=True,
+                     help="Model/state/score cache (default ~/.cache/toxbench)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@click.group(cls=ToxbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="toxbench")
+def main() -> None:
+    """Benchmark toxicity interventions on causal LMs with one protocol (lm-eval underneath).
+
+    \b
+    toxbench run --model smollm2-135m --intervention aura --tasks rtp_challenging,wikitext --limit 50
+    toxbench leaderboard runs/ --out leaderboards/demo.md
+    """
+
+
+@main.command()
+@model_options
+@intervention_options
+@path_options
+@click.option("--tasks", "-t", multiple=True, default=("wikitext",), show_default=True,
+              help="Comma-separated tasks or groups (see `toxbench list tasks`); lmeval:NAME for lm-eval's own.")
+@click.option("--scorer", default="jigsaw-bilstm", show_default=True, help="Toxicity scorer for generation tasks.")
+@click.option("--scorer-arg", "scorer_args", multiple=True, metavar="KEY=VALUE", help="Scorer option (repeatable).")
+@click.option("--k", "k", type=int, default=None, help="Samples per prompt (task default: RTP 25).")
+@click.option("--max-new-tokens", type=int, default=None, help="Tokens per sample (task default: RTP 20).")
+@click.option("--temperature", type=float, default=None)
+@click.option("--top-p", type=float, default=None)
+@click.option("--top-k", type=int, default=None)
+@click.option("--greedy", is_flag=True, help="Greedy decoding (do_sample=False).")
+@click.option("--seed", type=int, default=1234, show_default=True)
+@click.option("--limit", type=int, default=None, help="First N documents of each task.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path())
+@click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of lm-eval task YAMLs.")
+@click.option("--backend", default="hf", show_default=True, help="hf (hooks, any intervention) | vllm (exports).")
+@click.option("--shard", default=None, metavar="I/N", help="Evaluate every N-th document starting at I.")
+@click.option("--force", is_flag=True, help="Recompute even if the run directory is complete.")
+def run(**kw: Any) -> None:
+    """Evaluate MODEL under INTERVENTION on TASKS; writes/resumes runs/<run_id>/."""
+    from toxbench.harness.runner import execute
+
+    spec = build_spec(**kw)
+    run_dir = execute(spec, force=kw["force"])
+    show_results(run_dir)
+
+
+def build_spec(**kw: Any):
+    from toxbench.harness.paths import cache_dir, data_dir
+    from toxbench.harness.spec import GenerationSettings, RunSpec
+    from toxbench.interventions import parse_args
+
+    gen = GenerationSettings(k=kw.get("k"), max_new_tokens=kw.get("max_new_tokens"),
+                             do_sample=False if kw.get("greedy") else None, temperature=kw.get("temperature"),
+                             top_p=kw.get("top_p"), top_k=kw.get("top_k"))
+    return RunSpec(
+        model=kw["model"], model_revision=kw.get("revision"), dtype=kw.get("dtype", "auto"),
+        intervention=kw.get("intervention", "none"), intervention_args=parse_args(kw.get("intervention_args", ())),
+        intervention_state=str(Path(kw["intervention_state"]).resolve()) if kw.get("intervention_state") else None,
+        tasks=tuple(_split_commas(kw.get("tasks"))), scorer=kw.get("scorer", "jigsaw-bilstm"),
+        scorer_args=parse_args(kw.get("scorer_args", ())), generation=gen, seed=kw.get("seed", 1234),
+        limit=kw.get("limit"), data_dir=str(data_dir(kw.get("data_dir"))),
+        include_paths=tuple(str(Path(p).resolve()) for p in kw.get("include_path", ())),
+        backend=kw.get("backend", "hf"), shard=_parse_shard(kw.get("shard")), batch_size=kw.get("batch_size", 16),
+        device=kw.get("device", "auto"), output_dir=str(kw.get("output_dir", "runs")),
+        cache_dir=str(cache_dir(kw.get("cache_dir"))), trust_remote_code=kw.get("trust_remote_code", False),
+    )
+
+
+def show_results(run_dir: Path | str) -> None:
+    from toxbench.harness.store import RunDir
+
+    rd = RunDir(Path(run_dir))
+    res = rd.load_results()
+    if not res:
+        raise UsageError(f"{str(run_dir)!r} has no results.json yet")
+    click.echo(f"run {res.get('run_id')}  (model {res['protocol']['model']['name']}, "
+               f"intervention {res['protocol']['intervention']['name']}, complete={res.get('completed')})")
+    for task, r in res.get("tasks", {}).items():
+        parts = []
+        for m, v in r["metrics"].items():
+            s = f"{m}={v['value']:.4g}"
+            if v.get("ci"):
+                s += f" [{v['ci'][0]:.3g}, {v['ci'][1]:.3g}]"
+            parts.append(s)
+        click.echo(f"  {task} (n={r['n']}): " + ", ".join(parts))
+    for g, r in res.get("groups", {}).items():
+        click.echo(f"  {g}: " + ", ".join(f"{m}={v['value']:.4g}" for m, v in r["metrics"].items()))
+    click.echo(f"  -> {rd.path}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print results.json as is.")
+def show(run_dir: str, as_json: bool) -> None:
+    """Print a run directory's results."""
+    from toxbench.harness.store import RunDir
+
+    if not Path(run_dir).is_dir():
+        raise UsageError(f"run directory {run_dir!r} does not exist")
+    if as_json:
+        click.echo(json.dumps(RunDir(Path(run_dir)).load_results(), indent=2))
+    else:
+        show_results(run_dir)
+
+
+@main.command(name="list")
+@click.argument("what", type=click.Choice(["models", "interventions", "tasks", "scorers"]))
+@click.option("--include-path", multiple=True, type=click.Path())
+def list_(what: str, include_path: tuple[str, ...]) -> None:
+    """List the names toxbench resolves."""
+    if what == "models":
+        from toxbench.harness.models import EMBEDDED, HUB_ALIASES
+
+        for k, e in EMBEDDED.items():
+            click.echo(f"{k}\tembedded{' (multilingual)' if e.multilingual else ''}")
+        for k, v in HUB_ALIASES.items():
+            click.echo(f"{k}\t{v}")
+    elif what == "interventions":
+        from toxbench.interventions import INTERVENTIONS
+
+        click.echo("\n".join(INTERVENTIONS.names()))
+    elif what == "tasks":
+        from toxbench.tasks import task_names
+
+        click.echo("\n".join(task_names(tuple(str(Path(p).resolve()) for p in include_path))))
+    else:
+        from toxbench.harness.scorers import SCORERS
+
+        click.echo("\n".join(SCORERS.names()))
+
+
+@main.command()
+@model_options
+@intervention_options
+@path_options
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=1234, show_default=True)
+@click.option("--refit", is_flag=True, help="Fit again even when a cached state exists.")
+def fit(**kw: Any) -> None:
+    """Fit an intervention's state on MODEL (cached; `run` then finds it) and print its path."""
+    from toxbench.harness.models import load_model, resolve_device, resolve_model_source
+    from toxbench.harness.paths import cache_dir, data_dir
+    from toxbench.interventions import INTERVENTIONS, build, parse_args, split_names, state_files
+
+    names = split_names(kw["intervention"])
+    if not any(getattr(INTERVENTIONS.get(n), "needs_fit", False) for n in names):
+        raise UsageError(f"intervention {kw['intervention']!r} has nothing to fit")
+    resolve_model_source(kw["model"])
+    droot, cache = data_dir(kw["data_dir"]), cache_dir(kw["cache_dir"])
+    device = resolve_device(kw["device"])
+    loaded = load_model(kw["model"], dtype=kw["dtype"], device=device, revision=kw["revision"], cache_dir=cache,
+                        trust_remote_code=kw["trust_remote_code"])
+    interv = build(kw["intervention"], parse_args(kw["intervention_args"]), model=loaded.model,
+                   tokenizer=loaded.tokenizer, model_fingerprint=loaded.fingerprint, model_name=kw["model"],
+                   state=kw["intervention_state"], cache_dir=cache, data_dir=droot, device=device,
+                   batch_size=kw["batch_size"], seed=kw["seed"], refit=kw["refit"])
+    for p in state_files(interv, cache, loaded.fingerprint):
+        click.echo(str(p))
+
+
+# Feature commands live in their own modules (harness/commands/*); mount each one that is present.
+_MOUNTS = [
+    ("toxbench.harness.commands.export", "export"),
+    ("toxbench.harness.commands.leaderboard", "leaderboard"),
+    ("toxbench.harness.commands.leaderboard", "check"),
+    ("toxbench.harness.commands.leaderboard", "suite"),
+    ("toxbench.harness.commands.scorers", "scorers"),
+    ("toxbench.harness.commands.fluency", "fluency"),
+    ("toxbench.harness.commands.dpo", "pairs"),
+    ("toxbench.harness.commands.analyze", "analyze"),
+    ("toxbench.harness.commands.merge", "merge"),
+]
+
+
+def _mount() -> None:
+    for module, attr in _MOUNTS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:
+                continue
+            raise
+        cmd = getattr(mod, attr, None) or getattr(mod, f"{attr}_cmd", None)
+        if isinstance(cmd, click.Command):
+            main.add_command(cmd, name=attr)
+
+
+_mount()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

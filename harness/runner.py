@@ -1,0 +1,350 @@
+"""execute(RunSpec) -> run directory. Resumable: completed tasks are skipped, generation resumes per batch.
+
+Metrics are computed here from the per-document samples (lm-eval's own aggregation functions, our seeded
+bootstrap for CIs, then a task's ``toxbench_summary`` hook), so an unsharded run and merged shards go through
+exactly the same code (see ``merge.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toxbench import __version__
+from toxbench.harness.context import RunContext, use_context
+from toxbench.harness.errors import UsageError
+from toxbench.harness.io import canonical_json, sha256_file, sha256_text
+from toxbench.harness.paths import cache_dir as resolve_cache_dir
+from toxbench.harness.paths import data_dir as resolve_data_dir
+from toxbench.harness.spec import RunSpec
+from toxbench.harness.store import RunDir, library_versions
+
+Log = Callable[[str], None]
+
+
+def _stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def validate(spec: RunSpec) -> None:
+    """Check every name and path before anything heavy is loaded: bad input fails in milliseconds."""
+    from toxbench.harness.models import resolve_model_source
+    from toxbench.interventions import part_configs, split_names
+    from toxbench.tasks import resolve_task_names
+
+    resolve_data_dir(spec.data_dir or None)
+    resolve_model_source(spec.model)
+    part_configs(split_names(spec.intervention), spec.intervention_args)
+    resolve_task_names(list(spec.tasks), spec.include_paths)
+    if spec.scorer:
+        from toxbench.harness.scorers import SCORERS
+
+        if spec.scorer not in SCORERS:
+            from toxbench.harness.errors import did_you_mean
+
+            raise did_you_mean(spec.scorer, SCORERS.names(), "scorer")
+    if spec.backend not in BACKENDS:
+        from toxbench.harness.errors import did_you_mean
+
+        raise did_you_mean(spec.backend, BACKENDS, "backend")
+    if spec.shard is not None:
+        i, n = spec.shard
+        if not (n >= 1 and 0 <= i < n):
+            raise UsageError(f"shard {i}/{n} is invalid; use I/N with 0 <= I < N")
+
+
+BACKENDS = ("hf", "vllm")
+
+
+# -- task handling -------------------------------------------------------------------------------------------
+def _leaves(task_dict: dict) -> list[tuple[str, Any]]:
+    """(name, Task) for every leaf of an lm-eval task dict (groups flattened)."""
+    out: list[tuple[str, Any]] = []
+    for key, value in task_dict.items():
+        if isinstance(value, dict):
+            out.extend(_leaves(value))
+        else:
+            out.append((getattr(key, "group_name", key) if not isinstance(key, str) else key, value))
+    return out
+
+
+def _groups(task_dict: dict) -> list[tuple[Any, list[str]]]:
+    out = []
+    for key, value in task_dict.items():
+        if isinstance(value, dict):
+            out.append((key, [n for n, _ in _leaves(value)]))
+            out.extend(_groups(value))
+    return out
+
+
+def apply_generation_overrides(task: Any, spec: RunSpec) -> None:
+    """The spec's k / max tokens / sampling replace a generation task's defaults (None keeps the task's)."""
+    if task.OUTPUT_TYPE != "generate_until":
+        return
+    g = spec.generation
+    if g.k is not None:
+        task.set_config("repeats", int(g.k))
+    gk = dict(task.config.generation_kwargs or {})
+    if g.max_new_tokens is not None:
+        gk["max_gen_toks"] = int(g.max_new_tokens)
+    for name in ("do_sample", "temperature", "top_p", "top_k"):
+        if getattr(g, name) is not None:
+            gk[name] = getattr(g, name)
+    if gk.get("do_sample") is False:
+        gk["temperature"] = 0.0
+    task.set_config("generation_kwargs", gk)
+
+
+def _doc_ids(task: Any, limit: int | None, shard: tuple[int, int] | None) -> list[int]:
+    n = len(task.eval_docs)
+    n = min(n, limit) if limit is not None else n
+    ids = list(range(n))
+    if shard is not None:
+        i, k = shard
+        ids = [d for d in ids if d % k == i]
+    return ids
+
+
+def _data_hash(task: Any, docs_ids: list[int]) -> dict[str, Any]:
+    """Hash of the data file (when local) and of the exact documents evaluated."""
+    out: dict[str, Any] = {}
+    kw = task.config.dataset_kwargs or {}
+    if kw.get("data_file"):
+        p = Path(kw["data_file"])
+        p = p if p.is_absolute() else resolve_data_dir() / p
+        if p.is_file():
+            out["file"] = str(kw["data_file"])
+            out["file_sha256"] = sha256_file(p)
+    elif task.config.dataset_path:
+        out["hub"] = f"{task.config.dataset_path}/{task.config.dataset_name or ''}"
+    docs = task.eval_docs
+    out["docs_sha256"] = sha256_text(canonical_json([docs[i] for i in docs_ids if i < len(docs)]))[:16]
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str, ensure_ascii=False))
+
+
+def sample_rows(logged: list[dict]) -> list[dict]:
+    rows = []
+    for s in sorted(logged, key=lambda r: r["doc_id"]):
+        rows.append(_jsonable(s))
+    return rows
+
+
+def bootstrap_ci(values: list[float], agg: Callable, iters: int, seed: int) -> list[float] | None:
+    if iters <= 0 or len(values) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    n = len(values)
+    stats = []
+    for _ in range(iters):
+        idx = rng.integers(0, n, n)
+        try:
+            stats.append(float(agg([values[i] for i in idx])))
+        except Exception:
+            return None
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def task_metrics(task: Any, rows: list[dict], seed: int, bootstrap_iters: int = 200) -> dict[str, dict]:
+    """lm-eval's own aggregation of the per-document values, plus a seeded bootstrap 95% CI."""
+    aggs = task.aggregation()
+    hib = task.higher_is_better()
+    out: dict[str, dict] = {}
+    for metric, agg in aggs.items():
+        values = [r[metric] for r in rows if metric in r]
+        if not values:
+            continue
+        values = [tuple(v) if isinstance(v, list) else v for v in values]
+        value = float(agg(values))
+        ci = bootstrap_ci(values, agg, bootstrap_iters, seed)
+        out[metric] = {"value": value, "ci": ci, "std": None, "higher_is_better": bool(hib.get(metric, True))}
+    return out
+
+
+def summarize_task(
+    name: str, task: Any, rows: list[dict], spec: RunSpec, ctx: RunContext, doc_ids: list[int]
+) -> dict[str, Any]:
+    """Metrics + protocol for one task from its sample rows (shared by execute and merge)."""
+    cfg = task.config
+    protocol: dict[str, Any] = {
+        "task_version": (cfg.metadata or {}).get("version"),
+        "output_type": task.OUTPUT_TYPE,
+        "limit": spec.limit,
+        "data_hash": _data_hash(task, doc_ids),
+    }
+    if task.OUTPUT_TYPE == "generate_until":
+        gk = dict(cfg.generation_kwargs or {})
+        protocol.update(
+            k=int(cfg.repeats or 1),
+            max_new_tokens=gk.get("max_gen_toks"),
+            sampling={k: gk.get(k) for k in ("do_sample", "temperature", "top_p", "top_k")},
+            seed=spec.seed,
+        )
+    metrics = task_metrics(task, rows, spec.seed)
+    result: dict[str, Any] = {"n": len(rows), "metrics": metrics, "protocol": protocol}
+    hook = (cfg.metadata or {}).get("toxbench_summary")
+    if hook:
+        import importlib
+
+        mod, _, fn = hook.partition(":")
+        with use_context(ctx):
+            extra = getattr(importlib.import_module(mod), fn)(rows, name, cfg.to_dict())
+        result["metrics"].update(extra.get("metrics", {}))
+        result["protocol"].update(extra.get("protocol", {}))
+        if extra.get("samples") is not None:
+            result["samples"] = extra["samples"]
+    return result
+
+
+def group_metrics(group_key: Any, leaves: list[str], tasks: dict[str, dict]) -> dict[str, dict]:
+    """Group aggregate as lm-eval defines it (aggregate_metric_list: mean, optionally weighted by size)."""
+    cfg = getattr(group_key, "config", None)
+    agg_list = (getattr(cfg, "aggregate_metric_list", None) or []) if cfg is not None else []
+    out: dict[str, dict] = {}
+    for item in agg_list:
+        item = item if isinstance(item, dict) else vars(item)
+        metric = item.get("metric")
+        weight = bool(item.get("weight_by_size", False))
+        vals, ws = [], []
+        for leaf in leaves:
+            m = tasks.get(leaf, {}).get("metrics", {}).get(metric)
+            if m is not None:
+                vals.append(m["value"])
+                ws.append(tasks[leaf]["n"] if weight else 1)
+        if vals:
+            out[f"{metric}_avg"] = {"value": float(np.average(vals, weights=ws)), "ci": None, "std": None,
+                                    "higher_is_better": True, "n_tasks": len(vals)}
+    return out
+
+
+# -- the run -------------------------------------------------------------------------------------------------
+def execute(spec: RunSpec, force: bool = False, progress: bool = True, log: Log = _stderr_log) -> Path:
+    """Run (or resume) ``spec``; returns its run directory."""
+    validate(spec)
+    data_root = resolve_data_dir(spec.data_dir or None)
+    cache = resolve_cache_dir(spec.cache_dir or None)
+    run = RunDir.for_spec(spec)
+    prior = run.load_results() if run.exists() and not force else {}
+    if force and run.path.exists():
+        for f in run.path.glob("*"):
+            if f.is_file():
+                f.unlink()
+    done = {t for t, r in prior.get("tasks", {}).items() if r.get("complete", True)}
+    done_top = set(prior.get("top_level_done", []))
+    todo = [t for t in spec.tasks if t not in done_top]
+    if not todo:
+        log(f"[toxbench] {run.path}: all tasks already complete (use --force to recompute)")
+        return run.path
+
+    from toxbench.harness.models import load_model, resolve_device
+    from toxbench.interventions import build
+    from toxbench.tasks import load_task_dict
+
+    t_start = time.time()
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_spec(spec)
+    device = resolve_device(spec.device)
+    run.write_env(device)
+    seed_everything(spec.seed)
+    loaded = load_model(spec.model, dtype=spec.dtype, device=device, revision=spec.model_revision,
+                        cache_dir=cache, trust_remote_code=spec.trust_remote_code)
+    intervention = build(
+        spec.intervention, spec.intervention_args, model=loaded.model, tokenizer=loaded.tokenizer,
+        model_fingerprint=loaded.fingerprint, model_name=spec.model, state=spec.intervention_state,
+        cache_dir=cache, data_dir=data_root, device=device, batch_size=spec.batch_size, seed=spec.seed, log=log,
+    )
+    override = intervention.model_override()
+    model_desc = loaded.describe()
+    if override:  # weight-space intervention: same base model identity, other weights
+        base_fp = loaded.fingerprint
+        loaded = load_model(spec.model, dtype=spec.dtype, device=device, cache_dir=cache, weights_override=override)
+        model_desc = {**model_desc, "weights": override, "weights_fingerprint": loaded.fingerprint,
+                      "fingerprint": base_fp}
+    lm = make_lm(spec, loaded, intervention, run.path)
+
+    ctx = RunContext(data_dir=data_root, cache_dir=cache, scorer=spec.scorer,
+                     scorer_options=dict(spec.scorer_args), seed=spec.seed, run_dir=run.path,
+                     extras={"model": spec.model})
+    results: dict[str, Any] = prior or {}
+    results.update(
+        toxbench_version=__version__, run_id=run.path.name, fingerprint=spec.fingerprint(), spec=spec.to_dict(),
+        protocol={"model": model_desc, "intervention": intervention.spec(), "versions": library_versions(),
+                  "seed": spec.seed, "limit": spec.limit, "shard": list(spec.shard) if spec.shard else None,
+                  "backend": spec.backend},
+    )
+    results.setdefault("tasks", {})
+    results.setdefault("groups", {})
+    results.setdefault("top_level_done", [])
+    results["completed"] = False
+
+    from lm_eval.evaluator import evaluate
+
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    for top in todo:
+        t0 = time.time()
+        with use_context(ctx):
+            task_dict = load_task_dict([top], spec.include_paths)
+            leaves = _leaves(task_dict)
+            samples_sel: dict[str, list[int]] = {}
+            for name, task in leaves:
+                apply_generation_overrides(task, spec)
+                samples_sel[name] = _doc_ids(task, spec.limit, spec.shard)
+            pending = [(n, t) for n, t in leaves if n not in done]
+            if pending:
+                log(f"[toxbench] {top}: evaluating {', '.join(n for n, _ in pending)}")
+                seed_everything(spec.seed)
+                sub = {k: v for k, v in task_dict.items()}
+                out = evaluate(lm, sub, samples={n: samples_sel[n] for n, _ in leaves}, log_samples=True,
+                               bootstrap_iters=0, verbosity="WARNING")
+                logged = (out or {}).get("samples", {})
+                for name, task in pending:
+                    rows = sample_rows(logged.get(name, []))
+                    summary = summarize_task(name, task, rows, spec, ctx, samples_sel[name])
+                    run.write_samples(name, summary.pop("samples", None) or rows)
+                    summary["wall_s"] = round(time.time() - t0, 2)
+                    results["tasks"][name] = summary
+                    done.add(name)
+                    run.save_results(results)
+            for gkey, gleaves in _groups(task_dict):
+                gname = getattr(gkey, "group_name", str(gkey))
+                results["groups"][gname] = {"tasks": gleaves,
+                                            "metrics": group_metrics(gkey, gleaves, results["tasks"])}
+        results["top_level_done"].append(top)
+        results["wall_s"] = round(results.get("wall_s", 0) + time.time() - t0, 2)
+        run.save_results(results)
+    results["completed"] = True
+    run.save_results(results)
+    log(f"[toxbench] wrote {run.results_file} in {time.time() - t_start:.1f}s")
+    return run.path
+
+
+def make_lm(spec: RunSpec, loaded: Any, intervention: Any, run_path: Path) -> Any:
+    if spec.backend == "vllm":
+        from toxbench.harness.vllm_backend import make_vllm_lm
+
+        return make_vllm_lm(spec, loaded, intervention, run_path)
+    from toxbench.harness.adapter import HookedLM
+
+    return HookedLM(loaded.model, tokenizer=loaded.tokenizer, intervention=intervention,
+                    generation_cache=run_path, seed=spec.seed, batch_size=spec.batch_size)

@@ -1,0 +1,109 @@
+"""Run directories (HELM style): ``runs/<run_id>/`` with run_spec.json, env.json, samples_<task>.jsonl,
+generations_<task>.jsonl (resume cache) and results.json — every file written atomically."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from toxbench.harness.errors import UsageError
+from toxbench.harness.io import atomic_write_json, atomic_write_text
+from toxbench.harness.paths import REPO_ROOT
+from toxbench.harness.spec import RunSpec
+
+TRACKED_PACKAGES = ("toxbench", "torch", "transformers", "lm_eval", "datasets", "numpy", "peft", "trl", "vllm",
+                    "accelerate", "safetensors", "h5py")
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for pkg in TRACKED_PACKAGES:
+        try:
+            out[pkg] = version(pkg.replace("_", "-") if pkg == "lm_eval" else pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def git_sha() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=5).stdout.strip() or None
+    except Exception:
+        return None
+
+
+def env_info(device: str) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "versions": library_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_sha": git_sha(),
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["cuda"] = {"device_name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
+                        "cuda_version": torch.version.cuda}
+    return info
+
+
+@dataclass
+class RunDir:
+    path: Path
+
+    @classmethod
+    def for_spec(cls, spec: RunSpec) -> RunDir:
+        return cls(Path(spec.output_dir) / spec.run_id())
+
+    @property
+    def spec_file(self) -> Path:
+        return self.path / "run_spec.json"
+
+    @property
+    def results_file(self) -> Path:
+        return self.path / "results.json"
+
+    def samples_file(self, task: str) -> Path:
+        return self.path / f"samples_{task}.jsonl"
+
+    def exists(self) -> bool:
+        return self.spec_file.is_file()
+
+    def load_spec(self) -> RunSpec:
+        if not self.spec_file.is_file():
+            raise UsageError(f"{str(self.path)!r} is not a toxbench run directory (no run_spec.json)")
+        return RunSpec.from_dict(json.loads(self.spec_file.read_text())["spec"])
+
+    def load_results(self) -> dict[str, Any]:
+        if not self.results_file.is_file():
+            return {}
+        return json.loads(self.results_file.read_text())
+
+    def save_results(self, results: dict[str, Any]) -> None:
+        atomic_write_json(self.results_file, results)
+
+    def write_spec(self, spec: RunSpec) -> None:
+        atomic_write_json(self.spec_file, {"fingerprint": spec.fingerprint(), "run_id": spec.run_id(),
+                                           "spec": spec.to_dict()})
+
+    def write_env(self, device: str) -> None:
+        atomic_write_json(self.path / "env.json", env_info(device))
+
+    def write_samples(self, task: str, rows: list[dict]) -> None:
+        text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+        atomic_write_text(self.samples_file(task), text)
+
+    def read_samples(self, task: str) -> list[dict]:
+        from toxbench.harness.io import read_jsonl
+
+        f = self.samples_file(task)
+        return read_jsonl(f) if f.is_file() else []
