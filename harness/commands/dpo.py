@@ -1,0 +1,91 @@
+"""`toxbench pairs`: offline preference pairs for DPO (the lead's `toxbench fit --intervention dpo` trains on them).
+
+Mount: ``cli.add_command(pairs)``. ``fit_dpo_options()`` returns the help text for the ``--intervention-arg``
+keys that ``toxbench fit --intervention dpo`` accepts (``pairs=PATH max_steps=200 lora_r=16 ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from toxbench.harness.errors import UsageError
+
+
+def _fail(msg: str) -> None:
+    """One line on stderr, exit 2 (the house convention for user mistakes)."""
+    click.echo(f"toxbench: error: {msg}", err=True)
+    sys.exit(2)
+
+
+def fit_dpo_options() -> str:
+    """The ``--intervention-arg KEY=VALUE`` keys of ``toxbench fit --intervention dpo`` with their defaults."""
+    from toxbench.interventions.dpo import DPO
+
+    lines = ["DPO arguments (--intervention-arg KEY=VALUE; defaults = the seed's paper configuration):"]
+    lines += [f"  {k}={v!r}" for k, v in DPO.defaults.items()]
+    lines.append("Small CPU configuration: see docs/dpo.md (e.g. epochs=1 warmup_steps=10 lora_r=16).")
+    return "\n".join(lines)
+
+
+@click.command("pairs")
+@click.option("--model", default="smollm2-135m", show_default=True, help="Embedded alias, local dir or hub id.")
+@click.option("--scorer", default="jigsaw-bilstm", show_default=True, help="Toxicity scorer that ranks samples.")
+@click.option("--pool", "pool", multiple=True, type=click.Path(dir_okay=False),
+              help="Prompt file(s) (RTP JSONL, RTP-LX JSON lines, or one prompt per line); "
+                   "default: the data dir's English RTP prompts that are not evaluation prompts.")
+@click.option("--n", "n", default=8, show_default=True, type=int, help="Samples per prompt.")
+@click.option("--margin", default=0.1, show_default=True, type=float,
+              help="Keep a pair only when rejected_score - chosen_score >= margin.")
+@click.option("--limit", default=None, type=int, help="Use only the first N prompts of the pool.")
+@click.option("--seed", default=1234, show_default=True, type=int)
+@click.option("--out", "out", default="pairs.jsonl", show_default=True, type=click.Path(dir_okay=False),
+              help="Output JSONL (appended; a rerun resumes it).")
+@click.option("--allow-overlap", is_flag=True, help="Keep pool prompts that are also evaluation prompts.")
+@click.option("--drop-overlap", is_flag=True, help="Silently drop pool prompts that are evaluation prompts.")
+@click.option("--import-pairwise", "import_path", default=None, type=click.Path(exists=False),
+              help="Convert the seeds' pairwise data (prompt_text/unpert_gen_text/pert_gen_text; file or folder) "
+                   "to --out instead of sampling.")
+@click.option("--max-new-tokens", default=20, show_default=True, type=int)
+@click.option("--batch-prompts", default=4, show_default=True, type=int, help="Prompts sampled per generate call.")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Data dir (default $TOXBENCH_DATA).")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--dtype", default="auto", show_default=True)
+def pairs(model: str, scorer: str, pool: tuple[str, ...], n: int, margin: float, limit: int | None, seed: int,
+          out: str, allow_overlap: bool, drop_overlap: bool, import_path: str | None, max_new_tokens: int,
+          batch_prompts: int, data_dir: str | None, cache_dir: str | None, device: str, dtype: str) -> None:
+    """Build DPO preference pairs from the model's own samples (least vs most toxic continuation per prompt)."""
+    try:
+        if import_path is not None:
+            from toxbench.harness.pairs import import_pairwise
+
+            rows = import_pairwise(import_path, out)
+            click.echo(json.dumps({"out": out, "pairs": len(rows), "source": import_path}))
+            return
+        if n < 2:
+            raise UsageError(f"--n must be at least 2 (a pair needs two samples), got {n}")
+        if margin < 0:
+            raise UsageError(f"--margin must be >= 0, got {margin}")
+        if limit is not None and limit < 1:
+            raise UsageError(f"--limit must be positive, got {limit}")
+        from toxbench.harness.pairs import build_pairs, resolve_pool
+        from toxbench.harness.paths import data_dir as resolve_data_dir
+
+        root = resolve_data_dir(data_dir)
+        # check the pool before loading anything heavy: a bad file or an overlap fails in a second
+        resolve_pool(list(pool) or None, root, allow_overlap=allow_overlap, drop_overlap=drop_overlap)
+        from toxbench.harness.models import load_model
+
+        loaded = load_model(model, dtype=dtype, device=device, cache_dir=cache_dir)
+        res = build_pairs(
+            loaded.model, loaded.tokenizer, list(pool) or None, n=n, scorer=scorer, margin=margin, seed=seed,
+            out_path=Path(out), data_dir=root, cache_dir=cache_dir, limit=limit, allow_overlap=allow_overlap,
+            drop_overlap=drop_overlap, max_new_tokens=max_new_tokens, batch_prompts=batch_prompts,
+        )
+        click.echo(json.dumps(res.to_dict(), sort_keys=True))
+    except UsageError as e:
+        _fail(str(e))
