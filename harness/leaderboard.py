@@ -1,0 +1,771 @@
+"""Leaderboards: run directories -> the tables a paper would print, honest about protocols.
+
+Every number is a *cell* (model, intervention, task, metric) measured under a task *protocol* (scorer + version,
+calibration, k, max tokens, sampling, data hash, limit, seed). Cells measured under different protocols never
+share a column: a table whose tasks were run under several protocols is split into one table per protocol
+variant, with a heading saying what differs (or, with ``strict=True``, refused with a one-line UsageError).
+Δ and reduction factors are taken against the same model's ``none`` row *in the same table*, so they never mix
+protocols either.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from toxbench.harness.errors import UsageError
+from toxbench.harness.io import atomic_write_json, atomic_write_text, canonical_json, sha256_text
+
+# -- metric vocabulary ------------------------------------------------------------------------------------------
+TOX_METRICS = ("expected_max_toxicity", "toxicity_probability", "toxic_fraction")
+SPLITS = ("@toxic_prompts", "@nontoxic_prompts")
+PPL_METRICS = ("word_perplexity", "perplexity", "perplexity_median", "byte_perplexity", "bits_per_byte")
+ACC_METRICS = ("acc_norm", "acc")  # acc_norm where lm-eval reports it, as the common-sense average does
+COND_METRICS = ("conditional_ppl_median", "conditional_ppl_mean")
+DIST_METRICS = ("dist-1", "dist-2", "dist-3")
+#: Every metric name the harness emits (used to validate names a user writes, e.g. in a baseline).
+KNOWN_METRICS = (
+    *TOX_METRICS, *(m + s for m in TOX_METRICS for s in SPLITS), *DIST_METRICS, *PPL_METRICS, *COND_METRICS,
+    "acc", "acc_norm", "acc_avg", "acc_norm_avg", "acc_stderr", "mc1", "mc2", "exact_match",
+)
+
+LABELS = {
+    "expected_max_toxicity": "EMT", "toxicity_probability": "Tox. prob.", "toxic_fraction": "Toxic frac.",
+    "word_perplexity": "word PPL", "perplexity": "PPL", "perplexity_median": "median PPL",
+    "byte_perplexity": "byte PPL", "bits_per_byte": "bits/byte",
+    "conditional_ppl_median": "cond. PPL (median)", "conditional_ppl_mean": "cond. PPL (mean)",
+    "acc_avg": "avg acc",
+}
+SPLIT_LABELS = {"@toxic_prompts": "toxic prompts", "@nontoxic_prompts": "non-toxic prompts"}
+#: Perplexities get 2 decimals; probabilities, accuracies and everything else 3.
+TWO_DECIMALS = {"word_perplexity", "perplexity", "perplexity_median", *COND_METRICS}
+#: Preferred task order (papers print these first); anything else follows alphabetically.
+TASK_ORDER = ("rtp_challenging", "rtp_nontoxic", "wikitext", "wiki_sentences", "wikitext103")
+#: Protocol fields shown as markers rather than as protocol differences.
+MARKER_FIELDS = ("lang", "scorer_language_ok")
+DAGGER = "†"
+REFERENCE = "none"
+
+
+def metric_label(metric: str) -> str:
+    base, _, split = metric.partition("@")
+    label = LABELS.get(base, base)
+    return f"{label} ({SPLIT_LABELS.get('@' + split, split)})" if split else label
+
+
+def decimals(metric: str) -> int:
+    return 2 if metric.partition("@")[0] in TWO_DECIMALS else 3
+
+
+def lower_is_better(metric: str) -> bool:
+    base = metric.partition("@")[0]
+    return base in TOX_METRICS or base in PPL_METRICS or base in COND_METRICS
+
+
+def task_sort_key(task: str) -> tuple[int, str]:
+    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+
+
+# -- loading run directories ------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One finished run directory (results.json with completed=true)."""
+
+    path: Path
+    results: dict[str, Any]
+    mtime: float
+
+    @property
+    def run_id(self) -> str:
+        return str(self.results.get("run_id") or self.path.name)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.results.get("spec") or {}
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        return self.results.get("protocol") or {}
+
+    @property
+    def model_name(self) -> str:
+        return str((self.protocol.get("model") or {}).get("name") or self.spec.get("model") or "?")
+
+    @property
+    def model_fingerprint(self) -> str:
+        return str((self.protocol.get("model") or {}).get("fingerprint") or "")
+
+    @property
+    def intervention_name(self) -> str:
+        name = self.spec.get("intervention") or (self.protocol.get("intervention") or {}).get("name") or REFERENCE
+        args = self.spec.get("intervention_args") or []
+        if args:
+            name += "[" + ",".join(f"{k}={v}" for k, v in args) + "]"
+        return str(name)
+
+    @property
+    def intervention_key(self) -> str:
+        return sha256_text(canonical_json(self.protocol.get("intervention")))[:8]
+
+    @property
+    def seed(self) -> Any:
+        return self.protocol.get("seed", self.spec.get("seed"))
+
+
+@dataclass
+class Collection:
+    runs: list[Run]
+    #: (run dir name, reason) for every run dir left out.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _is_run_dir(p: Path) -> bool:
+    return (p / "results.json").is_file() or (p / "run_spec.json").is_file()
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand RUNS arguments: each is a run dir or a folder holding run dirs (searched recursively)."""
+    found: dict[Path, None] = {}
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise UsageError(f"no such run dir or folder: {str(p)!r}")
+        if not p.is_dir():
+            raise UsageError(f"{str(p)!r} is not a directory; pass run dirs or folders of run dirs")
+        if _is_run_dir(p):
+            found[p] = None
+            continue
+        inner = sorted({f.parent for pat in ("results.json", "run_spec.json") for f in p.rglob(pat)})
+        if not inner:
+            raise UsageError(f"no run directories (results.json or run_spec.json) under {str(p)!r}")
+        for d in inner:
+            found[d] = None
+    return list(found)
+
+
+def load_run(path: Path) -> Run | str:
+    """A finished Run, or the reason this dir is skipped."""
+    f = path / "results.json"
+    if not f.is_file():
+        return "no results.json: not run yet, or still running"
+    try:
+        results = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        return f"unreadable results.json: {e.__class__.__name__}"
+    if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
+        return "results.json has no 'tasks'"
+    if results.get("completed") is not True:
+        return "completed=false: unfinished run"
+    return Run(path, results, f.stat().st_mtime)
+
+
+def collect(paths: Iterable[str | Path], warn: bool = True) -> Collection:
+    """Load every finished run under ``paths``; unfinished ones are skipped with a warning."""
+    runs, skipped = [], []
+    for d in find_run_dirs(paths):
+        r = load_run(d)
+        if isinstance(r, str):
+            skipped.append((d.name, r))
+            if warn:
+                warnings.warn(f"skipped run dir {str(d)!r}: {r}", stacklevel=2)
+        else:
+            runs.append(r)
+    return Collection(runs, skipped)
+
+
+# -- cells and protocols ----------------------------------------------------------------------------------------
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_flatten(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
+def protocol_id(proto: dict[str, Any]) -> str:
+    return sha256_text(canonical_json(proto))[:10]
+
+
+def task_protocol(run: Run, task: str) -> dict[str, Any]:
+    """The task's protocol plus the run's seed (sampling depends on it)."""
+    proto = dict((run.results["tasks"][task] or {}).get("protocol") or {})
+    proto["seed"] = run.seed
+    return proto
+
+
+def protocol_differences(protos: Sequence[dict[str, Any]]) -> list[str]:
+    """Dotted protocol keys whose values are not the same in all ``protos`` (marker fields left out)."""
+    flats = [_flatten({k: v for k, v in p.items() if k not in MARKER_FIELDS}) for p in protos]
+    keys = sorted(set().union(*flats)) if flats else []
+    return [k for k in keys if len({canonical_json(f.get(k)) for f in flats}) > 1]
+
+
+def _fmt_value(v: Any) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{16,}", v):
+        return v[:12]
+    return str(v).replace("|", "/")
+
+
+def _is_multilingual(task: str, proto: dict[str, Any]) -> tuple[str, str] | None:
+    """(family, lang) for a per-language task such as ``rtp_lx_de``; None for single-language tasks."""
+    lang = proto.get("lang")
+    if isinstance(lang, str) and lang and task.endswith("_" + lang):
+        return task[: -len(lang) - 1], lang
+    m = re.fullmatch(r"(rtp_lx|translated_pairwise\w*)_([a-z]{2}(?:-[A-Za-z]+)?)", task)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def task_kind(metrics: Iterable[str]) -> str:
+    names = {m.partition("@")[0] for m in metrics}
+    if names & set(TOX_METRICS):
+        return "toxicity"
+    if names & set(PPL_METRICS):
+        return "perplexity"
+    if names & {"acc", "acc_norm", "acc_avg", "acc_norm_avg"}:
+        return "zeroshot"
+    return "other"
+
+
+CELL_COLUMNS = ["model", "intervention", "task", "metric", "value", "ci_lo", "ci_hi", "higher_is_better",
+                "protocol", "kind", "family", "lang", "lang_ok", "n", "run_id", "source"]
+
+
+def _label_rows(runs: list[Run]) -> dict[int, tuple[str, str]]:
+    """(model label, intervention label) per run; disambiguates same names with different identities."""
+    fps: dict[str, set[str]] = {}
+    for r in runs:
+        fps.setdefault(r.model_name, set()).add(r.model_fingerprint)
+    ivs: dict[tuple[str, str], set[str]] = {}
+    for r in runs:
+        ivs.setdefault((r.model_name, r.intervention_name), set()).add(r.intervention_key)
+    out = {}
+    for i, r in enumerate(runs):
+        model = r.model_name
+        if len(fps[model]) > 1:
+            model += f"@{r.model_fingerprint[:8] or '?'}"
+        interv = r.intervention_name
+        if len(ivs[(r.model_name, interv)]) > 1:
+            interv += f"#{r.intervention_key[:6]}"
+        out[i] = (model, interv)
+    return out
+
+
+def build_cells(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], list[str]]:
+    """Long table of every metric of every run, the protocols by id, and duplicate warnings."""
+    runs = sorted(runs, key=lambda r: (r.mtime, str(r.path)))  # later runs override earlier duplicates
+    labels = _label_rows(runs)
+    protos: dict[str, dict[str, Any]] = {}
+    cells: dict[tuple, dict[str, Any]] = {}
+    notes: list[str] = []
+
+    def add(row: dict[str, Any]) -> None:
+        key = (row["model"], row["intervention"], row["task"], row["metric"], row["protocol"])
+        if key in cells and cells[key]["run_id"] != row["run_id"]:
+            note = (f"{row['model']} / {row['intervention']} / {row['task']}: measured twice under the same "
+                    f"protocol; using {row['run_id']} over {cells[key]['run_id']}")
+            if note not in notes:
+                notes.append(note)
+        cells[key] = row
+
+    for i, run in enumerate(runs):
+        model, interv = labels[i]
+        task_pids: dict[str, tuple[str, str, bool]] = {}
+        for task, tdata in run.results["tasks"].items():
+            tdata = tdata or {}
+            proto = task_protocol(run, task)
+            pid = protocol_id(proto)
+            protos[pid] = proto
+            metrics = tdata.get("metrics") or {}
+            kind = task_kind(metrics)
+            ml = _is_multilingual(task, proto) if kind == "toxicity" else None
+            lang_ok = proto.get("scorer_language_ok") is not False
+            task_pids[task] = (pid, kind, lang_ok)
+            for metric, m in metrics.items():
+                row = _metric_row(m)
+                if row is None:
+                    continue
+                add({"model": model, "intervention": interv, "task": task, "metric": metric, **row,
+                     "protocol": pid, "kind": kind, "family": ml[0] if ml else None,
+                     "lang": ml[1] if ml else proto.get("lang"), "lang_ok": lang_ok, "n": tdata.get("n"),
+                     "run_id": run.run_id, "source": "task"})
+        for group, gdata in (run.results.get("groups") or {}).items():
+            metrics = (gdata or {}).get("metrics") or {}
+            kind = task_kind(metrics)
+            members = (gdata or {}).get("tasks") or [t for t, (_, k, _) in task_pids.items() if k == kind]
+            members = [t for t in members if t in task_pids]
+            proto = {"group": group, "members": {t: task_pids[t][0] for t in sorted(members)}, "seed": run.seed}
+            pid = protocol_id(proto)
+            protos[pid] = proto
+            lang_ok = all(task_pids[t][2] for t in members)
+            for metric, m in metrics.items():
+                row = _metric_row(m)
+                if row is None:
+                    continue
+                add({"model": model, "intervention": interv, "task": group, "metric": metric, **row,
+                     "protocol": pid, "kind": kind, "family": None, "lang": None, "lang_ok": lang_ok,
+                     "n": None, "run_id": run.run_id, "source": "group"})
+    df = pd.DataFrame(list(cells.values()), columns=CELL_COLUMNS)
+    return df, protos, notes
+
+
+def _metric_row(m: Any) -> dict[str, Any] | None:
+    if isinstance(m, (int, float)) and not isinstance(m, bool):
+        m = {"value": m}
+    if not isinstance(m, dict) or not isinstance(m.get("value"), (int, float)) or isinstance(m.get("value"), bool):
+        return None
+    ci = m.get("ci") if isinstance(m.get("ci"), (list, tuple)) and len(m["ci"]) == 2 else (None, None)
+    return {"value": float(m["value"]), "ci_lo": None if ci[0] is None else float(ci[0]),
+            "ci_hi": None if ci[1] is None else float(ci[1]), "higher_is_better": m.get("higher_is_better")}
+
+
+# -- tables -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    """One table column: a (task, metric) cell shown as value, value [CI], reduction factor or Δ."""
+
+    task: str
+    metric: str
+    header: str
+    show: str = "value"  # value | ci | reduction | delta
+
+
+@dataclass
+class Table:
+    heading: str  # "" for an unsplit table, else a Markdown line saying what this protocol variant is
+    display: pd.DataFrame  # strings, as rendered
+    numbers: pd.DataFrame  # (model, intervention) x header -> float (value columns only)
+    protocols: list[tuple[str, str]]  # (task, protocol id) used by this table
+    daggers: list[tuple[str, str]]  # (task, lang) cells shown with a dagger
+    lo: pd.DataFrame | None = None  # 95% CI bounds, same shape as numbers (NaN where absent)
+    hi: pd.DataFrame | None = None
+
+    def markdown(self) -> str:
+        align = ["left", "left"] + ["right"] * (self.display.shape[1] - 2)
+        return self.display.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def _row_order(rows: Iterable[tuple[str, str]], order: Sequence[str] = ()) -> list[tuple[str, str]]:
+    def key(r: tuple[str, str]) -> tuple:
+        model, iv = r
+        base = iv.split("[")[0].split("#")[0]
+        rank = 0 if iv == REFERENCE else (1 + list(order).index(base) if base in order else 1 + len(order))
+        return (model, rank, iv)
+
+    return sorted(set(rows), key=key)
+
+
+def _num(v: Any) -> float | None:
+    """A float, or None for missing values (pandas turns None into NaN)."""
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _fmt(v: float | None, d: int) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.{d}f}"
+
+
+def _reduction(ref: float | None, v: float | None) -> str:
+    if ref is None or v is None:
+        return ""
+    if v == 0:
+        return "1.0×" if ref == 0 else "∞×"
+    return f"{ref / v:.1f}×"
+
+
+class Leaderboard:
+    """Cells + protocols of a set of runs, and the Markdown sections built from them."""
+
+    def __init__(self, collection: Collection, strict: bool = False, title: str = "Leaderboard",
+                 order: Sequence[str] = ()) -> None:
+        self.collection = collection
+        self.title = title
+        self.order = tuple(order)
+        self.cells, self.protocols, self.notes = build_cells(collection.runs)
+        if self.cells.empty:
+            raise UsageError("no finished runs to tabulate" + (
+                f" ({len(collection.skipped)} skipped: {', '.join(n for n, _ in collection.skipped[:5])})"
+                if collection.skipped else ""))
+        if strict:
+            self.check_strict()
+
+    # -- protocol handling --------------------------------------------------------------------------------------
+    def task_protocols(self, task: str) -> list[str]:
+        pids = self.cells.loc[self.cells.task == task, "protocol"]
+        return list(dict.fromkeys(pids))
+
+    def describe_difference(self, task: str, pids: Sequence[str]) -> str:
+        protos = [self.protocols[p] for p in pids]
+        diffs = protocol_differences(protos)
+        parts = []
+        for k in diffs:
+            vals = [_fmt_value(_flatten(p).get(k)) for p in protos]
+            parts.append(f"{k} {' vs '.join(dict.fromkeys(vals))}")
+        return f"{task}: " + "; ".join(parts)
+
+    def check_strict(self) -> None:
+        for task in sorted(set(self.cells.task), key=task_sort_key):
+            pids = self.task_protocols(task)
+            if len(pids) > 1:
+                raise UsageError(f"runs differ in protocol: {self.describe_difference(task, pids)} "
+                                 "(without --strict they go in separate tables)")
+
+    def _variants(self, tasks: Sequence[str]) -> list[tuple[str, dict[str, str | None], list[tuple[str, str]]]]:
+        """Split rows so that every task of a table has one protocol: [(heading, {task: pid}, rows)]."""
+        sub = self.cells[self.cells.task.isin(tasks)]
+        conflicting = [t for t in tasks if len(set(sub.loc[sub.task == t, "protocol"])) > 1]
+        rows = _row_order(zip(sub.model, sub.intervention), self.order)
+        groups: dict[tuple, list[tuple[str, str]]] = {}
+        for row in rows:
+            mine = sub[(sub.model == row[0]) & (sub.intervention == row[1])]
+            options = [list(dict.fromkeys(mine.loc[mine.task == t, "protocol"])) or [None] for t in conflicting]
+            for sig in itertools.product(*options):
+                groups.setdefault(sig, []).append(row)
+        out = []
+        for sig, grows in groups.items():
+            parts, missing = [], []
+            for t, pid in zip(conflicting, sig):
+                if pid is None:
+                    missing.append(t)
+                    continue
+                allp = list(dict.fromkeys(sub.loc[sub.task == t, "protocol"]))
+                protos = [self.protocols[p] for p in allp]
+                vals = _flatten(self.protocols[pid])
+                shown = ", ".join(f"{k}={_fmt_value(vals.get(k))}" for k in protocol_differences(protos))
+                parts.append(f"{t} with {shown}")
+            if parts:
+                heading = "**Protocol variant:** " + "; ".join(parts)
+                heading += f" (rows without {', '.join(missing)})" if missing else ""
+            else:
+                heading = f"**Rows without {', '.join(missing)}**" if missing else ""
+            out.append((heading, dict(zip(conflicting, sig)), grows))
+        return out
+
+    def table(self, columns: Sequence[Column]) -> list[Table]:
+        """Render ``columns`` for every row, one Table per protocol variant; empty columns are dropped."""
+        tasks = list(dict.fromkeys(c.task for c in columns))
+        sub = self.cells[self.cells.task.isin(tasks)]
+        if sub.empty:
+            return []
+        tables = []
+        for heading, sig, rows in self._variants(tasks):
+            # Conflicting tasks keep only this variant's protocol (the `none` reference included).
+            wanted = sub.task.map(lambda t: sig.get(t))
+            keep = sub[wanted.isna() | (wanted == sub.protocol)]
+            lookup = {(r.model, r.intervention, r.task, r.metric): r for r in keep.itertuples()}
+            disp: dict[str, list[str]] = {"model": [r[0] for r in rows], "intervention": [r[1] for r in rows]}
+            nums: dict[str, list[float | None]] = {}
+            los: dict[str, list[float | None]] = {}
+            his: dict[str, list[float | None]] = {}
+            used: dict[tuple[str, str], None] = {}
+            daggers: dict[tuple[str, str], None] = {}
+            for col in columns:
+                vals, numcol, locol, hicol = [], [], [], []
+                for model, iv in rows:
+                    cell = lookup.get((model, iv, col.task, col.metric))
+                    ref = lookup.get((model, REFERENCE, col.task, col.metric))
+                    numcol.append(cell.value if cell is not None else None)
+                    locol.append(_num(cell.ci_lo) if cell is not None else None)
+                    hicol.append(_num(cell.ci_hi) if cell is not None else None)
+                    if cell is not None:
+                        used[(col.task, cell.protocol)] = None
+                    vals.append(self._cell_text(col, cell, ref, iv, daggers))
+                if col.show in ("value", "ci"):
+                    nums[col.header], los[col.header], his[col.header] = numcol, locol, hicol
+                disp[col.header] = vals
+            display = pd.DataFrame(disp)
+            # Drop empty value columns and the Δ / × columns that hang off them.
+            empty = {c.header for c in columns if c.show in ("value", "ci") and not any(display[c.header])}
+            empty |= {c.header for c in columns if c.show in ("reduction", "delta")
+                      and not any(v not in ("", "ref") for v in display[c.header])}
+            display = display.drop(columns=sorted(empty))
+            if display.shape[1] <= 2:
+                continue
+            index = pd.MultiIndex.from_tuples(rows, names=["model", "intervention"])
+            frames = [pd.DataFrame(x, index=index, dtype=float) for x in (nums, los, his)]
+            numbers, lo, hi = (f.drop(columns=[c for c in f.columns if c in empty]) for f in frames)
+            tables.append(Table(heading, display, numbers, list(used), list(daggers), lo, hi))
+        return tables
+
+    @staticmethod
+    def _cell_text(col: Column, cell: Any, ref: Any, iv: str, daggers: dict) -> str:
+        if cell is None:
+            return ""
+        d = decimals(col.metric)
+        if col.show in ("reduction", "delta"):
+            if iv == REFERENCE:
+                return "ref"
+            if ref is None:
+                return ""
+            if col.show == "reduction":
+                return _reduction(ref.value, cell.value)
+            return f"{cell.value - ref.value:+.{d}f}"
+        text = _fmt(cell.value, d)
+        lo, hi = _num(cell.ci_lo), _num(cell.ci_hi)
+        if col.show == "ci" and lo is not None and hi is not None:
+            text += f" [{_fmt(lo, d)}, {_fmt(hi, d)}]"
+        if cell.lang_ok is False:
+            text += DAGGER
+            daggers[(cell.task, cell.lang if isinstance(cell.lang, str) else cell.task)] = None
+        return text
+
+    # -- sections -----------------------------------------------------------------------------------------------
+    def _tasks(self, kind: str, multilingual: bool | None = None, source: str = "task") -> list[str]:
+        sub = self.cells[(self.cells.kind == kind) & (self.cells.source == source)]
+        if multilingual is not None:
+            sub = sub[sub.family.notna() == multilingual]
+        return sorted(set(sub.task), key=task_sort_key)
+
+    def _metrics(self, task: str) -> list[str]:
+        return list(dict.fromkeys(self.cells.loc[self.cells.task == task, "metric"]))
+
+    def _primary_ppl(self, task: str) -> str | None:
+        have = self._metrics(task)
+        return next((m for m in PPL_METRICS if m in have), None)
+
+    def _acc_metric(self, task: str) -> str | None:
+        have = self._metrics(task)
+        return next((m for m in ("acc_norm_avg", "acc_avg", *ACC_METRICS) if m in have), None)
+
+    def sections(self) -> list[tuple[str, list[Column], str]]:
+        """(title, columns, intro) of every section, in print order."""
+        out: list[tuple[str, list[Column], str]] = []
+        tox = self._tasks("toxicity", multilingual=False)
+        tox_groups = self._tasks("toxicity", source="group")
+        ppl = self._tasks("perplexity")
+        zs = self._tasks("zeroshot")
+        zs_groups = self._tasks("zeroshot", source="group")
+
+        summary: list[Column] = []
+        for t in tox + tox_groups:
+            summary += [Column(t, "expected_max_toxicity", f"{t} EMT ↓"),
+                        Column(t, "expected_max_toxicity", f"{t} EMT ×", "reduction")]
+        for t in ppl:
+            if m := self._primary_ppl(t):
+                summary += [Column(t, m, f"{t} {metric_label(m)} ↓"), Column(t, m, f"{t} Δ{metric_label(m)}", "delta")]
+        for g in zs_groups:
+            if m := self._acc_metric(g):
+                summary += [Column(g, m, f"{g} {metric_label(m)} ↑"), Column(g, m, f"{g} Δ", "delta")]
+        if len({c.task for c in summary}) > 1:
+            out.append(("Summary", summary, "Headline metric of each task; CIs and protocols in the sections below."))
+
+        for t in tox:
+            cols = []
+            for m in TOX_METRICS:
+                cols += [Column(t, m, f"{metric_label(m)} ↓", "ci"), Column(t, m, f"{metric_label(m)} ×", "reduction")]
+            for m in COND_METRICS:
+                cols += [Column(t, m, f"{metric_label(m)} ↓", "ci"), Column(t, m, f"Δ{metric_label(m)}", "delta")]
+            cols += [Column(t, m, f"{m} ↑", "ci") for m in DIST_METRICS]
+            out.append((f"{t}: toxicity", cols, ""))
+            split = [Column(t, m + s, f"{metric_label(m + s)} ↓", "ci") for s in SPLITS for m in TOX_METRICS]
+            out.append((f"{t}: by prompt toxicity", split, "Prompts split at prompt toxicity 0.5."))
+
+        if ppl:
+            cols = []
+            for t in ppl:
+                primary = self._primary_ppl(t)
+                for m in PPL_METRICS:
+                    if m in self._metrics(t):
+                        cols.append(Column(t, m, f"{t} {metric_label(m)} ↓", "ci"))
+                        if m == primary:
+                            cols.append(Column(t, m, f"{t} Δ{metric_label(m)}", "delta"))
+            out.append(("Perplexity", cols, ""))
+
+        if zs:
+            cols = []
+            for g in zs_groups:
+                if m := self._acc_metric(g):
+                    cols += [Column(g, m, f"{g} {metric_label(m)} ↑", "ci"), Column(g, m, f"{g} Δ", "delta")]
+            for t in zs:
+                if m := self._acc_metric(t):
+                    cols.append(Column(t, m, f"{t} {m} ↑", "ci"))
+            out.append(("Common sense (zero-shot)", cols, "acc_norm where lm-eval reports it, else acc."))
+
+        families = sorted(set(self.cells.family.dropna()))
+        for fam in families:
+            sub = self.cells[self.cells.family == fam]
+            langs = sorted(set(zip(sub.lang, sub.task)))
+            groups = [g for g in tox_groups if g.startswith(fam)]
+            for m in ("expected_max_toxicity", "toxicity_probability"):
+                cols = [Column(t, m, lang) for lang, t in langs]
+                for g in groups:
+                    cols += [Column(g, m, f"{g} mean"), Column(g, m, f"{g} ×", "reduction")]
+                out.append((f"{fam}: {metric_label(m)} per language ↓", cols, ""))
+
+        known = set(tox) | set(tox_groups) | set(ppl) | set(zs) | set(zs_groups)
+        known |= set(self.cells.loc[self.cells.family.notna(), "task"])
+        other = sorted(set(self.cells.task) - known, key=task_sort_key)
+        if other:
+            cols = [Column(t, m, f"{t} {m}", "ci") for t in other for m in self._metrics(t)]
+            out.append(("Other metrics", cols, ""))
+        return out
+
+    def rendered(self) -> list[tuple[str, str, list[Table]]]:
+        return [(title, intro, self.table(cols)) for title, cols, intro in self.sections()]
+
+    # -- footnotes ----------------------------------------------------------------------------------------------
+    def protocol_lines(self, used: Sequence[tuple[str, str]]) -> list[str]:
+        """One line per protocol, tasks with the same settings (bar the data) merged."""
+        merged: dict[str, list[tuple[str, str]]] = {}
+        for task, pid in sorted(set(used), key=lambda x: task_sort_key(x[0])):
+            proto = self.protocols[pid]
+            if "group" in proto:
+                continue
+            shared = {k: v for k, v in proto.items() if k not in ("data_hash", "lang", "scorer_language_ok")}
+            merged.setdefault(canonical_json(shared), []).append((task, pid))
+        lines = []
+        for items in merged.values():
+            tasks = [t for t, _ in items]
+            proto = self.protocols[items[0][1]]
+            ns = sorted({int(n) for t, p in items for n in self.cells.loc[(self.cells.task == t)
+                         & (self.cells.protocol == p), "n"].dropna()})
+            name = f"**{tasks[0]}**" if len(tasks) == 1 else f"**{', '.join(tasks)}** ({len(tasks)} tasks)"
+            n = "" if not ns else (f" (n={ns[0]})" if len(ns) == 1 else f" (n={ns[0]}–{ns[-1]})")
+            parts = [describe_protocol(proto)]
+            hashes = [(t, self.protocols[p].get("data_hash")) for t, p in items if self.protocols[p].get("data_hash")]
+            if len(hashes) == 1:
+                parts.append(f"data sha256 {str(hashes[0][1])[:12]}")
+            elif hashes:
+                parts.append("data sha256 " + ", ".join(f"{t} {str(h)[:8]}" for t, h in hashes))
+            lines.append(f"- {name}{n}: " + "; ".join(p for p in parts if p))
+        return lines
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        nruns = len(self.collection.runs)
+        out.append(f"{nruns} run{'s' if nruns != 1 else ''}; a row per (model, intervention). ↓ lower is better, "
+                   "↑ higher is better. × = reduction factor against the same model's `none` row (none ÷ this); "
+                   "Δ = this − none; `ref` marks the `none` row. Brackets: 95% CI. Tables never mix protocols: "
+                   "when runs differ, each protocol variant gets its own table.")
+        out.append("")
+        for title, intro, tables in self.rendered():
+            if not tables:
+                continue
+            out += [f"## {title}", ""]
+            if intro:
+                out += [intro, ""]
+            for tb in tables:
+                if tb.heading:
+                    out += [tb.heading, ""]
+                out += [tb.markdown(), ""]
+                if title != "Summary":
+                    lines = self.protocol_lines(tb.protocols)
+                    if lines:
+                        out += ["Protocol:", "", *lines, ""]
+                if tb.daggers:
+                    out += [self.dagger_note(tb), ""]
+        if self.notes:
+            out += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
+        if self.collection.skipped:
+            out += ["Skipped: " + "; ".join(f"`{n}` ({why})" for n, why in self.collection.skipped) + ".", ""]
+        return "\n".join(out).rstrip() + "\n"
+
+    def _expand(self, pids: Iterable[str]) -> list[str]:
+        """Protocol ids with each group protocol replaced by its members'."""
+        out = []
+        for p in pids:
+            proto = self.protocols[p]
+            out += list(proto["members"].values()) if "group" in proto else [p]
+        return list(dict.fromkeys(out))
+
+    def dagger_note(self, tb: Table) -> str:
+        bad = [p for p in self._expand(p for _, p in tb.protocols)
+               if self.protocols[p].get("scorer_language_ok") is False]
+        scorers = sorted({describe_scorer(self.protocols[p].get("scorer")) for p in bad})
+        langs = [lang for t, lang in tb.daggers if lang != t]
+        groups = [t for t, lang in tb.daggers if lang == t]
+        where = ", ".join(langs) if langs else "some languages"
+        tail = f" (and in the means that include them: {', '.join(groups)})" if groups else ""
+        return (f"{DAGGER} scored by an English-only scorer ({'; '.join(scorers)}) in {where}{tail}: "
+                "not a valid toxicity measurement in these languages.")
+
+    # -- exports ------------------------------------------------------------------------------------------------
+    def long_table(self) -> pd.DataFrame:
+        return self.cells.sort_values(["model", "intervention", "task", "metric"], kind="stable").reset_index(drop=True)
+
+    def to_json(self) -> dict[str, Any]:
+        cells = self.long_table().astype(object).where(self.long_table().notna(), None)
+        return {"title": self.title, "cells": cells.to_dict(orient="records"),
+                "protocols": {k: self.protocols[k] for k in sorted(self.protocols)},
+                "skipped": [{"run": n, "reason": r} for n, r in self.collection.skipped]}
+
+
+def describe_scorer(s: Any) -> str:
+    if not isinstance(s, dict):
+        return str(s)
+    text = " ".join(str(x) for x in (s.get("name"), s.get("version")) if x)
+    cal = s.get("calibration")
+    return text + (f", calibrated ({cal})" if cal else ", uncalibrated")
+
+
+def describe_protocol(p: dict[str, Any]) -> str:
+    """The footnote text of one task protocol: every field, known ones in words."""
+    parts = []
+    if p.get("scorer") is not None:
+        parts.append(f"scorer {describe_scorer(p['scorer'])}")
+    if p.get("k") is not None:
+        parts.append(f"k={p['k']}")
+    if p.get("max_new_tokens") is not None:
+        parts.append(f"max {p['max_new_tokens']} new tokens")
+    s = p.get("sampling")
+    if isinstance(s, dict):
+        if s.get("do_sample") is False:
+            parts.append("greedy")
+        else:
+            parts.append("sampling " + ", ".join(f"{k}={s[k]}" for k in ("temperature", "top_p", "top_k") if k in s))
+    parts.append(f"seed {p.get('seed')}")
+    parts.append(f"limit {p.get('limit')}")
+    if p.get("task_version") is not None:
+        parts.append(f"task v{p['task_version']}")
+    shown = {"scorer", "k", "max_new_tokens", "sampling", "seed", "limit", "task_version", "data_hash", *MARKER_FIELDS}
+    for k, v in sorted(_flatten({k: v for k, v in p.items() if k not in shown}).items()):
+        parts.append(f"{k}={_fmt_value(v)}")
+    return "; ".join(parts)
+
+
+def build_leaderboard(runs: Iterable[str | Path], strict: bool = False, title: str = "Leaderboard",
+                      order: Sequence[str] = (), warn: bool = True) -> Leaderboard:
+    """Collect run dirs (or folders of them) and tabulate them; see ``Leaderboard.markdown``."""
+    return Leaderboard(collect(runs, warn=warn), strict=strict, title=title, order=order)
+
+
+def write_leaderboard(lb: Leaderboard, out: str | Path, csv: bool = False, json_: bool = False,
+                      plots: bool = True) -> list[Path]:
+    """Write ``out`` (Markdown) and, beside it, the CSV / JSON exports and PNG plots; returns the paths."""
+    out = Path(out)
+    if out.suffix != ".md":
+        out = out.with_suffix(".md") if not out.suffix else out
+    written = [out]
+    atomic_write_text(out, lb.markdown())
+    if csv:
+        p = out.with_suffix(".csv")
+        atomic_write_text(p, lb.long_table().to_csv(index=False))
+        written.append(p)
+    if json_:
+        p = out.with_suffix(".json")
+        atomic_write_json(p, lb.to_json())
+        written.append(p)
+    if plots:
+        from toxbench.harness.plots import write_plots
+
+        written += [p for p, _ in write_plots(lb, out.parent, out.stem)]
+    return written
