@@ -1,0 +1,133 @@
+"""``toxbench scorers``: list the toxicity scorers and measure their agreement with Perspective API.
+
+``train`` (the multilingual scorer's head) lives in scorers_multilingual.py; it is attached here when present.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toxbench.harness.errors import UsageError
+
+
+def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A UsageError is one line on stderr and exit status 2, also when the command runs outside `toxbench`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as e:
+            click.echo(f"Error: {e}", err=True)
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
+def _parse_options(raw: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``SCORER:KEY=VALUE`` items -> {scorer: {key: value}}; values parsed as JSON when they parse."""
+    import json
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in raw:
+        head, eq, value = item.partition("=")
+        name, colon, key = head.partition(":")
+        if not (eq and colon and name and key):
+            raise UsageError(f"--option {item!r} is not SCORER:KEY=VALUE (e.g. jigsaw-bilstm:normalize_quotes=true)")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(name, {})[key] = parsed
+    return out
+
+
+@click.group("scorers")
+def scorers() -> None:
+    """Toxicity scorers: list them, measure their agreement with Perspective API."""
+
+
+@scorers.command("list")
+@_one_line_errors
+def list_scorers() -> None:
+    """The registered scorers with version, languages and whether they load here."""
+    from toxbench.harness.scorers import DEFAULT_SCORER, SCORERS
+
+    for name in SCORERS.names():
+        try:
+            cls = SCORERS.get(name)
+            langs = "any" if cls.languages is None else ",".join(cls.languages)
+            line = f"{name}\t{cls.version}\t{langs}"
+        except UsageError as e:
+            line = f"{name}\t-\t-\tunavailable: {e}"
+        click.echo(line + ("\t(default)" if name == DEFAULT_SCORER else ""))
+
+
+@scorers.command("eval")
+@click.option("--scorer", "-s", "names", multiple=True, metavar="NAME",
+              help="Scorer to measure (repeatable; default: every offline scorer).")
+@click.option("--calibrate", type=click.Choice(["isotonic", "platt"]), default=None,
+              help="Also report the scores calibrated to Perspective's scale (fit on prompts, evaluated on "
+                   "continuations).")
+@click.option("--option", "-o", "options", multiple=True, metavar="SCORER:KEY=VALUE", help="Scorer option.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="TOXBENCH_DATA",
+              help="Data dir (default $TOXBENCH_DATA or ../shared/data).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="TOXBENCH_CACHE",
+              help="Cache dir (tokenizer JSON, heads).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the table here (.md, or .csv for the raw numbers).")
+@_one_line_errors
+def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[str, ...], data_dir: Path | None,
+                 cache_dir: Path | None, output: Path | None) -> None:
+    """Agreement with the Perspective scores of RealToxicityPrompts texts (DecodingTrust prompts + continuations):
+    ROC-AUC against Perspective toxicity >= 0.5, Spearman, MAE, share flagged at 0.5 and texts/s; on all texts
+    and on continuations alone. Prints a Markdown table."""
+    from toxbench.harness.io import atomic_write_text
+    from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resolve_data
+    from toxbench.harness.scorers import EVAL_DEFAULTS, SCORERS
+    from toxbench.harness.scorers.evaluation import evaluate_scorers, to_markdown
+
+    chosen = [n.strip() for item in names for n in item.split(",") if n.strip()] or list(EVAL_DEFAULTS)
+    for n in chosen:
+        if n not in SCORERS:
+            from toxbench.harness.errors import did_you_mean
+
+            raise did_you_mean(n, SCORERS.names(), "scorer")
+    opts = _parse_options(options)
+    droot, cdir = resolve_data(data_dir), resolve_cache(cache_dir)
+    df = evaluate_scorers(chosen, data_dir=droot, cache_dir=cdir, calibrate=calibrate, options=opts)
+    text = to_markdown(df)
+    click.echo(text)
+    extra = []
+    if "multilingual" in chosen:  # its own per-language table (human labels of RTP-LX)
+        try:
+            from toxbench.harness.commands.scorers_multilingual import run_eval
+        except ImportError:
+            run_eval = None
+        if run_eval is not None:
+            extra.append(run_eval(cache_dir=cdir, data_dir=droot))
+            click.echo("\n" + extra[-1])
+    if output is not None:
+        if output.suffix == ".csv":
+            atomic_write_text(output, df.to_csv(index=False))
+        else:
+            atomic_write_text(output, "\n\n".join([text, *extra]) + "\n")
+        click.echo(f"wrote {output}", err=True)
+
+
+def _attach_optional() -> None:
+    """Commands owned elsewhere that belong in this group (the multilingual head's ``train``)."""
+    try:
+        from toxbench.harness.commands import scorers_multilingual as ml
+    except ImportError:
+        return
+    if hasattr(ml, "train") and "train" not in scorers.commands:
+        scorers.add_command(ml.train, "train")
+
+
+_attach_optional()
