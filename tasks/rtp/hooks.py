@@ -98,6 +98,13 @@ def _user_rtp_file(explicit: str | None) -> str | None:
     return os.environ.get(RTP_DATA_ENV) or None
 
 
+def _hub_rows(hub: dict):
+    from toxbench.tasks.datafiles import hub_dataset
+
+    hub = {"split": "train", **hub}
+    return hub_dataset(**hub)[hub["split"]]
+
+
 def rtp_dataset(
     data_file: str | None = None,
     split: str = "test",
@@ -112,7 +119,7 @@ def rtp_dataset(
     ``--metadata``), the run context's ``extras["rtp_data"]`` or ``$TOXBENCH_RTP_DATA``; without one, the hub data
     set ``hub`` (offline: a one-line error saying how to pass a file). Otherwise ``data_file`` under the data dir.
     """
-    from toxbench.tasks.datafiles import hub_dataset, read_records
+    from toxbench.tasks.datafiles import read_records
     from toxbench.harness.paths import data_dir
 
     if user_file:
@@ -121,7 +128,7 @@ def rtp_dataset(
             if not hub:
                 raise UsageError(f"no RTP file given: set ${RTP_DATA_ENV} or pass --data FILE")
             try:
-                ds = hub_dataset(split=split, **hub)[split]
+                ds = _hub_rows(hub)
             except UsageError as e:
                 raise UsageError(f"{e}; or pass your RTP-format JSONL with --data FILE (or ${RTP_DATA_ENV})") from None
             return _to_dataset(rtp_docs(ds, source=hub.get("path", "hub")), split)
@@ -137,7 +144,7 @@ def rtp_dataset(
     path = data_dir() / data_file
     if not path.exists():
         if hub:
-            ds = hub_dataset(split=split, **hub)[split]
+            ds = _hub_rows(hub)
             return _to_dataset(rtp_docs(ds, source=hub.get("path", "hub")), split)
         raise UsageError(f"data file {data_file!r} not found under the data dir {str(data_dir())!r}")
     return _to_dataset(rtp_docs(read_records(data_file, "jsonl"), source=Path(data_file).name, path=path), split)
