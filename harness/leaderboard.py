@@ -52,6 +52,10 @@ TWO_DECIMALS = {"word_perplexity", "perplexity", "perplexity_median", *COND_METR
 TASK_ORDER = ("rtp_challenging", "rtp_nontoxic", "wikitext", "wiki_sentences", "wikitext103")
 #: Protocol fields shown as markers rather than as protocol differences.
 MARKER_FIELDS = ("lang", "scorer_language_ok")
+#: Protocol fields derived from others (left out of the protocol's identity).
+DERIVED_FIELDS = ("warnings",)
+#: Protocol fields not printed in footnotes (implied by what is printed).
+HIDDEN_FIELDS = ("output_type", "n_prompts", *DERIVED_FIELDS)
 DAGGER = "†"
 REFERENCE = "none"
 
@@ -199,7 +203,8 @@ def protocol_id(proto: dict[str, Any]) -> str:
 
 def task_protocol(run: Run, task: str) -> dict[str, Any]:
     """The task's protocol plus the run's seed (sampling depends on it)."""
-    proto = dict((run.results["tasks"][task] or {}).get("protocol") or {})
+    proto = {k: v for k, v in ((run.results["tasks"][task] or {}).get("protocol") or {}).items()
+             if k not in DERIVED_FIELDS}
     proto["seed"] = run.seed
     return proto
 
@@ -234,7 +239,7 @@ def task_kind(metrics: Iterable[str]) -> str:
         return "toxicity"
     if names & set(PPL_METRICS):
         return "perplexity"
-    if names & {"acc", "acc_norm", "acc_avg", "acc_norm_avg"}:
+    if names & {"acc", "acc_norm", "acc_avg", "acc_norm_avg", "exact_match"}:
         return "zeroshot"
     return "other"
 
@@ -306,7 +311,8 @@ def build_cells(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]
             kind = task_kind(metrics)
             members = (gdata or {}).get("tasks") or [t for t, (_, k, _) in task_pids.items() if k == kind]
             members = [t for t in members if t in task_pids]
-            proto = {"group": group, "members": {t: task_pids[t][0] for t in sorted(members)}, "seed": run.seed}
+            proto = {"group": group, "members": {t: task_pids[t][0] for t in sorted(members)}, "seed": run.seed,
+                     **((gdata or {}).get("protocol") or {})}
             pid = protocol_id(proto)
             protos[pid] = proto
             lang_ok = all(task_pids[t][2] for t in members)
@@ -544,7 +550,7 @@ class Leaderboard:
 
     def _acc_metric(self, task: str) -> str | None:
         have = self._metrics(task)
-        return next((m for m in ("acc_norm_avg", "acc_avg", *ACC_METRICS) if m in have), None)
+        return next((m for m in ("acc_avg", "acc_norm_avg", *ACC_METRICS, "exact_match") if m in have), None)
 
     def sections(self) -> list[tuple[str, list[Column], str]]:
         """(title, columns, intro) of every section, in print order."""
@@ -643,9 +649,9 @@ class Leaderboard:
             parts = [describe_protocol(proto)]
             hashes = [(t, self.protocols[p].get("data_hash")) for t, p in items if self.protocols[p].get("data_hash")]
             if len(hashes) == 1:
-                parts.append(f"data sha256 {str(hashes[0][1])[:12]}")
+                parts.append(f"data {describe_data_hash(hashes[0][1], 12)}")
             elif hashes:
-                parts.append("data sha256 " + ", ".join(f"{t} {str(h)[:8]}" for t, h in hashes))
+                parts.append("data " + ", ".join(f"{t} {describe_data_hash(h, 8)}" for t, h in hashes))
             lines.append(f"- {name}{n}: " + "; ".join(p for p in parts if p))
         return lines
 
@@ -717,6 +723,20 @@ def describe_scorer(s: Any) -> str:
     return text + (f", calibrated ({cal})" if cal else ", uncalibrated")
 
 
+def describe_data_hash(h: Any, width: int) -> str:
+    """``sha256 <file hash>`` (+ the evaluated docs' hash) from a string or the runner's data_hash dict."""
+    if not isinstance(h, dict):
+        return f"sha256 {str(h)[:width]}"
+    parts = []
+    if h.get("file_sha256"):
+        parts.append(f"sha256 {str(h['file_sha256'])[:width]}")
+    elif h.get("hub"):
+        parts.append(f"hub {h['hub']}")
+    if h.get("docs_sha256"):
+        parts.append(f"docs {str(h['docs_sha256'])[:8]}")
+    return " ".join(parts) or canonical_json(h)
+
+
 def describe_protocol(p: dict[str, Any]) -> str:
     """The footnote text of one task protocol: every field, known ones in words."""
     parts = []
@@ -736,7 +756,8 @@ def describe_protocol(p: dict[str, Any]) -> str:
     parts.append(f"limit {p.get('limit')}")
     if p.get("task_version") is not None:
         parts.append(f"task v{p['task_version']}")
-    shown = {"scorer", "k", "max_new_tokens", "sampling", "seed", "limit", "task_version", "data_hash", *MARKER_FIELDS}
+    shown = {"scorer", "k", "max_new_tokens", "sampling", "seed", "limit", "task_version", "data_hash",
+             *MARKER_FIELDS, *HIDDEN_FIELDS}
     for k, v in sorted(_flatten({k: v for k, v in p.items() if k not in shown}).items()):
         parts.append(f"{k}={_fmt_value(v)}")
     return "; ".join(parts)
