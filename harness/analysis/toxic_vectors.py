@@ -288,7 +288,7 @@ def _cell(token: str) -> str:
 
 def write_toxic_vectors_report(
     out: Path, vectors: list[ToxicVector], model: torch.nn.Module, tokenizer: Any, model_name: str,
-    probe: ToxicityProbe, n_prompts: int, topk_tokens: int = 10,
+    probe: ToxicityProbe, n_prompts: int | str, topk_tokens: int = 10,
 ) -> list[Path]:
     """toxic_vectors.md/.csv (every candidate; vocabulary projections of the kept ones), toxic_vectors.png,
     toxic_vectors.safetensors (the kept list, usable as ``--intervention-state`` of ``toxic-vectors``)."""
