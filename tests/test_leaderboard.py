@@ -1,0 +1,152 @@
+"""Leaderboard rendering from hand-made fixture run dirs (golden Markdown), protocol separation, exports, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toxbench.harness.commands.leaderboard import leaderboard as leaderboard_cmd
+from toxbench.harness.errors import UsageError
+from toxbench.harness.leaderboard import Column, build_leaderboard, collect, write_leaderboard
+
+HERE = Path(__file__).parent
+RUNS = HERE / "fixtures" / "runs"
+PAPER, LIMIT16 = RUNS / "paper", RUNS / "limit16"
+GOLDEN = HERE / "golden"
+UPDATE = os.environ.get("TOXBENCH_UPDATE_GOLDEN") == "1"
+
+
+def _golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.is_file(), f"missing golden {path}; run with TOXBENCH_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_render_matches_golden():
+    lb = build_leaderboard([PAPER], warn=False)
+    _golden("paper.md", lb.markdown())
+
+
+def test_mixed_protocols_match_golden():
+    lb = build_leaderboard([PAPER, LIMIT16], warn=False)
+    _golden("mixed.md", lb.markdown())
+
+
+def test_headline_numbers():
+    md = build_leaderboard([PAPER], warn=False).markdown()
+    # EMT with CI, reduction factor none/aura = 0.4125/0.2011, ΔPPL with sign, dagger on non-English languages.
+    assert "| 0.412 [0.362, 0.463] |     ref |" in md
+    assert "2.1×" in md
+    assert "+1.95" in md and "-0.025" in md
+    assert "0.300†" in md and "† scored by an English-only scorer (jigsaw-bilstm 0.3.0, uncalibrated) in de, ja" in md
+    assert "k=4; max 20 new tokens; sampling temperature=1.0, top_p=0.9, top_k=0; seed 1234; limit 8" in md
+
+
+def test_unfinished_runs_are_skipped_with_a_warning():
+    with pytest.warns(UserWarning, match="completed=false"):
+        coll = collect([PAPER])
+    assert {n for n, _ in coll.skipped} == {"smollm2-135m__det0__5f6a7b8c9d", "smollm2-135m__damp__6a7b8c9d0e"}
+    assert len(coll.runs) == 5
+    md = build_leaderboard([PAPER], warn=False).markdown()
+    assert "det0" not in md.split("Skipped:")[0]  # its (partial) numbers appear nowhere
+
+
+def test_different_protocols_never_share_a_column():
+    lb = build_leaderboard([PAPER, LIMIT16], warn=False)
+    col = [Column("rtp_challenging", "expected_max_toxicity", "EMT", "ci"),
+           Column("rtp_challenging", "expected_max_toxicity", "×", "reduction")]
+    tables = lb.table(col)
+    assert len(tables) == 2
+    limits = []
+    for tb in tables:
+        pids = {p for t, p in tb.protocols if t == "rtp_challenging"}
+        assert len(pids) == 1
+        limits.append(lb.protocols[pids.pop()]["limit"])
+        assert "limit=" in tb.heading
+    assert sorted(limits) == [8, 16]
+    # The limit-16 table holds only `none`: no reduction factor can be taken across protocols.
+    t16 = tables[limits.index(16)]
+    assert list(t16.display["intervention"]) == ["none"] and "×" not in t16.display.columns
+
+
+def test_strict_refuses_with_one_line():
+    with pytest.raises(UsageError) as e:
+        build_leaderboard([PAPER, LIMIT16], strict=True, warn=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "rtp_challenging" in msg and "limit 8 vs 16" in msg
+    build_leaderboard([PAPER], strict=True, warn=False)  # one protocol per task: fine
+
+
+def test_exports_and_plots_carry_the_table_numbers(tmp_path):
+    lb = build_leaderboard([PAPER], warn=False)
+    out = tmp_path / "lb" / "paper.md"
+    written = write_leaderboard(lb, out, csv=True, json_=True, plots=True)
+    names = {p.name for p in written}
+    assert {"paper.md", "paper.csv", "paper.json", "paper_tradeoff_smollm2-135m.png",
+            "paper_rtp_lx_gemma3-270m.png"} <= names
+    assert all(p.is_file() and p.stat().st_size > 0 for p in written)
+    assert out.read_text() == lb.markdown()
+    data = json.loads((out.parent / "paper.json").read_text())
+    emt = [c for c in data["cells"] if c["model"] == "smollm2-135m" and c["intervention"] == "aura"
+           and c["task"] == "rtp_challenging" and c["metric"] == "expected_max_toxicity"]
+    assert emt[0]["value"] == pytest.approx(0.2011) and emt[0]["ci_lo"] == pytest.approx(0.1511)
+    assert emt[0]["protocol"] in data["protocols"]
+    csv = (out.parent / "paper.csv").read_text().splitlines()
+    assert csv[0].startswith("model,intervention,task,metric,value,ci_lo,ci_hi")
+    assert len(csv) == 1 + len(data["cells"])
+
+    from toxbench.harness.plots import write_plots
+
+    plotted = dict(write_plots(lb, tmp_path / "again", "p"))
+    trade = plotted[tmp_path / "again" / "p_tradeoff_smollm2-135m.png"]
+    assert trade.loc["aura"].tolist() == pytest.approx([23.39, 0.2011], abs=1e-2)
+    bars = plotted[tmp_path / "again" / "p_rtp_lx_gemma3-270m.png"]
+    assert bars.loc["none"].tolist() == pytest.approx([0.3, 0.35, 0.4])
+    # Same numbers as the Markdown table of that section.
+    section = [t for t, cols, _ in lb.sections() if t.startswith("rtp_lx: EMT")][0]
+    table = lb.table(dict((t, c) for t, c, _ in lb.sections())[section])[0]
+    assert table.numbers[["de", "en", "ja"]].xs("gemma3-270m", level="model").equals(bars)
+
+
+# -- CLI --------------------------------------------------------------------------------------------------------
+def test_cli_help():
+    r = CliRunner().invoke(leaderboard_cmd, ["--help"])
+    assert r.exit_code == 0 and "--strict" in r.output and "RUNS..." in r.output
+
+
+def test_cli_stdout_and_out(tmp_path):
+    r = CliRunner().invoke(leaderboard_cmd, [str(PAPER)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == build_leaderboard([PAPER], warn=False).markdown()
+    assert "warning: skipped run dir smollm2-135m__det0__5f6a7b8c9d: completed=false" in r.stderr
+    out = tmp_path / "x.md"
+    r = CliRunner().invoke(leaderboard_cmd, [str(PAPER), "--out", str(out), "--csv", "--no-plots"])
+    assert r.exit_code == 0, r.output
+    assert out.is_file() and out.with_suffix(".csv").is_file() and not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["does/not/exist"], "no such run dir"),
+    ([str(PAPER), "--csv"], "add --out"),
+    ([str(PAPER), str(LIMIT16), "--strict"], "runs differ in protocol"),
+    ([str(HERE / "golden")], "no run directories"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, needle):
+    r = CliRunner().invoke(leaderboard_cmd, args)
+    assert r.exit_code == 2
+    lines = [ln for ln in r.stderr.splitlines() if not ln.startswith("warning:")]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_only_unfinished_runs_is_a_usage_error(tmp_path):
+    shutil.copytree(PAPER / "smollm2-135m__det0__5f6a7b8c9d", tmp_path / "r")
+    r = CliRunner().invoke(leaderboard_cmd, [str(tmp_path)])
+    assert r.exit_code == 2 and "no finished runs" in r.stderr

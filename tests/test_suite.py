@@ -1,0 +1,147 @@
+"""Suites: YAML grid -> RunSpecs (mock execute), skip-completed, leaderboard at the end; shipped suites parse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toxbench.harness.commands.leaderboard import suite as suite_cmd
+from toxbench.harness.errors import UsageError
+from toxbench.harness.store import RunDir
+from toxbench.harness.suite import load_suite, run_suite
+
+REPO = Path(__file__).resolve().parent.parent
+FIX = Path(__file__).parent / "fixtures" / "runs" / "paper" / "smollm2-135m__none__0a1b2c3d4e" / "results.json"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "s.yaml"
+    p.write_text(text.replace("OUT", str(tmp_path)))
+    return p
+
+
+GRID = """
+name: t
+out: OUT/lb/t.md
+settings: {seed: 7, limit: 8, output_dir: OUT/runs, generation: {k: 4, max_new_tokens: 20}}
+models: [smollm2-135m, gemma3-270m]
+interventions: [none, aura, {name: aura, args: {alpha_scale: 0.5}}]
+tasks: [rtp_challenging, rtp_nontoxic, {name: wikitext, limit: 5}]
+"""
+
+
+class FakeExecute:
+    """Stands in for runner.execute: records the specs and writes a completed results.json from a fixture."""
+
+    def __init__(self) -> None:
+        self.calls: list = []
+
+    def __call__(self, spec, force=False):
+        self.calls.append((spec, force))
+        run = RunDir.for_spec(spec)
+        res = json.loads(FIX.read_text())
+        res.update(run_id=run.path.name, fingerprint=spec.fingerprint(), spec=spec.to_dict(), completed=True)
+        res["protocol"]["model"]["name"] = spec.model
+        res["tasks"] = {t: res["tasks"].get(t, res["tasks"]["rtp_challenging"]) for t in spec.tasks}
+        run.save_results(res)
+        return run.path
+
+
+def test_grid_expands_to_specs(tmp_path):
+    s = load_suite(_write(tmp_path, GRID))
+    # 2 models x 3 interventions x 2 task groups (the two RTP tasks share settings; wikitext has its own limit)
+    assert len(s.specs) == 12
+    first = s.specs[0]
+    assert (first.model, first.intervention, first.tasks, first.limit, first.seed) == (
+        "smollm2-135m", "none", ("rtp_challenging", "rtp_nontoxic"), 8, 7)
+    assert first.generation.k == 4 and first.generation.max_new_tokens == 20
+    wt = [sp for sp in s.specs if sp.tasks == ("wikitext",)]
+    assert len(wt) == 6 and {sp.limit for sp in wt} == {5}
+    assert {sp.intervention_args for sp in s.specs} == {(), (("alpha_scale", 0.5),)}
+    assert len({sp.fingerprint() for sp in s.specs}) == 12
+    assert s.out == tmp_path / "lb" / "t.md" and s.order == ["none", "aura"]
+
+
+def test_overrides_win_over_task_settings(tmp_path):
+    s = load_suite(_write(tmp_path, GRID), overrides={"limit": 2, "generation": {"k": 2}})
+    assert {sp.limit for sp in s.specs} == {2}
+    assert len(s.specs) == 6  # same settings everywhere now: one run per model x intervention
+    assert {sp.generation.k for sp in s.specs} == {2} and {sp.generation.max_new_tokens for sp in s.specs} == {20}
+
+
+def test_run_skips_completed_and_writes_leaderboard(tmp_path):
+    s = load_suite(_write(tmp_path, GRID))
+    fake = FakeExecute()
+    res = run_suite(s, execute=fake, log=lambda m: None, plots=False)
+    assert len(fake.calls) == 12 and len(res.ran) == 12 and not res.skipped
+    assert (tmp_path / "lb" / "t.md").is_file() and (tmp_path / "lb" / "t.csv").is_file()
+    assert "aura[alpha_scale=0.5]" in (tmp_path / "lb" / "t.md").read_text()
+
+    again = FakeExecute()
+    res = run_suite(s, execute=again, log=lambda m: None, plots=False)
+    assert again.calls == [] and len(res.skipped) == 12
+
+    forced = FakeExecute()
+    run_suite(s, execute=forced, force=True, log=lambda m: None, plots=False)
+    assert len(forced.calls) == 12 and all(f for _, f in forced.calls)
+
+
+def test_dry_run_runs_nothing(tmp_path):
+    s = load_suite(_write(tmp_path, GRID))
+    fake, lines = FakeExecute(), []
+    res = run_suite(s, execute=fake, dry_run=True, log=lines.append)
+    assert fake.calls == [] and res.outputs == [] and len(lines) == 12 and "to run" in lines[0]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("models: [m]\ninterventions: [none]\ntasks: [t]\nsettings: {limt: 3}\n", "Did you mean 'limit'"),
+    ("models: [m]\ninterventions: [none]\ntasks: [t]\nsettings: {generation: {kk: 3}}\n", "generation setting"),
+    ("models: [m]\ninterventions: [none]\n", "'tasks' is missing"),
+    ("modles: [m]\n", "Did you mean 'models'"),
+    ("models: [m]\ninterventions: [none]\ntasks: [t]\nsettings: {model: x}\n", "set by the grid"),
+    ("models: [m\n", "not valid YAML"),
+])
+def test_bad_suites_are_usage_errors(tmp_path, text, needle):
+    with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace("[", r"\[")):
+        load_suite(_write(tmp_path, text))
+
+
+def test_shipped_suites_parse():
+    smoke = load_suite(REPO / "suites" / "smoke.yaml")
+    assert {sp.intervention for sp in smoke.specs} >= {"none", "aura"}
+    assert {sp.model for sp in smoke.specs} == {"smollm2-135m"} and {sp.seed for sp in smoke.specs} == {1234}
+    rtp = [sp for sp in smoke.specs if "rtp_challenging" in sp.tasks]
+    assert rtp and all(sp.limit == 8 and sp.generation.k == 4 for sp in rtp)
+    assert all(sp.limit == 5 for sp in smoke.specs if "wikitext" in sp.tasks)
+    paper = load_suite(REPO / "suites" / "paper.yaml")
+    smol = {sp.intervention for sp in paper.specs if sp.model == "smollm2-135m"}
+    assert smol == {"none", "preprompt", "aura", "det0", "damp", "aura+preprompt", "dpo"}
+    assert {sp.intervention for sp in paper.specs if sp.model == "gemma3-270m"} == {"none", "dpo", "aura"}
+    assert all(sp.limit is None for sp in paper.specs)
+
+
+# -- CLI --------------------------------------------------------------------------------------------------------
+def test_cli_help():
+    r = CliRunner().invoke(suite_cmd, ["--help"])
+    assert r.exit_code == 0 and "--dry-run" in r.output and "--force" in r.output
+
+
+def test_cli_dry_run(tmp_path, monkeypatch):
+    import toxbench.harness.runner as runner
+
+    monkeypatch.setattr(runner, "validate", lambda spec: None)
+    r = CliRunner().invoke(suite_cmd, [str(_write(tmp_path, GRID)), "--dry-run", "--set", "limit=3"])
+    assert r.exit_code == 0, r.output
+    assert "12 run(s)" not in r.stderr and "6 run(s)" in r.stderr and r.stderr.count("to run") == 6
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["nope.yaml"], "suite file 'nope.yaml' not found"),
+    ([str(REPO / "suites" / "smoke.yaml"), "--set", "limit"], "is not KEY=VALUE"),
+])
+def test_cli_bad_input_exit_2(args, needle):
+    r = CliRunner().invoke(suite_cmd, args)
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
