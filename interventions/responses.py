@@ -1,0 +1,168 @@
+"""Response collection: per-sentence, per-unit outputs of chosen modules, pooled over each sentence's tokens.
+
+Forward hooks on the modules' outputs pool every unit over the sentence's real tokens (max, as AurA; or mean)
+and write one value per (unit, sentence) into a preallocated buffer, so memory is O(sentences x units), never
+O(tokens x units). Batches are length-sorted (little padding, the main speed-up on CPU), run under
+``torch.inference_mode`` with the KV cache off, and the forward pass stops right after the last hooked module
+(no final norm / LM head). Padding is excluded through the attention mask, whichever side it is on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from toxbench.harness.errors import UsageError
+from toxbench.interventions.hooks import hooked
+
+POOLINGS = ("max", "mean")
+
+
+class _StopForward(Exception):
+    """Raised after the last hooked module: the rest of the network is not needed."""
+
+
+@dataclass
+class Responses:
+    """Pooled responses: ``per_module[name]`` is ``[units, sentences]`` (unit-major: fast AUROC rows)."""
+
+    per_module: dict[str, torch.Tensor]
+    labels: torch.Tensor  # [sentences] bool
+    n_tokens: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def matrix(self, name: str) -> torch.Tensor:
+        """``[sentences, units]`` view of one module's responses (sklearn's orientation)."""
+        return self.per_module[name].T
+
+    @property
+    def n_units(self) -> int:
+        return sum(t.shape[0] for t in self.per_module.values())
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], seq_len: int) -> list[list[int]]:
+    """Token ids per text, truncated to ``seq_len`` (special tokens as the tokenizer adds them, like ml-aura)."""
+    enc = tokenizer(list(texts), truncation=True, max_length=seq_len, padding=False)
+    ids = [list(x) for x in enc["input_ids"]]
+    empty = sum(1 for x in ids if not x)
+    if empty:
+        raise UsageError(f"{empty} of the sentences tokenize to nothing; drop empty texts from the data file")
+    return ids
+
+
+def _pad(batch: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(x) for x in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, x in enumerate(batch):
+        if side == "right":
+            ids[i, : len(x)] = torch.tensor(x)
+            mask[i, : len(x)] = 1
+        else:
+            ids[i, width - len(x) :] = torch.tensor(x)
+            mask[i, width - len(x) :] = 1
+    return ids, mask
+
+
+def collect_responses(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    labels: Sequence[int] | torch.Tensor,
+    module_names: Sequence[str],
+    *,
+    batch_size: int = 32,
+    seq_len: int = 128,
+    pooling: str = "max",
+    sort_by_length: bool = True,
+    padding_side: str = "right",
+    stop_early: bool = True,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> Responses:
+    """Run ``texts`` through ``model`` and pool the outputs of ``module_names`` per sentence.
+
+    ``sort_by_length=False`` keeps arrival order (the benchmark's baseline); results are identical either way
+    because every sentence's row is written back to its own index.
+    """
+    if pooling not in POOLINGS:
+        from toxbench.harness.errors import did_you_mean
+
+        raise did_you_mean(pooling, POOLINGS, "pooling")
+    if padding_side not in ("left", "right"):
+        raise UsageError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+    if not module_names:
+        raise UsageError("no modules to collect responses from")
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, not {batch_size}")
+    ids = tokenize(tokenizer, texts, seq_len)
+    n = len(ids)
+    y = torch.as_tensor(labels).reshape(-1).to(torch.bool)
+    if y.numel() != n:
+        raise UsageError(f"{n} texts but {y.numel()} labels")
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+
+    order = sorted(range(n), key=lambda i: -len(ids[i])) if sort_by_length else list(range(n))
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+    names = list(module_names)
+    module_order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    last = max(names, key=module_order.__getitem__)
+    buffers: dict[str, torch.Tensor] = {}
+    current: dict[str, Any] = {}
+
+    def make_hook(name: str):
+        def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            mask = current["mask"]
+            if out.dim() != 3 or out.shape[:2] != mask.shape:
+                raise UsageError(
+                    f"module {name!r} outputs shape {tuple(out.shape)}, not [batch, tokens, units]; "
+                    "choose modules whose output is per token"
+                )
+            m = mask.to(out.device).unsqueeze(-1)
+            if pooling == "max":
+                pooled = out.masked_fill(~m, float("-inf")).amax(dim=1)
+            else:
+                pooled = (out * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+            buf = buffers.get(name)
+            if buf is None:
+                buf = buffers[name] = torch.zeros((out.shape[-1], n), dtype=torch.float32)
+            buf[:, current["rows"]] = pooled.T.to(device="cpu", dtype=torch.float32)
+            if stop_early and name == last:
+                raise _StopForward
+
+        return hook
+
+    from tqdm.auto import tqdm
+
+    n_tokens = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), hooked(model, {name: make_hook(name) for name in names}):
+            for rows in tqdm(batches, desc="responses", unit="batch", disable=not progress):
+                input_ids, mask = _pad([ids[i] for i in rows], pad_id, padding_side)
+                current["rows"] = torch.tensor(rows)
+                current["mask"] = mask.bool()
+                n_tokens += int(mask.sum())
+                kwargs: dict[str, Any] = {"attention_mask": mask.to(dev), "use_cache": False}
+                if padding_side == "left":
+                    # Real tokens keep positions 0..len-1, as without padding.
+                    kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(dev)
+                try:
+                    model(input_ids=input_ids.to(dev), **kwargs)
+                except _StopForward:
+                    pass
+    finally:
+        model.train(was_training)
+    missing = [name for name in names if name not in buffers]
+    if missing:
+        raise UsageError(f"module {missing[0]!r} never ran during the forward pass; choose another module")
+    return Responses(per_module={name: buffers[name] for name in names}, labels=y, n_tokens=n_tokens)
