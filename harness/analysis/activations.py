@@ -39,7 +39,7 @@ def resolve_languages(data_dir: Path, langs: Sequence[str] | None) -> list[str]:
     out = []
     for lang in langs:
         if lang.lower() not in by_lower:
-            raise did_you_mean(lang, available, "RTP-LX language")
+            raise did_you_mean(lang.upper(), available, "RTP-LX language")
         out.append(by_lower[lang.lower()])
     return out
 
