@@ -10,8 +10,9 @@ In lm-eval terms each text is one ``loglikelihood`` request: context = the text 
 continuation = the rest up to the end of its 128th token, with an empty target delimiter. The split depends on the
 *evaluated model's* tokenizer, so the hooks look it up at request time:
 
-1. ``toxbench.harness.context.current().extras["tokenizer"]`` (a tokenizer object; the runner sets it), else
-2. the ``tokenizer`` / ``pretrained`` name lm-eval passes to ``custom_dataset`` as task metadata
+1. ``toxbench.harness.context.current().extras["tokenizer"]`` (a tokenizer object), else
+2. the tokenizer of the run's model, ``extras["model"]`` (the runner sets it: an alias, directory or hub id), else
+3. the ``tokenizer`` / ``pretrained`` name lm-eval passes to ``custom_dataset`` as task metadata
    (``lm_eval --model hf --model_args pretrained=NAME`` does), loaded with ``AutoTokenizer`` (local files first).
 
 The number of scored tokens is counted the way lm-eval splits the pair (``len(enc(ctx + cont)) - len(enc(ctx))``),
@@ -72,12 +73,26 @@ def _load_tokenizer(name: str):
             raise UsageError(f"wiki_sentences: cannot load tokenizer {name!r} ({type(e).__name__})") from None
 
 
+@lru_cache(maxsize=4)
+def _model_tokenizer(name: str, cache_dir: str | None):
+    """The tokenizer ``load_model(name)`` would give, without loading the weights."""
+    from toxbench.harness.models import embedded_checkpoint, resolve_model_source
+
+    source, where = resolve_model_source(name)
+    if source == "embedded":
+        where = str(embedded_checkpoint(where, cache_dir))
+    return _load_tokenizer(where)
+
+
 def _tokenizer(doc: dict):
     from toxbench.harness.context import current
 
-    tok = current().extras.get("tokenizer")
+    ctx = current()
+    tok = ctx.extras.get("tokenizer")
     if tok is not None:
         return tok
+    if isinstance(ctx.extras.get("model"), str):
+        return _model_tokenizer(ctx.extras["model"], str(ctx.cache_dir) if ctx.cache_dir else None)
     if doc.get("tokenizer"):
         return _load_tokenizer(doc["tokenizer"])
     raise UsageError(
