@@ -67,7 +67,7 @@ class ToxicVectors(Intervention):
         "jigsaw_file": "robtest_balanced/test.csv",
     }
 
-    # -- fit ----------------------------------------------------------------------------------------------------
+    # -- fit -------------------------------------------------------------------------------------------------------
     def fit(self, model: torch.nn.Module, tokenizer: Any, **context: Any) -> State:
         from toxbench.harness.analysis.probe import ProbeSettings
         from toxbench.harness.analysis.toxic_vectors import find_toxic_vectors_cached
@@ -99,7 +99,7 @@ class ToxicVectors(Intervention):
         return vectors_state(kept, probe, fingerprint, context.get("model_name", ""),
                              {k: cfg[k] for k in cfg if k != "scale"}, n_candidates=len(vectors))
 
-    # -- attach -------------------------------------------------------------------------------------------------
+    # -- attach ----------------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def attach(self, model: torch.nn.Module) -> Iterator[None]:
         if self.state is None:

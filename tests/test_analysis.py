@@ -24,7 +24,7 @@ from toxbench.harness.errors import UsageError
 torch.set_num_threads(1)
 
 
-# -- tiny models ----------------------------------------------------------------------------------------------------
+# -- tiny models ---------------------------------------------------------------------------------------------------
 def tiny_tokenizer():
     """Byte-level, no merges (any language), with a BOS like Gemma's, so special-token pooling is exercised."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
@@ -95,7 +95,7 @@ def data(tmp_path):
     return tiny_data_dir(tmp_path / "data")
 
 
-# -- data readers -----------------------------------------------------------------------------------------------------
+# -- data readers --------------------------------------------------------------------------------------------------
 def test_read_jigsaw_both_layouts_and_stratified_limit(data):
     t1, l1 = P.read_jigsaw(data, "pairs/test.csv")
     t2, l2 = P.read_jigsaw(data, "kaggle/train.csv")
@@ -122,7 +122,7 @@ def test_real_data_layout():
     assert len(resolve_languages(root, None)) == 17
 
 
-# -- probe --------------------------------------------------------------------------------------------------------------
+# -- probe ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", sorted(MODELS))
 def test_pooled_hidden_states_batch_invariant_and_skip_bos(arch):
     model, tok = MODELS[arch](), tiny_tokenizer()
@@ -169,7 +169,7 @@ def test_train_probe_separates_tiny_data(data):
     assert probe.metrics["n_test"] == 15 and probe.metrics["train_accuracy"] > 0.9
 
 
-# -- toxic value vectors ----------------------------------------------------------------------------------------------
+# -- toxic value vectors -------------------------------------------------------------------------------------------
 def _plant(model, layer: int, neuron: int, vec: torch.Tensor) -> None:
     site = {s.layer: s for s in TV.mlp_sites(model)}[layer]
     mod = dict(model.named_modules())[site.name]
@@ -237,7 +237,7 @@ def test_mlp_sites_rejects_models_without_mlp():
         TV.mlp_sites(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
-# -- activation shift -------------------------------------------------------------------------------------------------
+# -- activation shift ----------------------------------------------------------------------------------------------
 def test_activation_shift_under_toxic_vector_scaling(data):
     from toxbench.interventions.base import State
     from toxbench.interventions.toxic_vectors import ToxicVectors
@@ -267,7 +267,7 @@ def test_resolve_languages(data):
         resolve_languages(data, ["de_"])
 
 
-# -- retrieval ------------------------------------------------------------------------------------------------------
+# -- retrieval -----------------------------------------------------------------------------------------------------
 def test_retrieval_scores():
     a = torch.randn(10, 8)
     assert R.retrieval_scores(a, a)["accuracy"] == 1.0
@@ -285,7 +285,7 @@ def test_retrieval_by_layer_identical_translation_is_perfect(data):
     assert summary[0]["language"] == "zh" and summary[0]["mean_accuracy"] == 1.0
 
 
-# -- CLI ----------------------------------------------------------------------------------------------------------------
+# -- CLI -----------------------------------------------------------------------------------------------------------
 @pytest.fixture
 def tiny_ckpt(tmp_path):
     path = tmp_path / "tiny-llama"

@@ -29,7 +29,7 @@ from toxbench.harness.io import canonical_json, sha256_file, sha256_text
 JIGSAW_DEFAULT = "robtest_balanced/test.csv"
 
 
-# -- data ---------------------------------------------------------------------------------------------------------
+# -- data ----------------------------------------------------------------------------------------------------------
 def read_jigsaw(
     data_dir: Path, file: str = JIGSAW_DEFAULT, limit: int | None = None, seed: int = 1234
 ) -> tuple[list[str], np.ndarray]:
@@ -76,7 +76,7 @@ def read_jigsaw(
     return texts, labels
 
 
-# -- features -----------------------------------------------------------------------------------------------------
+# -- features ------------------------------------------------------------------------------------------------------
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -151,7 +151,7 @@ def pooled_hidden_states(
     return feats if all_layers else feats[0]
 
 
-# -- probe --------------------------------------------------------------------------------------------------------
+# -- probe ---------------------------------------------------------------------------------------------------------
 @dataclass
 class ToxicityProbe:
     """The probe weight (toxic direction, ``[d_model]``) and how well it separates held-out comments."""
@@ -266,11 +266,12 @@ def cached_probe(
     log=lambda msg: None,
 ) -> ToxicityProbe:
     """The probe for (model, data, settings), trained once and kept under ``cache_dir/analysis``."""
-    data_hash = sha256_file(Path(data_dir) / "jigsaw" / settings.jigsaw_file) if \
-        (Path(data_dir) / "jigsaw" / settings.jigsaw_file).is_file() else "missing"
+    jfile = Path(data_dir) / "jigsaw" / settings.jigsaw_file
+    data_hash = sha256_file(jfile) if jfile.is_file() else "missing"  # missing: train_probe says so
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / "analysis" / model_fingerprint[:16] / f"probe-{settings.key(model_fingerprint, data_hash)}.safetensors"
+        key = settings.key(model_fingerprint, data_hash)
+        path = Path(cache_dir) / "analysis" / model_fingerprint[:16] / f"probe-{key}.safetensors"
         if path.is_file():
             return ToxicityProbe.load(path, model_fingerprint)
     log(f"training the toxicity probe on jigsaw/{settings.jigsaw_file} (limit {settings.limit})")
@@ -282,12 +283,13 @@ def cached_probe(
     return probe
 
 
-# -- report -------------------------------------------------------------------------------------------------------
+# -- report --------------------------------------------------------------------------------------------------------
 def write_probe_report(out: Path, probe: ToxicityProbe, held_out: dict[str, np.ndarray], model_name: str) -> list[Path]:
     """probe.md / probe.csv (metrics), probe.png (held-out score distributions), probe.safetensors (weight)."""
     out.mkdir(parents=True, exist_ok=True)
     rows = [{"model": model_name, "layer": "final", **{k: v for k, v in probe.metrics.items()}}]
-    files = write_table(out / "probe", rows, title=f"Toxicity probe ({model_name}, {probe.metadata.get('data_file', '')})")
+    title = f"Toxicity probe ({model_name}, {probe.metadata.get('data_file', '')})"
+    files = write_table(out / "probe", rows, title=title)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -98,7 +98,7 @@ def top_value_vectors(model: torch.nn.Module, direction: torch.Tensor, k: int = 
     return [(layer, neuron, cos) for cos, layer, neuron in best]
 
 
-# -- prompts ------------------------------------------------------------------------------------------------------
+# -- prompts -------------------------------------------------------------------------------------------------------
 def rtp_lx_languages(data_dir: Path) -> list[str]:
     return sorted(p.stem.removeprefix("RTP_LX_") for p in (Path(data_dir) / "rtp_lx").glob("RTP_LX_*.json"))
 
@@ -127,7 +127,7 @@ def read_rtp_lx(data_dir: Path, lang: str = "EN", limit: int | None = None, seed
     return prompts
 
 
-# -- activations --------------------------------------------------------------------------------------------------
+# -- activations ---------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def greedy_neuron_activations(
     model: torch.nn.Module,
@@ -203,7 +203,7 @@ def _forward_kwargs(model: torch.nn.Module) -> tuple[str, dict[str, Any]]:
     return cache_arg, extra
 
 
-# -- the toxic vectors --------------------------------------------------------------------------------------------
+# -- the toxic vectors ---------------------------------------------------------------------------------------------
 @dataclass
 class ToxicVector:
     rank: int
