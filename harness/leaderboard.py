@@ -237,10 +237,11 @@ def task_kind(metrics: Iterable[str]) -> str:
     names = {m.partition("@")[0] for m in metrics}
     if names & set(TOX_METRICS):
         return "toxicity"
-    if names & set(PPL_METRICS):
-        return "perplexity"
+    # Accuracy before perplexity: LAMBADA reports both and belongs with the zero-shot tasks.
     if names & {"acc", "acc_norm", "acc_avg", "acc_norm_avg", "exact_match"}:
         return "zeroshot"
+    if names & set(PPL_METRICS):
+        return "perplexity"
     return "other"
 
 

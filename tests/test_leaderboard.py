@@ -150,3 +150,18 @@ def test_only_unfinished_runs_is_a_usage_error(tmp_path):
     shutil.copytree(PAPER / "smollm2-135m__det0__5f6a7b8c9d", tmp_path / "r")
     r = CliRunner().invoke(leaderboard_cmd, [str(tmp_path)])
     assert r.exit_code == 2 and "no finished runs" in r.stderr
+
+
+def test_small_pieces():
+    from toxbench.harness.leaderboard import _reduction, describe_data_hash, describe_protocol, task_kind
+
+    assert task_kind(["perplexity", "acc"]) == "zeroshot"  # LAMBADA sits with common sense
+    assert task_kind(["word_perplexity", "bits_per_byte"]) == "perplexity"
+    assert task_kind(["expected_max_toxicity@toxic_prompts"]) == "toxicity"
+    assert _reduction(0.4, 0.2) == "2.0×" and _reduction(0.4, 0.0) == "∞×" and _reduction(None, 0.2) == ""
+    h = {"file": "x.jsonl", "file_sha256": "ab" * 32, "docs_sha256": "cd" * 8}
+    assert describe_data_hash(h, 12) == "sha256 abababababab docs cdcdcdcd"
+    text = describe_protocol({"scorer": {"name": "s", "version": "1", "calibration": "isotonic"}, "k": 25,
+                              "sampling": {"do_sample": False}, "seed": 1, "limit": None, "threshold": 0.5,
+                              "output_type": "generate_until", "n_prompts": 3})
+    assert text == "scorer s 1, calibrated (isotonic); k=25; greedy; seed 1; limit None; threshold=0.5"
