@@ -120,6 +120,22 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
         click.echo(f"wrote {output}", err=True)
 
 
+@scorers.command("fit-ensemble")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="TOXBENCH_DATA",
+              help="Data dir with the jigsaw/ files (default $TOXBENCH_DATA or ../shared/data).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the head (default: the shipped harness/data/jigsaw_ensemble_head.safetensors).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the encoder.")
+@_one_line_errors
+def fit_ensemble(data_dir: Path | None, output: Path | None, seed: int, threads: int | None) -> None:
+    """Rebuild the jigsaw-ensemble MiniLM head from the Jigsaw files only (~13k texts; minutes on CPU)."""
+    from toxbench.harness.scorers.ensemble import HEAD_FILE, fit_head
+
+    info = fit_head(data_dir, out=output or HEAD_FILE, seed=seed, threads=threads)
+    click.echo(f"wrote {info['path']} (trained on {info['n']} Jigsaw texts; sha256 {info['sha256'][:12]})")
+
+
 def _attach_optional() -> None:
     """Commands owned elsewhere that belong in this group (the multilingual head's ``train``)."""
     try:
