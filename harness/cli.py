@@ -122,6 +122,7 @@ def main() -> None:
 @click.option("--greedy", is_flag=True, help="Greedy decoding (do_sample=False).")
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--limit", type=int, default=None, help="First N documents of each task.")
+@click.option("--max-length", type=int, default=None, help="Context window for loglikelihood tasks (default: the model's).")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path())
 @click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of lm-eval task YAMLs.")
@@ -151,7 +152,7 @@ def build_spec(**kw: Any):
         intervention_state=str(Path(kw["intervention_state"]).resolve()) if kw.get("intervention_state") else None,
         tasks=tuple(_split_commas(kw.get("tasks"))), scorer=kw.get("scorer", "jigsaw-bilstm"),
         scorer_args=parse_args(kw.get("scorer_args", ())), generation=gen, seed=kw.get("seed", 1234),
-        limit=kw.get("limit"), data_dir=str(data_dir(kw.get("data_dir"))),
+        limit=kw.get("limit"), max_length=kw.get("max_length"), data_dir=str(data_dir(kw.get("data_dir"))),
         include_paths=tuple(str(Path(p).resolve()) for p in kw.get("include_path", ())),
         backend=kw.get("backend", "hf"), shard=_parse_shard(kw.get("shard")), batch_size=kw.get("batch_size", 16),
         device=kw.get("device", "auto"), output_dir=str(kw.get("output_dir", "runs")),

@@ -213,6 +213,21 @@ def embedded_checkpoint(alias: str, cache_dir: str | os.PathLike | None = None, 
     return out
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check, so an offline machine gets one line at once instead of minutes of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _hub_error(repo: str, e: Exception) -> UsageError:
     name = type(e).__name__
     if "RepositoryNotFound" in name or "404" in str(e)[:400]:
@@ -268,10 +283,16 @@ def load_model(
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if source == "hub":
         kwargs["revision"] = revision or "main"
-        try:
-            config = AutoConfig.from_pretrained(where, **kwargs)
-        except Exception as e:  # offline / not cached / not found
-            raise _hub_error(where, e) from None
+        try:  # cached snapshots load offline, with no network round trip
+            config = AutoConfig.from_pretrained(where, local_files_only=True, **kwargs)
+            kwargs["local_files_only"] = True
+        except Exception:
+            if not hub_reachable():
+                raise _hub_error(where, ConnectionError("no route to the hub")) from None
+            try:
+                config = AutoConfig.from_pretrained(where, **kwargs)
+            except Exception as e:  # not found / gated / network
+                raise _hub_error(where, e) from None
         rev = getattr(config, "_commit_hash", None) or revision
     try:
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)

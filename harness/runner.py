@@ -212,8 +212,13 @@ def summarize_task(
             extra = getattr(importlib.import_module(mod), fn)(rows, name, cfg.to_dict())
         result["metrics"].update(extra.get("metrics", {}))
         result["protocol"].update(extra.get("protocol", {}))
-        if extra.get("samples") is not None:
-            result["samples"] = extra["samples"]
+        custom = extra.get("samples")
+        if custom is not None:
+            # Keep lm-eval's per-document fields (so metrics can be recomputed, e.g. by `merge`) and add the hook's.
+            if len(custom) == len(rows):
+                result["samples"] = [{**r, **c} for r, c in zip(rows, custom)]
+            else:
+                result["samples"] = custom
     return result
 
 
@@ -300,7 +305,8 @@ def execute(spec: RunSpec, force: bool = False, progress: bool = True, log: Log 
 
     from lm_eval.evaluator import evaluate
 
-    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    for noisy in ("lm_eval", "lm-eval"):  # config-default chatter on every task load
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     for top in todo:
         t0 = time.time()
         with use_context(ctx):
@@ -347,4 +353,4 @@ def make_lm(spec: RunSpec, loaded: Any, intervention: Any, run_path: Path) -> An
     from toxbench.harness.adapter import HookedLM
 
     return HookedLM(loaded.model, tokenizer=loaded.tokenizer, intervention=intervention,
-                    generation_cache=run_path, seed=spec.seed, batch_size=spec.batch_size)
+                    generation_cache=run_path, seed=spec.seed, batch_size=spec.batch_size, max_length=spec.max_length)

@@ -40,6 +40,8 @@ class RunSpec:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     seed: int = 1234
     limit: int | None = None
+    #: Context window for loglikelihood tasks (None: the model's); rolling perplexity depends on it.
+    max_length: int | None = None
     data_dir: str = ""
     include_paths: tuple[str, ...] = ()
     backend: str = "hf"
