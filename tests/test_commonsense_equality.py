@@ -267,3 +267,29 @@ def test_csqa_4way_local_mapping(monkeypatch) -> None:
                                      "C. wear hats\nD. talk to each other\nAnswer:")
     assert task.doc_to_choice(doc) == ["A", "B", "C", "D"]
     assert task.doc_to_target(doc) == "A"
+
+
+def test_missing_local_file_falls_back_to_the_hub_split(monkeypatch, tmp_path) -> None:
+    """No local file: the declared hub copy is loaded (its split renamed to ours); offline that is a UsageError."""
+    from toxbench.harness.errors import UsageError
+
+    monkeypatch.setenv("TOXBENCH_DATA", str(tmp_path))
+    cfg = load_yaml(OURS / "arc_easy.yaml")
+    fn = cfg["custom_dataset"]
+    calls = []
+
+    def fake_hub(path, name=None, split="test", **kw):
+        calls.append((path, name, split))
+        return datasets.DatasetDict({split: datasets.Dataset.from_list(ARC_HUB)})
+
+    monkeypatch.setitem(fn.__globals__, "hub_dataset", fake_hub)
+    task = ConfigurableTask(config=cfg)
+    assert calls == [("allenai/ai2_arc", "ARC-Easy", "test")]
+    assert _requests(task) == _requests(_theirs("arc/arc_easy.yaml", ARC_HUB))
+
+    def offline(*a, **k):
+        raise UsageError("cannot load data set from the hub (ConnectionError)")
+
+    monkeypatch.setitem(fn.__globals__, "hub_dataset", offline)
+    with pytest.raises(UsageError, match="hub"):
+        ConfigurableTask(config=load_yaml(OURS / "piqa.yaml"))
