@@ -321,7 +321,7 @@ def test_cli_bad_input_exits_2_with_one_line(args, msg, data, tiny_ckpt, tmp_pat
 
 def test_cli_end_to_end(data, tiny_ckpt, tmp_path):
     common = ["-m", str(tiny_ckpt), "--data-dir", str(data), "--cache-dir", str(tmp_path / "c"), "--no-progress",
-              "--out", str(tmp_path / "out")]
+              "--threads", "1", "--out", str(tmp_path / "out")]
     probe = ["--jigsaw-file", "pairs/test.csv", "--probe-limit", "40"]
     res = _run(["probe", *common, *probe])
     assert res.exit_code == 0, res.output

@@ -49,6 +49,8 @@ def common_options(f):
         click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]."),
         click.option("--dtype", default="auto", show_default=True, help="auto | float32 | bfloat16 | float16."),
         click.option("--seed", default=1234, show_default=True, type=int),
+        click.option("--threads", default=None, type=click.IntRange(min=1),
+                     help="CPU threads for torch [default: torch's choice; 1 is often faster on a busy machine]."),
         click.option("--progress/--no-progress", default=True, show_default=True),
     ]):
         f = opt(f)
@@ -77,7 +79,8 @@ def vector_options(f):
     return f
 
 
-def _setup(model: str, data_dir: str | None, cache_dir: str | None, out: str | None, device: str, dtype: str):
+def _setup(model: str, data_dir: str | None, cache_dir: str | None, out: str | None, device: str, dtype: str,
+           threads: int | None = None):
     import torch
 
     from toxbench.harness.models import load_model
@@ -85,6 +88,8 @@ def _setup(model: str, data_dir: str | None, cache_dir: str | None, out: str | N
     from toxbench.harness.paths import data_dir as resolve_data
 
     torch.set_grad_enabled(False)
+    if threads:
+        torch.set_num_threads(threads)
     root = resolve_data(data_dir)
     cache = resolve_cache(cache_dir)
     out_dir = Path(out) if out else Path("analysis") / re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_")
@@ -118,8 +123,8 @@ def analyze() -> None:
               help="Tokens per comment (longer comments are truncated).")
 @click.option("--test-frac", default=0.1, show_default=True, type=click.FloatRange(0.01, 0.9),
               help="Held-out fraction (the paper: 10%).")
-def probe_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, progress, jigsaw_file, probe_limit,
-              max_length, test_frac) -> None:
+def probe_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, threads, progress, jigsaw_file,
+              probe_limit, max_length, test_frac) -> None:
     """Train a linear toxicity probe on the final layer's mean-pooled hidden states; report held-out accuracy.
 
     Writes probe.md/.csv, probe.png (held-out score histograms) and probe.safetensors (the toxic direction).
@@ -128,7 +133,7 @@ def probe_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, 
 
     from toxbench.harness.analysis.probe import train_probe, write_probe_report
 
-    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)
+    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype, threads)
     settings = replace(_probe_settings(jigsaw_file, probe_limit, seed), max_length=max_length, test_frac=test_frac)
     probe, held_out = train_probe(loaded.model, loaded.tokenizer, root, settings, batch_size=batch_size,
                                   model_fingerprint=loaded.fingerprint, model_name=loaded.name, progress=progress)
@@ -144,8 +149,8 @@ def probe_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, 
               help="English RTP-LX prompts (seeded sample; 0 = all).")
 @click.option("--top-tokens", default=10, show_default=True, type=click.IntRange(min=1),
               help="Vocabulary tokens listed per kept vector (table file only).")
-def toxic_vectors_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, progress, jigsaw_file,
-                      probe_limit, top_k, n_new_tokens, limit, top_tokens) -> None:
+def toxic_vectors_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, threads, progress,
+                      jigsaw_file, probe_limit, top_k, n_new_tokens, limit, top_tokens) -> None:
     """Find the toxic MLP value vectors: top-k by cosine with the probe, kept when their neurons fire positively
     over the next tokens of English RTP-LX prompts; project the kept ones onto the vocabulary.
 
@@ -154,7 +159,7 @@ def toxic_vectors_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype
     """
     from toxbench.harness.analysis.toxic_vectors import find_toxic_vectors_cached, write_toxic_vectors_report
 
-    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)
+    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype, threads)
     probe, vectors = find_toxic_vectors_cached(
         loaded.model, loaded.tokenizer, root, cache, _probe_settings(jigsaw_file, probe_limit, seed), top_k=top_k,
         n_new_tokens=n_new_tokens, prompt_limit=limit or None, seed=seed, batch_size=batch_size,
@@ -189,9 +194,9 @@ def toxic_vectors_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype
               help="English prompts used to find the vectors when --vectors is not given (0 = all).")
 @probe_options
 @vector_options
-def activations_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, progress, intervention,
-                    intervention_state, intervention_args, vectors, langs, limit, vector_prompts, jigsaw_file,
-                    probe_limit, top_k, n_new_tokens) -> None:
+def activations_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, threads, progress,
+                    intervention, intervention_state, intervention_args, vectors, langs, limit, vector_prompts,
+                    jigsaw_file, probe_limit, top_k, n_new_tokens) -> None:
     """Mean activation of the toxic vectors per RTP-LX language, before vs after an intervention.
 
     Writes activations.md/.csv, activations_neurons.csv and activations.png.
@@ -213,7 +218,7 @@ def activations_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, 
         parse_args(intervention_args)
     languages = resolve_languages(resolve_data(data_dir),
                                   [x.strip() for x in langs.split(",") if x.strip()] if langs else None)
-    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)
+    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype, threads)
     if vectors:
         neurons = load_vectors(vectors, loaded.fingerprint)
     else:
@@ -259,7 +264,7 @@ def activations_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, 
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(min=0),
               help="Parallel sentences per language (the first N; 0 = all 200).")
 @click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=8))
-def retrieval_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, progress, langs, limit,
+def retrieval_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, threads, progress, langs, limit,
                   max_length) -> None:
     """Bilingual sentence retrieval accuracy with English per layer (mean-pooled hidden states, cosine, top-1).
 
@@ -277,7 +282,7 @@ def retrieval_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, se
                                            [x.strip() for x in langs.split(",") if x.strip()] if langs else None)
     if limit == 1:
         raise UsageError("--limit 1 leaves nothing to retrieve against; use at least 2")
-    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)
+    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype, threads)
     rows = retrieval_by_layer(loaded.model, loaded.tokenizer, root, languages, limit=limit or None,
                               batch_size=batch_size, max_length=max_length, progress=progress)
     files = write_retrieval_report(out_dir, rows, loaded.name)
