@@ -127,15 +127,18 @@ def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
     enc = HashEncoder()
     texts = [f"you {w} {i}" for i in range(40) for w in ("hate", "flower")]
     y = np.array([int(w == "hate") for i in range(40) for w in ("hate", "flower")])
-    head = mt.fit_head(enc.encode(texts), y, meta={"format": mt.HEAD_FORMAT, "encoder": enc.id})
+    meta = {"format": mt.HEAD_FORMAT, "encoder": enc.id}
+    head = mt.fit_head(enc.encode(texts), texts, y, cfg=mt.HeadConfig(alpha=1.0), meta=meta)
     path = mt.head_path(tmp_path)
     sha = head.save(path)
     assert path.stat().st_size < 1_000_000
 
     scorer = MultilingualScorer(cache_dir=tmp_path, encoder=enc, batch_size=7)
+    assert scorer.output_options == {}  # batch size never changes a score
     probe = ["you hate me", "a flower", "", "du hasst mich"]
     got = scorer.score(probe, lang="de")
-    np.testing.assert_allclose(got, head.predict(enc.encode(probe)), rtol=1e-6)
+    np.testing.assert_allclose(got, mt.Head.load(path).predict(enc.encode(probe), probe), rtol=1e-6)
+    np.testing.assert_allclose(got, head.predict(enc.encode(probe), probe), atol=1e-3)  # half-precision n-grams
     assert got[0] > 0.5 > got[1]
     assert scorer.version.endswith(sha[:12]) and scorer.id == f"multilingual@{scorer.version}"
     assert scorer.supports("de") and scorer.supports("zh-Hans") and not scorer.supports("sw")
@@ -148,8 +151,8 @@ def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
 
 def test_head_trained_on_another_encoder_is_refused(tmp_path: Path) -> None:
     enc = HashEncoder()
-    x = enc.encode(["a hate", "b flower", "c hate", "d flower"])
-    mt.fit_head(x, np.array([1, 0, 1, 0]), meta={"format": mt.HEAD_FORMAT, "encoder": "other"}).save(
+    texts = ["a hate", "b flower", "c hate", "d flower"]
+    mt.fit_head(enc.encode(texts), texts, np.array([1, 0, 1, 0]), meta={"format": mt.HEAD_FORMAT, "encoder": "other"}).save(
         mt.head_path(tmp_path)
     )
     with pytest.raises(UsageError, match="toxbench scorers train multilingual"):

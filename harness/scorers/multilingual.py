@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,14 +35,18 @@ class MultilingualScorer(Scorer):
     """P(toxic) for text in any of the 26 RTP-LX languages (and, unvalidated, the other ~100 of e5)."""
 
     name: ClassVar[str] = "multilingual"
-    version: str = HEAD_FORMAT  # replaced per instance by one tied to the encoder and the head's sha256
+    version: str = HEAD_FORMAT  # replaced per instance by one tied to the head's sha256 (so is the score cache)
     languages: ClassVar[tuple[str, ...] | None] = VALIDATED_LANGUAGES
     heads: ClassVar[tuple[str, ...]] = ("toxicity",)
+    defaults: ClassVar[dict[str, Any]] = {"batch_size": 64}
+    runtime_options: ClassVar[tuple[str, ...]] = ("batch_size",)
 
     def __init__(
-        self, cache_dir: str | Path | None = None, batch_size: int = 64, encoder: Encoder | None = None,
-        head_file: str | Path | None = None,
+        self, cache_dir: str | Path | None = None, *, encoder: Encoder | None = None,
+        head_file: str | Path | None = None, **options: Any,
     ) -> None:  # fmt: skip
+        """``encoder`` / ``head_file`` are for tests and experiments; users pass only ``defaults`` options."""
+        super().__init__(cache_dir, **options)
         path = Path(head_file) if head_file else require_head(cache_dir)
         if head_file and not path.exists():
             raise UsageError(f"multilingual head file {str(path)!r} does not exist; run `{TRAIN_COMMAND}`")
@@ -54,7 +58,9 @@ class MultilingualScorer(Scorer):
                 f"the multilingual head was trained on encoder {self.head.meta.get('encoder')!r} but "
                 f"{self.encoder.id!r} is installed; run `{TRAIN_COMMAND}` again"
             )
-        self.batch_size = int(batch_size)
+        self.batch_size = int(self.options["batch_size"])
+        if self.batch_size < 1:
+            raise UsageError(f"scorer option batch_size must be >= 1, got {self.batch_size}")
         self.version = f"{HEAD_FORMAT}+{self.head_sha256[:12]}"
 
     def score_heads(self, texts: list[str], lang: str | None = None) -> dict[str, np.ndarray]:
@@ -62,10 +68,10 @@ class MultilingualScorer(Scorer):
         texts = list(texts)
         if not texts:
             return {"toxicity": np.zeros(0, np.float64)}
-        parts = [
-            self.head.predict(self.encoder.encode(texts[i : i + self.batch_size]))
-            for i in range(0, len(texts), self.batch_size)
-        ]
+        parts = []
+        for i in range(0, len(texts), self.batch_size):
+            chunk = texts[i : i + self.batch_size]
+            parts.append(self.head.predict(self.encoder.encode(chunk), chunk))
         return {"toxicity": np.concatenate(parts).astype(np.float64)}
 
     def describe(self) -> dict:

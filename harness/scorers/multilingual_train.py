@@ -20,6 +20,7 @@ import hashlib
 import html
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,6 @@ HEAD_FORMAT = "ml-head-1"
 TRAIN_COMMAND = "toxbench scorers train multilingual"
 DEFAULT_SEED = 0
 DEFAULT_FOLDS = 5
-# L2 strength of the logistic head and the weight of one Jigsaw row relative to one RTP-LX row; chosen by grouped CV.
-DEFAULT_C = 1.0
-JIGSAW_WEIGHT = 0.5
 
 # RTP-LX file locale -> language code used by toxbench (ISO 639-1; Chinese keeps its script).
 RTP_LX_LOCALES: dict[str, str] = {
@@ -135,15 +133,17 @@ def embed(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=desc, unit="text", disable=not progress)
+        saved = time.monotonic()
         for i in range(0, len(todo), batch_size):
             chunk = todo[i : i + batch_size]
             out = encoder.encode([t for _, t in chunk])
             for (k, _), row in zip(chunk, out, strict=True):
                 known[k] = row
             bar.update(len(chunk))
-            # checkpoint so a killed train resumes instead of re-embedding everything
-            if cache_file is not None and (i // batch_size) % 50 == 49:
+            # checkpoint every few minutes so a killed train resumes instead of re-embedding everything
+            if cache_file is not None and time.monotonic() - saved > 180:
                 _save_cache(cache_file, known, save_file)
+                saved = time.monotonic()
         bar.close()
         if cache_file is not None:
             _save_cache(cache_file, known, save_file)
@@ -284,26 +284,44 @@ def grouped_folds(groups: Sequence[str], n_splits: int = DEFAULT_FOLDS, seed: in
 
 
 # ------------------------------------------------------------------------------------------------------- head
+# Character n-grams (hashed, so nothing is fit or stored but weights) carry the lexical signal — slurs, profanity —
+# that a mean-pooled sentence embedding dilutes; on RTP-LX the two are complementary (grouped CV: see README table).
+CHAR_NGRAMS = {"analyzer": "char_wb", "ngram_range": (2, 5), "n_features": 2**18, "lowercase": True,
+               "alternate_sign": False, "norm": "l2"}  # fmt: skip
+
+
+def char_features(texts: Sequence[str]):
+    """Sparse (n, 2**18) l2-normalised hashed character 2-5-gram counts (deterministic: murmurhash3)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(**CHAR_NGRAMS, dtype=np.float32).transform([t[:MAX_CHARS] for t in texts])
+
+
 @dataclass
 class Head:
-    """Standardise, then logistic regression: p = sigmoid(((x - mean) / scale) @ weight + bias)."""
+    """p = sigmoid(((x - mean) / scale) @ weight + chars(text) @ char_weight + bias), x the sentence embedding."""
 
     mean: np.ndarray
     scale: np.ndarray
     weight: np.ndarray
+    char_weight: np.ndarray
     bias: float
     meta: dict
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def logit(self, x: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         z = ((x - self.mean) / self.scale) @ self.weight + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return z + char_features(texts) @ self.char_weight
+
+    def predict(self, x: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(x, texts), -50, 50)))
 
     def to_bytes(self) -> bytes:
         from safetensors.numpy import save
 
         tensors = {
             "mean": self.mean.astype(np.float32), "scale": self.scale.astype(np.float32),
-            "weight": self.weight.astype(np.float32), "bias": np.array([self.bias], np.float32),
+            "weight": self.weight.astype(np.float32), "char_weight": self.char_weight.astype(np.float16),  # 2**18 weights: half precision keeps the file at 0.5 MB
+            "bias": np.array([self.bias], np.float32),
         }  # fmt: skip
         # one metadata key holding canonical JSON: safetensors writes a metadata map in random order, and the
         # scorer's version is the file's hash, so the bytes must be reproducible
@@ -326,29 +344,75 @@ class Head:
             meta = json.loads(raw)
         except json.JSONDecodeError:
             meta = {}
-        if meta.get("format") != HEAD_FORMAT:
+        if meta.get("format") != HEAD_FORMAT or "char_weight" not in t:
             raise UsageError(
                 f"{path} is not a {HEAD_FORMAT} head (format {meta.get('format')!r}); "
-                "retrain it with `toxbench scorers train multilingual`"
+                f"retrain it with `{TRAIN_COMMAND}`"
             )
-        return cls(t["mean"], t["scale"], t["weight"], float(t["bias"][0]), meta)
+        return cls(t["mean"], t["scale"], t["weight"], t["char_weight"].astype(np.float32), float(t["bias"][0]), meta)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """How the head is fit; the defaults were chosen by prompt-grouped CV on RTP-LX (see the module docstring).
+
+    ``alpha``: ridge penalty. ``embedding_scale``: multiplier of the standardised embedding block relative to the
+    l2-normalised character block (so one penalty suits both: the embedding's effective penalty is
+    alpha / embedding_scale**2). ``consensus``: share of the regression target taken from the mean rating of the same
+    prompt over all RTP-LX languages (less rater noise than one language's three raters). ``jigsaw_weight``: weight
+    of a Jigsaw row relative to an RTP-LX row; ``jigsaw_target``: graded target of a toxic Jigsaw comment.
+    """
+
+    alpha: float = 1.0
+    embedding_scale: float = 0.025
+    consensus: float = 0.5
+    jigsaw_weight: float = 0.5
+    jigsaw_target: float = 0.75
+
+    def as_meta(self) -> dict:
+        return {"alpha": self.alpha, "embedding_scale": self.embedding_scale, "consensus": self.consensus,
+                "jigsaw_weight": self.jigsaw_weight, "jigsaw_target": self.jigsaw_target,
+                "char_ngrams": CHAR_NGRAMS}  # fmt: skip
+
+
+def graded_target(df: pd.DataFrame, cfg: HeadConfig) -> np.ndarray:
+    """Regression target in [0, 1]: RTP-LX (mean rating - 1) / 4, blended with the prompt's cross-language mean."""
+    own = (df["toxicity"].to_numpy(dtype=np.float64) - 1.0) / 4.0
+    rtp = df["source"].to_numpy() == "rtp_lx"
+    cons = df[rtp].groupby("group")["toxicity"].mean()
+    shared = (df["group"].map(cons).to_numpy(dtype=np.float64) - 1.0) / 4.0
+    t = np.where(np.isnan(shared), own, (1 - cfg.consensus) * own + cfg.consensus * shared)
+    jig = df["source"].to_numpy() == "jigsaw"
+    t[jig] = df["label"].to_numpy()[jig] * cfg.jigsaw_target
+    return t
+
+
+def sample_weights(df: pd.DataFrame, cfg: HeadConfig) -> np.ndarray:
+    return np.where(df["source"].to_numpy() == "jigsaw", cfg.jigsaw_weight, 1.0)
 
 
 def fit_head(
-    x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, c: float = DEFAULT_C, seed: int = DEFAULT_SEED,
-    meta: dict | None = None,
+    x: np.ndarray, texts: Sequence[str], y: np.ndarray, target: np.ndarray | None = None,
+    weights: np.ndarray | None = None, cfg: HeadConfig = HeadConfig(), meta: dict | None = None,
 ) -> Head:  # fmt: skip
-    from sklearn.linear_model import LogisticRegression
+    """Ridge regression of the graded ``target`` (ranks texts; uses the raters' full 1-5 scale) on the embedding
+    and the character n-grams, then Platt scaling of its output against the binary label ``y`` so the score is a
+    probability; all folded into one linear head."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression, Ridge
 
-    mean = x.mean(0)
-    scale = x.std(0) + 1e-6
-    clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-    clf.fit((x - mean) / scale, y, sample_weight=weights)
-    return Head(mean, scale, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]), dict(meta or {}))
-
-
-def sample_weights(df: pd.DataFrame, jigsaw_weight: float = JIGSAW_WEIGHT) -> np.ndarray:
-    return np.where(df["source"].to_numpy() == "jigsaw", jigsaw_weight, 1.0)
+    mean = x.mean(0).astype(np.float64)
+    scale = x.std(0).astype(np.float64) + 1e-6
+    xs = (x - mean) / scale * cfg.embedding_scale
+    feats = sp.hstack([sp.csr_matrix(xs), char_features(texts)], format="csr")
+    reg = Ridge(alpha=cfg.alpha, solver="sparse_cg", tol=1e-6, max_iter=2000)
+    reg.fit(feats, y if target is None else target, sample_weight=weights)
+    s = feats @ reg.coef_ + reg.intercept_
+    platt = LogisticRegression(C=1e4, max_iter=1000).fit(s[:, None], y, sample_weight=weights)
+    a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    d = x.shape[1]
+    w_emb = a * reg.coef_[:d] * cfg.embedding_scale
+    return Head(mean, scale, w_emb, a * reg.coef_[d:], a * float(reg.intercept_) + b, dict(meta or {}))
 
 
 # --------------------------------------------------------------------------------------------------- metrics
@@ -362,19 +426,23 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def cross_validated_scores(
-    df: pd.DataFrame, x: np.ndarray, n_splits: int = DEFAULT_FOLDS, seed: int = DEFAULT_SEED, c: float = DEFAULT_C,
-    jigsaw_weight: float = JIGSAW_WEIGHT, progress: bool = True,
+    df: pd.DataFrame, x: np.ndarray, n_splits: int = DEFAULT_FOLDS, seed: int = DEFAULT_SEED,
+    cfg: HeadConfig = HeadConfig(), progress: bool = True,
 ) -> np.ndarray:  # fmt: skip
-    """Out-of-fold P(toxic) for every row, with folds grouped by ``df.group``."""
+    """Out-of-fold P(toxic) for every row, with folds grouped by ``df.group`` (targets recomputed per fold, so the
+    cross-language consensus of a test prompt never reaches training)."""
     from tqdm.auto import tqdm
 
     oof = np.full(len(df), np.nan)
     y = df["label"].to_numpy()
-    w = sample_weights(df, jigsaw_weight)
-    for test in tqdm(grouped_folds(df["group"].to_numpy(), n_splits, seed), desc="cross-validation", disable=not progress):
+    w = sample_weights(df, cfg)
+    folds = grouped_folds(df["group"].to_numpy(), n_splits, seed)
+    for test in tqdm(folds, desc="cross-validation", disable=not progress):
         train = np.setdiff1d(np.arange(len(df)), test)
-        head = fit_head(x[train], y[train], w[train], c=c, seed=seed)
-        oof[test] = head.predict(x[test])
+        part = df.iloc[train]
+        texts = part["text"].tolist()
+        head = fit_head(x[train], texts, y[train], graded_target(part, cfg), w[train], cfg)
+        oof[test] = head.predict(x[test], df["text"].iloc[test].tolist())
     return oof
 
 
@@ -424,16 +492,17 @@ def embedding_cache_path(cache_dir: Path, encoder: Encoder) -> Path:
 
 def train_head(
     data_dir: Path, cache_dir: Path, seed: int = DEFAULT_SEED, encoder: Encoder | None = None, progress: bool = True,
-    c: float = DEFAULT_C, jigsaw_weight: float = JIGSAW_WEIGHT,
+    cfg: HeadConfig = HeadConfig(),
 ) -> dict:  # fmt: skip
     """Embed the training data (cached), fit the head on all of it, save it. Returns a summary dict."""
     encoder = encoder or default_encoder()
     df = load_training_data(data_dir)
     x = embed(encoder, df["text"].tolist(), embedding_cache_path(cache_dir, encoder), progress=progress,
               desc="embedding training texts")  # fmt: skip
-    meta = {"format": HEAD_FORMAT, "encoder": encoder.id, "seed": seed, "C": c, "jigsaw_weight": jigsaw_weight,
-            "data_hash": data_hash(df), "n_train": len(df), "toxic_threshold": TOXIC_THRESHOLD}  # fmt: skip
-    head = fit_head(x, df["label"].to_numpy(), sample_weights(df, jigsaw_weight), c=c, seed=seed, meta=meta)
+    meta = {"format": HEAD_FORMAT, "encoder": encoder.id, "seed": seed, **cfg.as_meta(), "data_hash": data_hash(df),
+            "n_train": len(df), "toxic_threshold": TOXIC_THRESHOLD}  # fmt: skip
+    head = fit_head(x, df["text"].tolist(), df["label"].to_numpy(), graded_target(df, cfg), sample_weights(df, cfg),
+                    cfg, meta=meta)  # fmt: skip
     path = head_path(cache_dir)
     sha = head.save(path)
     summary = {"head": str(path), "sha256": sha, "bytes": path.stat().st_size, **meta,
@@ -444,7 +513,7 @@ def train_head(
 
 def evaluate_multilingual(
     data_dir: Path, cache_dir: Path, seed: int = DEFAULT_SEED, n_splits: int = DEFAULT_FOLDS,
-    encoder: Encoder | None = None, progress: bool = True, c: float = DEFAULT_C, jigsaw_weight: float = JIGSAW_WEIGHT,
+    encoder: Encoder | None = None, progress: bool = True, cfg: HeadConfig = HeadConfig(),
 ) -> pd.DataFrame:  # fmt: skip
     """Per-language ROC-AUC table.
 
@@ -464,13 +533,13 @@ def evaluate_multilingual(
     df = load_training_data(data_dir)
     cache = embedding_cache_path(cache_dir, encoder)
     x = embed(encoder, df["text"].tolist(), cache, progress=progress, desc="embedding training texts")
-    oof = cross_validated_scores(df, x, n_splits, seed, c=c, jigsaw_weight=jigsaw_weight, progress=progress)
+    oof = cross_validated_scores(df, x, n_splits, seed, cfg, progress=progress)
     table = per_language_table(df, oof)
     dt = load_decodingtrust(data_dir, exclude=set(df["text"]))
     xd = embed(encoder, dt["text"].tolist(), cache, progress=progress, desc="embedding DecodingTrust texts")
     table.loc[len(table)] = {
         "lang": "en", "locale": "DecodingTrust", "paper": False, "n": len(dt), "n_toxic": int(dt["label"].sum()),
-        "roc_auc": roc_auc(dt["label"].to_numpy(), head.predict(xd)),
+        "roc_auc": roc_auc(dt["label"].to_numpy(), head.predict(xd, dt["text"].tolist())),
         "reference": "Perspective toxicity >= 0.5 (held out)",
     }  # fmt: skip
     return table
