@@ -1,0 +1,108 @@
+"""Runner: run dirs, resume after a kill, skip-completed, shard + merge == unsharded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from toxbench.harness.adapter import HookedLM
+from toxbench.harness.merge import merge
+from toxbench.harness.runner import execute
+from toxbench.harness.spec import RunSpec
+
+
+def _spec(model_dir, out, **kw):
+    base = dict(model=str(model_dir), tasks=("wikitext", "wikitext103"), limit=2, max_length=64, batch_size=4,
+                output_dir=str(out), device="cpu")
+    base.update(kw)
+    return RunSpec(**base)
+
+
+def _comparable(results):
+    return {t: {"n": r["n"], "metrics": r["metrics"], "protocol": r["protocol"]} for t, r in results["tasks"].items()}
+
+
+def test_run_dir_layout_and_skip(tiny_llama_dir, tmp_path, cache_dir):
+    spec = _spec(tiny_llama_dir, tmp_path / "runs")
+    run_dir = execute(spec, progress=False)
+    assert run_dir.name == spec.run_id()
+    for f in ("run_spec.json", "env.json", "results.json", "samples_wikitext.jsonl", "samples_wikitext103.jsonl"):
+        assert (run_dir / f).is_file(), f
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["completed"] and res["fingerprint"] == spec.fingerprint()
+    assert res["protocol"]["intervention"]["name"] == "none"
+    assert res["protocol"]["model"]["fingerprint"]
+    ppl = res["tasks"]["wikitext"]["metrics"]["word_perplexity"]
+    assert ppl["value"] > 1 and ppl["ci"] is not None
+    assert res["tasks"]["wikitext"]["protocol"]["data_hash"]["file_sha256"]
+    env = json.loads((run_dir / "env.json").read_text())
+    assert "torch" in env["versions"] and "lm_eval" in env["versions"]
+    # the same spec again: nothing recomputed
+    calls = []
+    orig = HookedLM._model_call
+    try:
+        HookedLM._model_call = lambda self, *a, **k: calls.append(1) or orig(self, *a, **k)
+        assert execute(spec, progress=False) == run_dir
+    finally:
+        HookedLM._model_call = orig
+    assert calls == []
+
+
+def test_killed_run_resumes_to_same_results(tiny_llama_dir, tmp_path, cache_dir, monkeypatch):
+    clean = execute(_spec(tiny_llama_dir, tmp_path / "a"), progress=False)
+    spec = _spec(tiny_llama_dir, tmp_path / "b")
+    orig = HookedLM._model_call
+
+    results_file = tmp_path / "b" / spec.run_id() / "results.json"
+
+    def dying(self, *a, **k):
+        # killed in the middle of the second task, once the first one has been saved
+        if results_file.is_file() and "wikitext" in json.loads(results_file.read_text()).get("tasks", {}):
+            raise KeyboardInterrupt
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(HookedLM, "_model_call", dying)
+    with pytest.raises(KeyboardInterrupt):
+        execute(spec, progress=False)
+    partial = json.loads(results_file.read_text())
+    assert partial["completed"] is False and list(partial["tasks"]) == ["wikitext"]
+    monkeypatch.setattr(HookedLM, "_model_call", orig)
+    resumed = execute(spec, progress=False)
+    a = json.loads((clean / "results.json").read_text())
+    b = json.loads((resumed / "results.json").read_text())
+    assert b["completed"]
+    assert _comparable(a) == _comparable(b)
+
+
+def test_force_recomputes(tiny_llama_dir, tmp_path, cache_dir):
+    spec = _spec(tiny_llama_dir, tmp_path / "runs", tasks=("wikitext",), limit=1)
+    execute(spec, progress=False)
+    calls = []
+    orig = HookedLM._model_call
+    try:
+        HookedLM._model_call = lambda self, *a, **k: calls.append(1) or orig(self, *a, **k)
+        execute(spec, force=True, progress=False)
+    finally:
+        HookedLM._model_call = orig
+    assert calls
+
+
+def test_shards_merge_to_unsharded(tiny_llama_dir, tmp_path, cache_dir):
+    spec = _spec(tiny_llama_dir, tmp_path / "full", tasks=("wikitext",), limit=3)
+    full = json.loads((execute(spec, progress=False) / "results.json").read_text())
+    shard_dirs = [execute(_spec(tiny_llama_dir, tmp_path / "shards", tasks=("wikitext",), limit=3, shard=(i, 2)),
+                          progress=False) for i in range(2)]
+    merged_dir = merge(shard_dirs, tmp_path / "merged")
+    merged = json.loads((merged_dir / "results.json").read_text())
+    assert merged_dir.name == spec.run_id()
+    assert _comparable(merged) == _comparable(full)
+
+
+def test_fingerprint_ignores_speed_settings():
+    a = RunSpec(batch_size=4, device="cpu", output_dir="x")
+    b = RunSpec(batch_size=64, device="cuda", output_dir="y")
+    assert a.fingerprint() == b.fingerprint()
+    assert RunSpec(seed=1).fingerprint() != RunSpec(seed=2).fingerprint()
+    assert RunSpec(intervention="aura").run_id() != RunSpec().run_id()
+    assert RunSpec.from_dict(RunSpec(tasks=("a", "b"), shard=(0, 2)).to_dict()) == RunSpec(tasks=("a", "b"), shard=(0, 2))
