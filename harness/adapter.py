@@ -12,6 +12,7 @@ carries the RunSpec fingerprint (intervention and state hash included); lm-eval'
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,16 @@ class HookedLM(HFLM):
             super().__init__(pretrained=pretrained, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
         self.intervention = intervention or Intervention()
         self.generation_cache = Path(generation_cache) if generation_cache else None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not isinstance(pretrained, str):
+            # `accelerate launch toxbench run ...`: one model copy per rank; lm-eval splits the documents across
+            # ranks and gathers the samples on rank 0 (its own data-parallel path, used here with our model).
+            from accelerate import Accelerator
+
+            self.accelerator = Accelerator()
+            self._rank = self.accelerator.process_index
+            self._world_size = self.accelerator.num_processes
+            if self.generation_cache is not None:
+                self.generation_cache = self.generation_cache / f"rank{self._rank}"
         self.seed = seed
         self.gen_batch_size = int(batch_size) if str(batch_size).isdigit() else 16
 

@@ -127,6 +127,8 @@ def main() -> None:
 @click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path())
 @click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of lm-eval task YAMLs.")
 @click.option("--backend", default="hf", show_default=True, help="hf (hooks, any intervention) | vllm (exports).")
+@click.option("--backend-arg", "backend_args", multiple=True, metavar="KEY=VALUE",
+              help="Backend option, e.g. tensor_parallel_size=4, data_parallel_size=2 (vllm).")
 @click.option("--shard", default=None, metavar="I/N", help="Evaluate every N-th document starting at I.")
 @click.option("--force", is_flag=True, help="Recompute even if the run directory is complete.")
 def run(**kw: Any) -> None:
@@ -154,7 +156,7 @@ def build_spec(**kw: Any):
         scorer_args=parse_args(kw.get("scorer_args", ())), generation=gen, seed=kw.get("seed", 1234),
         limit=kw.get("limit"), max_length=kw.get("max_length"), data_dir=str(data_dir(kw.get("data_dir"))),
         include_paths=tuple(str(Path(p).resolve()) for p in kw.get("include_path", ())),
-        backend=kw.get("backend", "hf"), shard=_parse_shard(kw.get("shard")), batch_size=kw.get("batch_size", 16),
+        backend=kw.get("backend", "hf"), backend_options=parse_args(kw.get("backend_args", ())), shard=_parse_shard(kw.get("shard")), batch_size=kw.get("batch_size", 16),
         device=kw.get("device", "auto"), output_dir=str(kw.get("output_dir", "runs")),
         cache_dir=str(cache_dir(kw.get("cache_dir"))), trust_remote_code=kw.get("trust_remote_code", False),
     )

@@ -64,6 +64,14 @@ def validate(spec: RunSpec) -> None:
         from toxbench.harness.errors import did_you_mean
 
         raise did_you_mean(spec.backend, BACKENDS, "backend")
+    if spec.backend == "vllm":  # refuse hook interventions before any weights are loaded
+        from types import SimpleNamespace
+
+        from toxbench.harness.vllm_backend import check_vllm_compatible
+        from toxbench.interventions import INTERVENTIONS
+
+        parts = [SimpleNamespace(name=n, kind=INTERVENTIONS.get(n).kind) for n in split_names(spec.intervention)]
+        check_vllm_compatible(SimpleNamespace(parts=parts), spec.model)
     if spec.shard is not None:
         i, n = spec.shard
         if not (n >= 1 and 0 <= i < n):
@@ -268,8 +276,12 @@ def execute(spec: RunSpec, force: bool = False, progress: bool = True, log: Log 
 
     t_start = time.time()
     run.path.mkdir(parents=True, exist_ok=True)
-    run.write_spec(spec)
+    if int(os.environ.get("RANK", "0")) == 0:
+        run.write_spec(spec)
     device = resolve_device(spec.device)
+    rank = int(os.environ.get("RANK", "0"))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device == "cuda":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # data parallel under `accelerate launch`
     run.write_env(device)
     seed_everything(spec.seed)
     loaded = load_model(spec.model, dtype=spec.dtype, device=device, revision=spec.model_revision,
@@ -323,6 +335,8 @@ def execute(spec: RunSpec, force: bool = False, progress: bool = True, log: Log 
                 sub = {k: v for k, v in task_dict.items()}
                 out = evaluate(lm, sub, samples={n: samples_sel[n] for n, _ in leaves}, log_samples=True,
                                bootstrap_iters=0, verbosity="WARNING")
+                if rank != 0:  # lm-eval gathered every rank's samples on rank 0, which writes the run dir
+                    continue
                 logged = (out or {}).get("samples", {})
                 for name, task in pending:
                     rows = sample_rows(logged.get(name, []))
@@ -336,9 +350,13 @@ def execute(spec: RunSpec, force: bool = False, progress: bool = True, log: Log 
                 gname = getattr(gkey, "group_name", str(gkey))
                 results["groups"][gname] = {"tasks": gleaves,
                                             "metrics": group_metrics(gkey, gleaves, results["tasks"])}
+        if rank != 0:
+            continue
         results["top_level_done"].append(top)
         results["wall_s"] = round(results.get("wall_s", 0) + time.time() - t0, 2)
         run.save_results(results)
+    if rank != 0:
+        return run.path
     results["completed"] = True
     run.save_results(results)
     log(f"[toxbench] wrote {run.results_file} in {time.time() - t_start:.1f}s")
