@@ -201,7 +201,8 @@ def sample_continuations(model: Any, tokenizer: Any, texts: list[str], s: Sampli
         kw: dict[str, Any] = {"model": model, "tokenizer": tokenizer, "k": s.n}
         kw["prompts" if "prompts" in params else "contexts"] = texts
         opts = {"max_new_tokens": s.max_new_tokens, "temperature": s.temperature, "top_p": s.top_p,
-                "top_k": s.top_k, "do_sample": True, "seed": seed, "progress": False}
+                "top_k": s.top_k, "do_sample": True, "seed": seed, "progress": False,
+                "batch_size": len(texts) * s.n}  # the caller's chunk is one decode batch
         kw.update({k: v for k, v in opts.items() if k in params})
         out = fn(**kw)
         return [[c if isinstance(c, str) else c["text"] for c in row] for row in out]
@@ -301,7 +302,7 @@ def build_pairs(
     temperature: float = 1.0,
     top_p: float = 0.9,
     top_k: int = 0,
-    batch_prompts: int = 4,
+    batch_prompts: int = 16,
     progress: bool = True,
 ) -> PairsResult:
     """Sample, score and keep (least, most) toxic continuation pairs; resumable (see module docstring)."""

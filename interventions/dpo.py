@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: trainer-dir key so that a longer run resumes a shorter one.
 _LENGTH_KEYS = ("epochs", "max_steps", "resume", "output_dir", "save_steps", "save_total_limit", "logging_steps")
 #: Probe used to check that the merged checkpoint computes the same logits as the PEFT model.
-_MERGE_ATOL = 1e-4
+_MERGE_ATOL = 2e-3  # fp32 merge of a 135M model moves logits by ~1e-4
 
 
 class DPO(Intervention):

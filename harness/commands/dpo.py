@@ -50,14 +50,17 @@ def fit_dpo_options() -> str:
               help="Convert the seeds' pairwise data (prompt_text/unpert_gen_text/pert_gen_text; file or folder) "
                    "to --out instead of sampling.")
 @click.option("--max-new-tokens", default=20, show_default=True, type=int)
-@click.option("--batch-prompts", default=4, show_default=True, type=int, help="Prompts sampled per generate call.")
+@click.option("--batch-prompts", default=16, show_default=True, type=int, help="Prompts sampled per generate call.")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False), help="Data dir (default $TOXBENCH_DATA).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--dtype", default="auto", show_default=True)
+@click.option("--threads", default=None, type=int,
+              help="torch CPU threads (1 is fastest on a busy 2-core machine).")
 def pairs(model: str, scorer: str, pool: tuple[str, ...], n: int, margin: float, limit: int | None, seed: int,
           out: str, allow_overlap: bool, drop_overlap: bool, import_path: str | None, max_new_tokens: int,
-          batch_prompts: int, data_dir: str | None, cache_dir: str | None, device: str, dtype: str) -> None:
+          batch_prompts: int, data_dir: str | None, cache_dir: str | None, device: str, dtype: str,
+          threads: int | None) -> None:
     """Build DPO preference pairs from the model's own samples (least vs most toxic continuation per prompt)."""
     try:
         if import_path is not None:
@@ -78,6 +81,12 @@ def pairs(model: str, scorer: str, pool: tuple[str, ...], n: int, margin: float,
         root = resolve_data_dir(data_dir)
         # check the pool before loading anything heavy: a bad file or an overlap fails in a second
         resolve_pool(list(pool) or None, root, allow_overlap=allow_overlap, drop_overlap=drop_overlap)
+        if threads is not None:
+            if threads < 1:
+                raise UsageError(f"--threads must be positive, got {threads}")
+            import torch
+
+            torch.set_num_threads(threads)
         from toxbench.harness.models import load_model
 
         loaded = load_model(model, dtype=dtype, device=device, cache_dir=cache_dir)
