@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	$(BIN)/toxbench suite suites/demo.yaml
+	@cat runs/demo/leaderboard.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra
