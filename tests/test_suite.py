@@ -115,7 +115,7 @@ def test_shipped_suites_parse():
     assert {sp.model for sp in smoke.specs} == {"smollm2-135m"} and {sp.seed for sp in smoke.specs} == {1234}
     rtp = [sp for sp in smoke.specs if "rtp_challenging" in sp.tasks]
     assert rtp and all(sp.limit == 8 and sp.generation.k == 4 for sp in rtp)
-    assert all(sp.limit == 5 for sp in smoke.specs if "wikitext" in sp.tasks)
+    assert all(sp.limit == 2 for sp in smoke.specs if "wikitext" in sp.tasks)
     paper = load_suite(REPO / "suites" / "paper.yaml")
     smol = {sp.intervention for sp in paper.specs if sp.model == "smollm2-135m"}
     assert smol == {"none", "preprompt", "aura", "det0", "damp", "aura+preprompt", "dpo"}
