@@ -330,6 +330,7 @@ def test_cli_end_to_end(data, tiny_ckpt, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.splitlines()[-1])
     assert summary["candidates"] == 10 and "top_tokens" not in res.stdout  # tokens go to the file only
+    assert "training the toxicity probe" not in res.stderr  # reused the probe `analyze probe` cached
     vec = tmp_path / "out" / "toxic_vectors.safetensors"
     res = _run(["activations", *common, "--vectors", str(vec), "-i", "toxic-vectors", "--intervention-state",
                 str(vec), "-a", "scale=0", "--langs", "en,ja", "--limit", "2", "--n-new-tokens", "2"])

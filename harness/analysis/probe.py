@@ -265,6 +265,14 @@ def train_probe(
     return probe, held_out
 
 
+def probe_cache_path(cache_dir: Path, data_dir: Path, settings: ProbeSettings, model_fingerprint: str) -> Path:
+    """Where the probe for (model, Jigsaw file contents, settings) is cached (``analyze probe`` also fills it)."""
+    jfile = Path(data_dir) / "jigsaw" / settings.jigsaw_file
+    data_hash = sha256_file(jfile) if jfile.is_file() else "missing"  # missing: train_probe says so
+    key = settings.key(model_fingerprint, data_hash)
+    return Path(cache_dir) / "analysis" / model_fingerprint[:16] / f"probe-{key}.safetensors"
+
+
 def cached_probe(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -279,14 +287,9 @@ def cached_probe(
     log=lambda msg: None,
 ) -> ToxicityProbe:
     """The probe for (model, data, settings), trained once and kept under ``cache_dir/analysis``."""
-    jfile = Path(data_dir) / "jigsaw" / settings.jigsaw_file
-    data_hash = sha256_file(jfile) if jfile.is_file() else "missing"  # missing: train_probe says so
-    path = None
-    if cache_dir is not None:
-        key = settings.key(model_fingerprint, data_hash)
-        path = Path(cache_dir) / "analysis" / model_fingerprint[:16] / f"probe-{key}.safetensors"
-        if path.is_file():
-            return ToxicityProbe.load(path, model_fingerprint)
+    path = probe_cache_path(cache_dir, data_dir, settings, model_fingerprint) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        return ToxicityProbe.load(path, model_fingerprint)
     log(f"training the toxicity probe on jigsaw/{settings.jigsaw_file} (limit {settings.limit})")
     probe, _ = train_probe(model, tokenizer, data_dir, settings, batch_size=batch_size,
                            model_fingerprint=model_fingerprint, model_name=model_name, progress=progress)

@@ -131,13 +131,17 @@ def probe_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, 
     """
     from dataclasses import replace
 
-    from toxbench.harness.analysis.probe import train_probe, write_probe_report
+    from toxbench.harness.analysis.probe import probe_cache_path, train_probe, write_probe_report
 
     loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype, threads)
     settings = replace(_probe_settings(jigsaw_file, probe_limit, seed), max_length=max_length, test_frac=test_frac)
     probe, held_out = train_probe(loaded.model, loaded.tokenizer, root, settings, batch_size=batch_size,
                                   model_fingerprint=loaded.fingerprint, model_name=loaded.name, progress=progress)
     files = write_probe_report(out_dir, probe, held_out, loaded.name)
+    # later toxic-vectors/activations runs with the same probe settings reuse this probe instead of retraining
+    cached = probe_cache_path(cache, root, settings, loaded.fingerprint)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    probe.save(cached)
     _done(files, {"model": loaded.name, **probe.metrics})
 
 
