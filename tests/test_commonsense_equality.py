@@ -244,7 +244,10 @@ def test_requests_match_lm_eval(name: str, monkeypatch) -> None:
             assert ours.doc_to_choice(a) == theirs.doc_to_choice(b)
     for key in ("output_type", "metric_list", "generation_kwargs", "filter_list", "target_delimiter",
                 "fewshot_delimiter", "repeats"):
-        assert getattr(ours.config, key) == getattr(theirs.config, key), key
+        a, b = getattr(ours.config, key), getattr(theirs.config, key)
+        if key == "generation_kwargs" and a:  # the one documented difference: triviaqa_3k stops at 32 tokens
+            a = {k: v for k, v in a.items() if not (k == "max_gen_toks" and v == 32 and name == "triviaqa_3k")}
+        assert a == b, key
     assert ours.config.num_fewshot in (None, 0) and theirs.config.num_fewshot in (None, 0)
     pr_ours, pr_theirs = ours.config.process_results, theirs.config.process_results
     assert (pr_ours is None) == (pr_theirs is None)
