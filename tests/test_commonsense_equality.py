@@ -226,9 +226,16 @@ def _theirs(path: str, hub: list[dict]) -> ConfigurableTask:
     return ConfigurableTask(config=cfg)
 
 
-def _requests(task: ConfigurableTask) -> list[tuple]:
+def _requests(task: ConfigurableTask, drop_max_gen_toks: int | None = None) -> list[tuple]:
     task.build_all_requests(rank=0, world_size=1)
-    return [(i.request_type, i.doc_id, i.idx, i.repeats, repr(i.arguments)) for i in task.instances]
+    out = []
+    for i in task.instances:
+        args = i.arguments
+        if drop_max_gen_toks is not None and isinstance(args[-1], dict):
+            assert args[-1].get("max_gen_toks") == drop_max_gen_toks
+            args = (*args[:-1], {k: v for k, v in args[-1].items() if k != "max_gen_toks"})
+        out.append((i.request_type, i.doc_id, i.idx, i.repeats, repr(args)))
+    return out
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -236,7 +243,8 @@ def test_requests_match_lm_eval(name: str, monkeypatch) -> None:
     path, local, hub = CASES[name]
     ours, theirs = _ours(name, local, hub, monkeypatch), _theirs(path, hub)
     assert len(ours.eval_docs) == len(hub)
-    assert _requests(ours) == _requests(theirs)
+    # the one documented difference: triviaqa_3k generates at most 32 tokens (see its YAML)
+    assert _requests(ours, 32 if name == "triviaqa_3k" else None) == _requests(theirs)
     for a, b in zip(ours.eval_docs, theirs.eval_docs):
         assert ours.doc_to_text(a) == theirs.doc_to_text(b)
         assert ours.doc_to_target(a) == theirs.doc_to_target(b)
