@@ -282,8 +282,8 @@ def vocab_projection(model: torch.nn.Module, tokenizer: Any, layer: int, neuron:
 
 
 def _cell(token: str) -> str:
-    """Keep a token visible and the Markdown table intact (pipes, newlines, surrounding spaces)."""
-    return repr(token)[1:-1].replace("|", "\\|")
+    """Keep a token visible and the Markdown table intact: repr shows spaces/newlines, pipes are escaped."""
+    return repr(token).replace("|", "\\|")
 
 
 def write_toxic_vectors_report(
@@ -305,10 +305,11 @@ def write_toxic_vectors_report(
         toks = vocab_projection(model, tokenizer, v.layer, v.neuron, topk_tokens) if v.kept else []
         rows.append({"rank": v.rank, "layer": v.layer, "neuron": v.neuron, "cosine": v.cosine,
                      "mean_activation": v.activation, "kept": v.kept,
-                     "top_tokens": " ".join(f"`{_cell(t)}`" for t in toks)})
+                     "top_tokens": ", ".join(_cell(t) for t in toks)})
     kept = [v for v in vectors if v.kept]
     title = (f"Toxic value vectors ({model_name}): {len(kept)} of the top {len(vectors)} by cosine with the probe "
-             f"have positive mean activation over {n_prompts} English RTP-LX prompts")
+             f"have positive mean activation over {n_prompts} English RTP-LX prompts (content warning: the "
+             "top_tokens column lists what toxic vectors promote and is likely offensive)")
     files = write_table(out / "toxic_vectors", rows, title=title)
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
