@@ -719,7 +719,9 @@ class Leaderboard:
 def describe_scorer(s: Any) -> str:
     if not isinstance(s, dict):
         return str(s)
-    text = " ".join(str(x) for x in (s.get("name"), s.get("version")) if x)
+    version = str(s.get("version") or "")
+    version = version if not version or version.startswith("v") else "v" + version
+    text = " ".join(x for x in (str(s.get("name") or ""), version) if x)
     cal = s.get("calibration")
     return text + (f", calibrated ({cal})" if cal else ", uncalibrated")
 
@@ -774,8 +776,8 @@ def write_leaderboard(lb: Leaderboard, out: str | Path, csv: bool = False, json_
                       plots: bool = True) -> list[Path]:
     """Write ``out`` (Markdown) and, beside it, the CSV / JSON exports and PNG plots; returns the paths."""
     out = Path(out)
-    if out.suffix != ".md":
-        out = out.with_suffix(".md") if not out.suffix else out
+    if not out.suffix:
+        out = out.with_suffix(".md")
     written = [out]
     atomic_write_text(out, lb.markdown())
     if csv:

@@ -46,7 +46,7 @@ def test_headline_numbers():
     assert "| 0.412 [0.362, 0.463] |     ref |" in md
     assert "2.1×" in md
     assert "+1.95" in md and "-0.025" in md
-    assert "0.300†" in md and "† scored by an English-only scorer (jigsaw-bilstm 0.3.0, uncalibrated) in de, ja" in md
+    assert "0.300†" in md and "† scored by an English-only scorer (jigsaw-bilstm v0.3.0, uncalibrated) in de, ja" in md
     assert "k=4; max 20 new tokens; sampling temperature=1.0, top_p=0.9, top_k=0; seed 1234; limit 8" in md
 
 
@@ -164,4 +164,4 @@ def test_small_pieces():
     text = describe_protocol({"scorer": {"name": "s", "version": "1", "calibration": "isotonic"}, "k": 25,
                               "sampling": {"do_sample": False}, "seed": 1, "limit": None, "threshold": 0.5,
                               "output_type": "generate_until", "n_prompts": 3})
-    assert text == "scorer s 1, calibrated (isotonic); k=25; greedy; seed 1; limit None; threshold=0.5"
+    assert text == "scorer s v1, calibrated (isotonic); k=25; greedy; seed 1; limit None; threshold=0.5"
