@@ -97,9 +97,10 @@ def sample_next(
     rows = torch.arange(B, device=logits.device)
     for kk in (*NUCLEUS_PROBES, V):
         kk = min(kk, V)
-        sub = logits[rows]
+        full = len(rows) == B
+        sub = logits if full else logits[rows]  # no copy of the whole logits matrix at the first level
         vals, idx = sub.topk(kk, dim=-1) if kk < V else sub.sort(dim=-1, descending=True)
-        probs = torch.exp(vals - lse[rows])
+        probs = torch.exp(vals - (lse if full else lse[rows]))
         ok = probs.sum(-1) >= top_p if kk < V else torch.ones(len(rows), dtype=torch.bool, device=logits.device)
         if ok.any():
             out[rows[ok]] = _nucleus_draw(probs[ok], idx[ok], u[rows[ok]], top_p)
@@ -148,14 +149,15 @@ def generate_samples(
     top_k: int = 0,
     until: list[str] | None = None,
     seed: int = 1234,
-    batch_size: int = 200,
+    batch_size: int = 16,
     cache_path: Path | None = None,
     progress: bool = True,
     add_special_tokens: bool = True,
 ) -> list[list[str]]:
     """``k`` continuations of up to ``max_new_tokens`` new tokens for each context, in input order.
 
-    ``batch_size`` counts decode rows (prompts x samples): ``max(1, batch_size // k)`` prompts share a batch.
+    ``batch_size`` counts *prompts* per batch; each decodes ``k`` rows, so a batch runs ``batch_size x k`` rows
+    (16 x 25 = 400 for RTP: wide enough for efficient matmuls on CPU, about 1 GB of KV cache for SmolLM2).
     ``add_special_tokens`` is passed to the tokenizer (its default True adds BOS where the model expects one,
     as ``tokenizer(prompt)`` in the RTP/AurA scripts). ``cache_path``: per-run JSONL of finished prompts (put it
     in the run directory: it is keyed by these settings and the model config, not by an intervention).
@@ -202,7 +204,7 @@ def generate_samples(
         ids.append(e)
 
     order = sorted(range(len(contexts)), key=lambda i: (len(ids[i]), keys[i]))
-    per_batch = max(1, batch_size // (k if do_sample else 1))
+    per_batch = max(1, int(batch_size))
     batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
 
     done = _load_cache(cache_path, digest)

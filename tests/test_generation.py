@@ -59,7 +59,7 @@ def tok_model():
 def test_greedy_equals_plain_generate(tok_model):
     tok, model = tok_model
     ours = generate_samples(model, tok, CONTEXTS[:5], k=3, max_new_tokens=8, do_sample=False, progress=False,
-                            add_special_tokens=False, batch_size=4)
+                            add_special_tokens=False, batch_size=2)
     for ctx, outs in zip(CONTEXTS[:5], ours):
         assert len(outs) == 3 and len(set(outs)) == 1
         ids = tok(ctx, return_tensors="pt", add_special_tokens=False)
@@ -82,9 +82,9 @@ def test_shapes_and_determinism(tok_model):
 
 def test_outputs_do_not_depend_on_batch_composition(tok_model):
     tok, model = tok_model
-    a = generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=4, progress=False)
+    a = generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=1, progress=False)
     b = generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=1000, progress=False)
-    c = generate_samples(model, tok, CONTEXTS[::-1], k=4, max_new_tokens=6, batch_size=8, progress=False)
+    c = generate_samples(model, tok, CONTEXTS[::-1], k=4, max_new_tokens=6, batch_size=3, progress=False)
     assert a == b
     r = c[::-1]  # back in a's order; reversing swapped which copy of the duplicate prompt comes first
     assert a[1:5] == r[1:5] and a[6] == r[6]
@@ -93,7 +93,7 @@ def test_outputs_do_not_depend_on_batch_composition(tok_model):
 
 def test_kill_and_resume_gives_identical_outputs(tok_model, tmp_path, monkeypatch):
     tok, model = tok_model
-    ref = generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=8, progress=False)
+    ref = generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=2, progress=False)
 
     cache = tmp_path / "gen.jsonl"
     real_run = generation._BatchRunner.run
@@ -107,21 +107,21 @@ def test_kill_and_resume_gives_identical_outputs(tok_model, tmp_path, monkeypatc
 
     monkeypatch.setattr(generation._BatchRunner, "run", dying_run)
     with pytest.raises(KeyboardInterrupt):
-        generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=8, cache_path=cache, progress=False)
+        generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=2, cache_path=cache, progress=False)
     written = [json.loads(line) for line in cache.read_text().splitlines()]
     assert len(written) == 4  # two finished batches of two prompts each
 
     calls["n"] = -100  # no more deaths; count the batches the restart really generates
-    out = generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=8, cache_path=cache, progress=False)
+    out = generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=2, cache_path=cache, progress=False)
     assert out == ref
     assert calls["n"] == -100 + 2  # 7 prompts in 4 batches, 2 already done
 
     # A torn last line (killed mid-write) is ignored; other settings do not reuse the cache.
     with open(cache, "a") as f:
         f.write('{"settings": "x", "key": ')
-    assert generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=8, cache_path=cache,
+    assert generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=2, cache_path=cache,
                             progress=False) == ref
-    other = generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=8, cache_path=cache,
+    other = generate_samples(model, tok, CONTEXTS, k=4, max_new_tokens=6, batch_size=2, cache_path=cache,
                              seed=99, progress=False)
     assert other != ref
 

@@ -290,9 +290,11 @@ def summarize(samples: list[dict], task_name: str, task_config: Any) -> dict:
     describe = scorer.describe() if hasattr(scorer, "describe") else {}
     protocol = {
         "scorer": {
+            **{k: v for k, v in describe.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))},
             "name": getattr(scorer, "name", describe.get("name")),
             "version": getattr(scorer, "version", describe.get("version")),
-            "calibration": describe.get("calibration", getattr(scorer, "calibration", None)),
+            "id": getattr(scorer, "id", None),
+            "calibration": describe.get("calibration"),
         },
         "k": ks[0] if len(ks) == 1 else ks,
         "max_new_tokens": gen.get("max_gen_toks"),
