@@ -196,7 +196,11 @@ def fit_probe(
     n_test = max(2, round(test_frac * len(x)))
     if len(x) - n_test < 2:
         raise UsageError(f"too few Jigsaw comments ({len(x)}) to split off a held-out set; raise --limit")
-    tr, te = train_test_split(np.arange(len(x)), test_size=n_test, random_state=seed, stratify=labels)
+    try:
+        tr, te = train_test_split(np.arange(len(x)), test_size=n_test, random_state=seed, stratify=labels)
+    except ValueError as e:  # too few comments of one label for a stratified split
+        raise UsageError(f"cannot split {len(x)} Jigsaw comments into train/held-out sets ({e}); raise --limit") \
+            from None
     # Standardising only rescales the solver's view; the weight is mapped back so it stays a residual direction.
     scale = x[tr].std(0) + 1e-6
     # L2 strength picked by 3-fold CV on the training part: with a few hundred comments in 500-2000 dimensions an

@@ -61,7 +61,7 @@ def probe_options(f):
     for opt in reversed([
         click.option("--jigsaw-file", default="robtest_balanced/test.csv", show_default=True,
                      help="Labelled Jigsaw CSV under <data-dir>/jigsaw (Kaggle layout or text,label)."),
-        click.option("--probe-limit", default=2000, show_default=True, type=click.IntRange(min=4),
+        click.option("--probe-limit", default=2000, show_default=True, type=click.IntRange(min=0),
                      help="Jigsaw comments for the probe (label-stratified sample; 0 = whole file)."),
     ]):
         f = opt(f)
