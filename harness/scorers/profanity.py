@@ -19,6 +19,7 @@ class ProfanityCheck(Scorer):
     languages = ("en",)
     heads = ("profanity",)
     defaults: ClassVar[dict[str, Any]] = {"normalize_quotes": False}
+    requires = ("profanity_check",)
 
     def __init__(self, cache_dir: Any = None, **options: Any) -> None:
         super().__init__(cache_dir=cache_dir, **options)
