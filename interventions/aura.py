@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -170,10 +171,16 @@ class AurA(Intervention):
 
     @contextlib.contextmanager
     def attach(self, model: torch.nn.Module) -> Iterator[None]:
-        alphas = self.scales()
-        _check_units(model, alphas)
-        # Modules whose alphas are all 1 change nothing: no hook, no cost.
-        hooks = {n: scale_output_hook(a) for n, a in alphas.items() if not bool((a == 1).all())}
+        # Attached around every lm-eval batch: validate once per model and reuse the hook closures (each caches
+        # its alpha cast to the output's dtype/device), so a re-attach costs only the handle registrations.
+        cache = self.__dict__.setdefault("_hook_cache", weakref.WeakKeyDictionary())
+        hooks = cache.get(model)
+        if hooks is None:
+            alphas = self.scales()
+            _check_units(model, alphas)
+            # Modules whose alphas are all 1 change nothing: no hook, no cost.
+            hooks = {n: scale_output_hook(a) for n, a in alphas.items() if not bool((a == 1).all())}
+            cache[model] = hooks
         with hooked(model, hooks):
             yield
 

@@ -283,3 +283,26 @@ def test_load_labelled_texts(tmp_path):
         load_labelled_texts(path, 0, 1, 11, seed=3)
     with pytest.raises(UsageError):
         load_labelled_texts(path, 0, 5, 4, seed=3)
+
+
+@pytest.mark.slow
+def test_smollm2_fit_on_default_data_first_layer():
+    """Real model + default Jigsaw file: first layer only (the forward stops there), 8 sentences per class."""
+    from toxbench.harness.models import load_model
+
+    loaded = load_model("smollm2-135m", dtype="float32", device="cpu")
+    interv = AurA(modules="model.layers.0.mlp.*_proj", n_per_class=8)
+    state = interv.fit(loaded.model, loaded.tokenizer, batch_size=16, model_fingerprint=loaded.fingerprint,
+                       model_name="smollm2-135m", seed=0, progress=False)
+    assert sorted(state.tensors) == [f"model.layers.0.mlp.{p}_proj" for p in ("down", "gate", "up")]
+    assert state.tensors["model.layers.0.mlp.up_proj"].shape == (1536,)
+    alphas = torch.cat(list(state.tensors.values()))
+    assert ((alphas >= 0) & (alphas <= 1)).all() and (alphas < 1).any()
+    assert state.metadata["counts"] == {"toxic": 8, "non_toxic": 8}
+    assert state.metadata["data_file"] == "jigsaw/robtest_balanced/test.csv"
+    ids = loaded.tokenizer("Hello there, my friend", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        plain = loaded.model(ids).logits
+        with AurA(state=state).attach(loaded.model):
+            hooked_logits = loaded.model(ids).logits
+    assert not torch.allclose(plain, hooked_logits)
