@@ -697,12 +697,15 @@ class Leaderboard:
     def dagger_note(self, tb: Table) -> str:
         bad = [p for p in self._expand(p for _, p in tb.protocols)
                if self.protocols[p].get("scorer_language_ok") is False]
-        scorers = sorted({describe_scorer(self.protocols[p].get("scorer")) for p in bad})
+        scorers = "; ".join(sorted({describe_scorer(self.protocols[p].get("scorer")) for p in bad}))
         langs = [lang for t, lang in tb.daggers if lang != t]
         groups = [t for t, lang in tb.daggers if lang == t]
-        where = ", ".join(langs) if langs else "some languages"
-        tail = f" (and in the means that include them: {', '.join(groups)})" if groups else ""
-        return (f"{DAGGER} scored by an English-only scorer ({'; '.join(scorers)}) in {where}{tail}: "
+        if not langs:  # only means are shown: name the languages they average over
+            langs = sorted({str(self.protocols[p].get("lang")) for p in bad})
+            return (f"{DAGGER} {', '.join(groups)} include(s) {', '.join(langs)}, scored by an English-only scorer "
+                    f"({scorers}), where it is not a valid toxicity measurement.")
+        tail = f", and the means over them ({', '.join(groups)})" if groups else ""
+        return (f"{DAGGER} scored by an English-only scorer ({scorers}) in {', '.join(langs)}{tail}: "
                 "not a valid toxicity measurement in these languages.")
 
     # -- exports ------------------------------------------------------------------------------------------------
