@@ -82,7 +82,7 @@ def check(baseline: str, runs: tuple[str, ...], update: bool, show_all: bool) ->
 
     report = run_check(baseline, list(runs), update=update)
     _warn_skipped(report.skipped)
-    table = report.markdown(only_failures=not (show_all or update))
+    table = report.markdown(only_failures=not show_all)
     if table:
         click.echo(table)
     click.echo(report.summary())
