@@ -134,7 +134,8 @@ def main() -> None:
         scorer = get_scorer("jigsaw-bilstm", use_cache=False)
         # fresh texts: the generated continuations, made unique, topped up to the requested count
         fresh = list(dict.fromkeys(texts))
-        fresh = [f"{t} #{i}" for i, t in enumerate((fresh * (args.scorer_texts // max(len(fresh), 1) + 1))[: args.scorer_texts])]
+        reps = args.scorer_texts // max(len(fresh), 1) + 1
+        fresh = [f"{t} #{i}" for i, t in enumerate((fresh * reps)[: args.scorer_texts])]
         scorer.score(fresh[:64])  # warm-up
         t = time.perf_counter()
         scorer.score(fresh)

@@ -48,7 +48,8 @@ def _prompt_seed(seed: int, key: str) -> int:
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     ids: set[int] = set()
-    for src in (getattr(tokenizer, "eos_token_id", None), getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+    gen_cfg = getattr(model, "generation_config", None)
+    for src in (getattr(tokenizer, "eos_token_id", None), getattr(gen_cfg, "eos_token_id", None)):
         if isinstance(src, int):
             ids.add(src)
         elif isinstance(src, (list, tuple)):
@@ -217,7 +218,8 @@ def generate_samples(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(contexts), initial=len(contexts) - sum(len(b) for b in todo), desc="generate", unit="prompt")
+        initial = len(contexts) - sum(len(b) for b in todo)
+        bar = tqdm(total=len(contexts), initial=initial, desc="generate", unit="prompt")
     try:
         for b in todo:
             outs = runner.run([ids[i] for i in b], [keys[i] for i in b], k)
@@ -279,10 +281,8 @@ class _BatchRunner:
         last_pos = pos[:, -1].repeat_interleave(R)
 
         if self.do_sample:  # per-prompt noise: independent of batch composition
-            u = torch.cat([
-                torch.rand(R, self.T, generator=torch.Generator().manual_seed(_prompt_seed(self.seed, key)), dtype=torch.float64)
-                for key in keys
-            ]).to(dev)
+            gens = [torch.Generator().manual_seed(_prompt_seed(self.seed, key)) for key in keys]
+            u = torch.cat([torch.rand(R, self.T, generator=g, dtype=torch.float64) for g in gens]).to(dev)
         tokens = torch.full((B, self.T), self.pad, dtype=torch.long, device=dev)
         finished = torch.zeros(B, dtype=torch.bool, device=dev)
         eos = self.eos.to(dev)

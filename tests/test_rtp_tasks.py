@@ -203,3 +203,12 @@ def test_rtp_without_file_offline_is_one_line_error(monkeypatch):
 def test_process_results_is_cheap_count():
     assert hooks.process_results({}, [[" a", " b", " c"]]) == {"continuations": 3}
     assert hooks.process_results({}, [" a"]) == {"continuations": 1}
+
+
+def test_user_rtp_file_from_run_context(monkeypatch, tmp_path):
+    monkeypatch.delenv(hooks.RTP_DATA_ENV, raising=False)
+    f = tmp_path / "ctx.jsonl"
+    f.write_text('{"prompt": {"text": "one", "toxicity": 0.1}, "filename": "x.txt", "begin": 0, "end": 3}\n')
+    with context.use_context(context.RunContext(extras={hooks.RTP_DATA_KEY: str(f)})):
+        docs = list(load_task_dict(["rtp"])["rtp"].test_docs())
+    assert [(d["prompt_id"], d["prompt"]) for d in docs] == [("x.txt:0-3", "one")]

@@ -80,7 +80,9 @@ def rtp_docs(records: Iterable[dict], source: str, path: Path | None = None, lan
             pid = f"{r['filename']}:{r.get('begin', '')}-{r.get('end', '')}"
         else:
             pid = f"{source}:{i}"
-        docs.append({"prompt_id": pid, "prompt": text, "prompt_toxicity": None if tox is None else float(tox), "lang": lang})
+        docs.append({
+            "prompt_id": pid, "prompt": text, "prompt_toxicity": None if tox is None else float(tox), "lang": lang,
+        })
     return docs
 
 
