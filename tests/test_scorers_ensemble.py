@@ -24,6 +24,7 @@ def test_jigsaw_training_data_is_jigsaw_only() -> None:
 
 def test_fit_head_selects_c_by_cv_and_saves_safetensors(tmp_path, monkeypatch) -> None:
     rng = np.random.default_rng(0)
+    lab = {t: int(v) for t, v in zip(*ens.load_jigsaw()[:2])}
 
     class FakeEncoder:
         def __init__(self, threads=None) -> None:
@@ -31,7 +32,6 @@ def test_fit_head_selects_c_by_cv_and_saves_safetensors(tmp_path, monkeypatch) -
 
         def embed(self, texts, maxlen=64, batch_size=64, progress=False):
             # a feature that knows the label a little, plus noise: any C works, the point is the plumbing
-            lab = {t: int(lab) for t, lab in zip(*ens.load_jigsaw()[:2])}
             x = rng.normal(size=(len(texts), 8))
             x[:, 0] += np.array([lab[t] for t in texts]) * 2.0
             return x.astype(np.float32)

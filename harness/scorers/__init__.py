@@ -22,10 +22,11 @@ SCORERS.register("perspective", "toxbench.harness.scorers.perspective:Perspectiv
 SCORERS.register("profanity-check", "toxbench.harness.scorers.profanity:ProfanityCheck")
 SCORERS.register("multilingual", "toxbench.harness.scorers.multilingual:MultilingualScorer")
 
-#: the offline default of runs (English tasks)
-DEFAULT_SCORER = "jigsaw-bilstm"
+#: the offline default of runs (English tasks): the only offline scorer reaching ROC-AUC >= 0.95 against Perspective
+#: on RTP texts and on continuations alone (``toxbench scorers eval``); ``jigsaw-bilstm`` is ~20-50x faster
+DEFAULT_SCORER = "jigsaw-ensemble"
 #: what ``toxbench scorers eval`` measures when no --scorer is given (offline ones; perspective is the reference)
-EVAL_DEFAULTS = ("jigsaw-bilstm", "jigsaw-ensemble", "profanity-check", "detoxify", "evaluate-toxicity")
+EVAL_DEFAULTS = ("jigsaw-ensemble", "jigsaw-bilstm", "profanity-check", "detoxify", "evaluate-toxicity")
 SCORE_CACHE_FILE = "scores.sqlite"
 
 __all__ = ["SCORERS", "DEFAULT_SCORER", "Scorer", "build_scorer", "get_scorer", "language_check"]
