@@ -177,3 +177,14 @@ def test_fit_needs_pairs_and_known_args(lm, tmp_path):
         _dpo(pairs="x", lora_rank=8).fit(model, tok, cache_dir=tmp_path)
     with pytest.raises(UsageError, match="not found"):
         _dpo(pairs=str(tmp_path / "missing.jsonl")).fit(model, tok, cache_dir=tmp_path)
+
+
+def test_full_finetuning_option(lm, tmp_path):
+    from toxbench.interventions.dpo import checkpoint_hash
+
+    model, tok = lm
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 12)
+    cfg = {**FAST, "max_steps": 3, "lora": False, "learning_rate": 1e-3}
+    meta = _dpo(pairs=str(pairs), **cfg).fit(model, tok, cache_dir=tmp_path / "c", seed=2, progress=False).metadata
+    assert meta["global_step"] == 3 and meta["held_out"]["margin"] > 0
+    assert meta["checkpoint_hash"] == checkpoint_hash(meta["checkpoint_dir"])
