@@ -115,7 +115,9 @@ def _nucleus_draw(probs: torch.Tensor, idx: torch.Tensor, u: torch.Tensor, top_p
     """``probs``: a row's top candidates sorted descending, normalised over the whole (top-k) distribution, with
     their token ``idx``; keeps those whose preceding mass is < top_p, then draws by inverse CDF."""
     if top_p < 1.0:
-        probs = probs * ((probs.cumsum(-1) - probs) < top_p)
+        keep = (probs.cumsum(-1) - probs) < top_p
+        keep[:, 0] = True  # at least one token (HF's min_tokens_to_keep=1)
+        probs = probs * keep
     cdf = probs.cumsum(-1)
     pos = torch.searchsorted(cdf, (u.to(cdf.dtype) * cdf[:, -1]).unsqueeze(1), right=True)
     pos = pos.clamp_(max=probs.shape[-1] - 1)
@@ -169,6 +171,8 @@ def generate_samples(
     if not contexts:
         return []
     until = list(until or [])
+    if do_sample and temperature <= 0:  # lm-eval's convention: temperature 0 means greedy
+        do_sample = False
     cfg = getattr(model, "config", None)
     settings = _Settings(
         format=CACHE_FORMAT,

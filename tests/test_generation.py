@@ -181,3 +181,12 @@ def test_sampling_rule_matches_transformers_warpers(temperature, top_k, top_p, m
     got = sample_next(row, u, temperature, top_p, top_k)
     freq = torch.bincount(got, minlength=300).double() / 20000
     assert float((freq - probs[2].double()).abs().max()) < 0.02
+
+
+def test_degenerate_settings(tok_model):
+    tok, model = tok_model
+    greedy = generate_samples(model, tok, CONTEXTS[:2], k=2, max_new_tokens=4, do_sample=False, progress=False)
+    assert generate_samples(model, tok, CONTEXTS[:2], k=2, max_new_tokens=4, temperature=0.0, progress=False) == greedy
+    logits = torch.randn(3, 50, dtype=torch.float64)
+    top1 = sample_next(logits, torch.full((3,), 0.99, dtype=torch.float64), 1.0, 1e-9, 0)
+    assert torch.equal(top1, logits.argmax(-1))  # a tiny nucleus keeps the top token only
