@@ -190,3 +190,16 @@ def test_degenerate_settings(tok_model):
     logits = torch.randn(3, 50, dtype=torch.float64)
     top1 = sample_next(logits, torch.full((3,), 0.99, dtype=torch.float64), 1.0, 1e-9, 0)
     assert torch.equal(top1, logits.argmax(-1))  # a tiny nucleus keeps the top token only
+
+
+def test_rows_stop_at_eos(tok_model):
+    import copy
+
+    tok, model = tok_model
+    plain = generate_samples(model, tok, CONTEXTS[:1], k=1, max_new_tokens=6, do_sample=False, progress=False)[0][0]
+    words = plain.split()
+    stop_word = words[1]  # make the second generated word an end-of-sequence token
+    m2 = copy.deepcopy(model)
+    m2.generation_config.eos_token_id = [3, tok.convert_tokens_to_ids(stop_word)]
+    out = generate_samples(m2, tok, CONTEXTS[:1], k=2, max_new_tokens=6, do_sample=False, progress=False)[0]
+    assert out == [words[0], words[0]]
