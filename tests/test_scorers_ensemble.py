@@ -68,3 +68,16 @@ def test_ensemble_scores(tmp_path) -> None:
     np.testing.assert_allclose(h["toxicity"], 1 / (1 + np.exp(-avg)), rtol=1e-6)
     assert (h["toxicity"] < 0.1).all()
     assert s.describe()["options"]["head"] == ens.load_head()[2]["sha256"][:16]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("toxic_classifier") is None, reason="toxic-comment-classifier missing")
+def test_ensemble_without_minilm(tmp_path) -> None:
+    from toxbench.harness.scorers import build_scorer
+
+    s = build_scorer("jigsaw-ensemble", cache_dir=tmp_path, minilm=False)
+    h = s.score_heads(["Thank you for your help with the article."])
+    assert set(h) == {"toxicity", "bilstm_toxic", "profanity"} and s.encoder is None
+    expected = 1 / (1 + np.exp(-(np.log(h["bilstm_toxic"] / (1 - h["bilstm_toxic"]))
+                                 + np.log(h["profanity"] / (1 - h["profanity"]))) / 2))
+    np.testing.assert_allclose(h["toxicity"], expected, rtol=1e-6)
+    assert s.options_hash != build_scorer("jigsaw-bilstm", cache_dir=tmp_path).options_hash
