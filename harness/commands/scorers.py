@@ -113,8 +113,11 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
         except ImportError:
             run_eval = None
         if run_eval is not None:
-            extra.append(run_eval(cache_dir=cdir, data_dir=droot))
-            click.echo("\n" + extra[-1])
+            try:
+                extra.append(run_eval(cache_dir=cdir, data_dir=droot))
+                click.echo("\n" + extra[-1])
+            except UsageError as e:  # e.g. the head is not trained yet: the agreement table above still stands
+                click.echo(f"multilingual per-language table unavailable: {e}", err=True)
     if output is not None:
         if output.suffix == ".csv":
             atomic_write_text(output, df.to_csv(index=False))
