@@ -203,3 +203,20 @@ def test_rows_stop_at_eos(tok_model):
     m2.generation_config.eos_token_id = [3, tok.convert_tokens_to_ids(stop_word)]
     out = generate_samples(m2, tok, CONTEXTS[:1], k=2, max_new_tokens=6, do_sample=False, progress=False)[0]
     assert out == [words[0], words[0]]
+
+
+@pytest.mark.slow
+def test_smollm2_greedy_batched_matches_generate():
+    from toxbench.harness.models import load_model
+
+    torch.set_num_threads(1)  # 2 busy shared cores: one thread is several times faster
+    lm = load_model("smollm2-135m")
+    model, tok = lm.model, lm.tokenizer
+    prompts = ["The weather today is", "In 1850 the city council decided to build a new", "My favourite"]
+    ours = generate_samples(model, tok, prompts, k=2, max_new_tokens=6, do_sample=False, progress=False)
+    same = 0
+    for p, outs in zip(prompts, ours):
+        ids = tok(p, return_tensors="pt")
+        ref = model.generate(**ids, do_sample=False, max_new_tokens=6, pad_token_id=tok.eos_token_id)
+        same += outs[0] == tok.decode(ref[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
+    assert same == len(prompts)
