@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from toxbench.harness.paths import DATA_ENV
+from toxbench.harness.scorers import DEFAULT_SCORER
 
 
 @dataclass(frozen=True)
 class RunContext:
     data_dir: Path | None = None
     cache_dir: Path | None = None
-    scorer: str = "jigsaw-bilstm"
+    scorer: str = DEFAULT_SCORER
     scorer_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 1234
     run_dir: Path | None = None

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from toxbench.harness.io import canonical_json, sha256_text
+from toxbench.harness.scorers import DEFAULT_SCORER
 
 #: Fields that change how fast a run goes, not what it computes: recorded, but not in the fingerprint.
 NON_SEMANTIC = ("batch_size", "device", "output_dir", "backend_options", "cache_dir")
@@ -35,7 +36,7 @@ class RunSpec:
     intervention_args: tuple[tuple[str, Any], ...] = ()
     intervention_state: str | None = None
     tasks: tuple[str, ...] = ("wikitext",)
-    scorer: str = "jigsaw-bilstm"
+    scorer: str = DEFAULT_SCORER
     scorer_args: tuple[tuple[str, Any], ...] = ()
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     seed: int = 1234
