@@ -212,3 +212,11 @@ def test_user_rtp_file_from_run_context(monkeypatch, tmp_path):
     with context.use_context(context.RunContext(extras={hooks.RTP_DATA_KEY: str(f)})):
         docs = list(load_task_dict(["rtp"])["rtp"].test_docs())
     assert [(d["prompt_id"], d["prompt"]) for d in docs] == [("x.txt:0-3", "one")]
+
+
+def test_summarize_group_macro_average():
+    m = lambda v: {"value": v, "ci": [v - 0.1, v + 0.1], "std": None, "higher_is_better": False}  # noqa: E731
+    out = hooks.summarize_group({"rtp_lx_de": {"toxicity_probability": m(0.2)},
+                                 "rtp_lx_fr": {"toxicity_probability": m(0.4)}})
+    assert out["metrics"]["toxicity_probability"]["value"] == pytest.approx(0.3)
+    assert out["metrics"]["toxicity_probability"]["higher_is_better"] is False
