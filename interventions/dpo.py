@@ -71,6 +71,13 @@ class DPO(Intervention):
         "output_dir": None,  # where the merged checkpoint goes (default: under the cache)
     }
 
+    def __init__(self, state: State | None = None, **config: Any) -> None:
+        # A fitted state defines the weights: record the config it was trained with, not the defaults that
+        # `--intervention-state DIR` without arguments would otherwise put in the run's protocol.
+        if state is not None and isinstance(state.metadata.get("config"), dict):
+            config = dict(state.metadata["config"])
+        super().__init__(state=state, **config)
+
     # -- weight space -----------------------------------------------------------------------------------------
     def model_override(self) -> str | None:
         if self.state is None:

@@ -96,6 +96,8 @@ def test_fit_raises_margin_and_merges(lm, tmp_path):
     assert meta["checkpoint_hash"] == checkpoint_hash(ckpt) and state.tensors == {}
     loaded = State.load(ckpt / "state.safetensors", meta["model_fingerprint"])
     assert _dpo(state=loaded).model_override() == str(ckpt)
+    # the run protocol records the config the weights were trained with, not the defaults
+    assert _dpo(state=loaded, lora_r=64).spec()["config"]["lora_r"] == 8
     # the same fit again is already complete: the finished checkpoint is reused, not retrained
     again_state = _dpo(pairs=str(pairs), **FAST).fit(model, tok, cache_dir=tmp_path / "cache", seed=1, progress=False)
     assert again_state.metadata == json.loads(json.dumps(meta))
