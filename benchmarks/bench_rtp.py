@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=16, help="(c): prompts per batch (each decodes k rows)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--scorer", default=None, help="scorer to time (default: the default scorer, then jigsaw-bilstm)")
     ap.add_argument("--scorer-texts", type=int, default=5000)
     ap.add_argument("--skip", default="", help="comma list of a,b,c,scorer to skip")
     ap.add_argument("--json", type=Path, default=None)
@@ -129,18 +130,26 @@ def main() -> None:
         result["ratio_b_over_a"] = round(rate["b"] / rate["a"], 2) if "a" in rate else None
 
     if "scorer" not in skip:
-        from toxbench.harness.scorers import get_scorer
+        from toxbench.harness.scorers import DEFAULT_SCORER, get_scorer
 
-        scorer = get_scorer("jigsaw-bilstm", use_cache=False)
-        # fresh texts: the generated continuations, made unique, topped up to the requested count
+        names = [args.scorer] if args.scorer else list(dict.fromkeys([DEFAULT_SCORER, "jigsaw-bilstm"]))
+        # fresh texts: the generated continuations plus RTP continuations, made unique (no cache hits possible)
+        from toxbench.harness.paths import data_dir
+
+        for f in ("toxic", "nontoxic"):
+            p = data_dir() / f"realtoxicityprompts/decodingtrust/{f}.jsonl"
+            texts += [json.loads(line)["continuation"]["text"] for line in p.read_text(encoding="utf-8").splitlines()]
         fresh = list(dict.fromkeys(texts))
         reps = args.scorer_texts // max(len(fresh), 1) + 1
         fresh = [f"{t} #{i}" for i, t in enumerate((fresh * reps)[: args.scorer_texts])]
-        scorer.score(fresh[:64])  # warm-up
-        t = time.perf_counter()
-        scorer.score(fresh)
-        dt = time.perf_counter() - t
-        result["scorer"] = {"name": scorer.id, "texts": len(fresh), "texts_per_s": round(len(fresh) / dt, 1)}
+        result["scorers"] = []
+        for name in names:
+            scorer = get_scorer(name, use_cache=False)
+            scorer.score(fresh[:64])  # warm-up (model load, first-call allocations)
+            t = time.perf_counter()
+            scorer.score(fresh)
+            dt = time.perf_counter() - t
+            result["scorers"].append({"name": scorer.id, "texts": len(fresh), "texts_per_s": round(len(fresh) / dt, 1)})
 
     print()
     print(f"{'path':<44}{'prompts':>8}{'seconds':>9}{'prompts/min':>13}")
@@ -152,8 +161,8 @@ def main() -> None:
     if "ratio_c_over_b" in result:
         print(f"ratio (c)/(b) = {result['ratio_c_over_b']}  (goal >= 3)"
               + (f"   (b)/(a) = {result['ratio_b_over_a']}" if result.get("ratio_b_over_a") else ""))
-    if "scorer" in result:
-        print(f"scorer {result['scorer']['name']}: {result['scorer']['texts_per_s']} texts/s (goal >= 1000)")
+    for s in result.get("scorers", []):
+        print(f"scorer {s['name']}: {s['texts_per_s']} texts/s on {s['texts']} fresh texts (goal >= 1000)")
     print(f"load average before {result['loadavg_before']} after {result['loadavg_after']}; "
           f"{args.threads} torch thread(s); {model.dtype}")
     if args.json:
