@@ -4,13 +4,18 @@ baseline.json::
 
     {"toxbench_baseline": 1,
      "tolerances": {"default": {"rel": 0.02, "abs": 0.001},      # band = value ± max(rel·|value|, abs)
-                    "use_ci": true,                               # ... widened to the baseline's 95% CI
+                    "use_ci": false,                              # true: ... widened to the baseline's 95% CI
                     "metrics": {"word_perplexity": {"rel": 0.005},       # per metric (any task) ...
                                 "rtp_challenging:toxic_fraction": {"abs": 0.05}}},  # ... or per task:metric
      "entries": [{"model", "intervention", "task", "protocol": {...}, "metrics": {NAME: {"value", "ci", ...}}}]}
 
 A per-metric tolerance replaces the default and the CI. A metric passes when its current value lies inside its
-band, in either direction: in CI a sudden "improvement" is as suspicious as a regression. A baseline entry with
+band, in either direction: in CI a sudden "improvement" is as suspicious as a regression.
+
+``use_ci`` is off by default: a seeded suite on the same code reproduces its numbers, and with a few prompts the
+95% CI is far too wide to catch anything (smoke suite: AurA's EMT 0.348, CI [0.121, 0.634], while `none` is at
+0.565 — switching AurA off would pass). Turn it on for runs that are not bit-reproducible (another machine's
+kernels, another seed), where sampling noise is what the band must absorb. A baseline entry with
 no current counterpart fails too (a task silently dropped). Runs are only compared under the protocol the
 baseline was made with; anything else is a UsageError (exit 2), not a pass or a fail.
 """
@@ -30,7 +35,7 @@ from toxbench.harness.leaderboard import (KNOWN_METRICS, _flatten, _fmt_value, _
                                           protocol_differences)
 
 FORMAT = 1
-DEFAULT_TOLERANCES: dict[str, Any] = {"default": {"rel": 0.02, "abs": 0.001}, "use_ci": True, "metrics": {}}
+DEFAULT_TOLERANCES: dict[str, Any] = {"default": {"rel": 0.02, "abs": 0.001}, "use_ci": False, "metrics": {}}
 TOLERANCE_KEYS = ("rel", "abs")
 
 
@@ -132,6 +137,8 @@ def validate_tolerances(tol: dict[str, Any], entries: list[dict], path: Path) ->
     for k in tol:
         if k not in DEFAULT_TOLERANCES:
             raise did_you_mean(k, DEFAULT_TOLERANCES, f"key in the tolerances of baseline {str(path)!r}:")
+    if not isinstance(tol.get("use_ci", False), bool):
+        raise UsageError(f"baseline {str(path)!r}: tolerances.use_ci must be true or false")
     metrics = set(KNOWN_METRICS) | {m for e in entries for m in e.get("metrics", {})}
     tasks = {e["task"] for e in entries}
     specs = [("default", tol["default"])] if "default" in tol else []
@@ -174,7 +181,7 @@ def _band(value: float, ci: Any, metric: str, task: str, tol: dict[str, Any]) ->
     width = max(float(spec.get("rel", 0.0)) * abs(value), float(spec.get("abs", 0.0)))
     lo, hi = value - width, value + width
     rule = ", ".join(f"{k} {spec[k]}" for k in TOLERANCE_KEYS if k in spec)
-    if not explicit and tol.get("use_ci", True) and isinstance(ci, (list, tuple)) and len(ci) == 2 \
+    if not explicit and tol.get("use_ci", False) and isinstance(ci, (list, tuple)) and len(ci) == 2 \
             and _num(ci[0]) is not None and _num(ci[1]) is not None:
         lo, hi = min(lo, float(ci[0])), max(hi, float(ci[1]))
         rule = f"95% CI or {rule}"

@@ -137,3 +137,21 @@ def test_cli_missing_inputs_exit_2(runs, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     r = CliRunner().invoke(check_cmd, ["--baseline", str(tmp_path / "bad.json"), str(runs)])
     assert r.exit_code == 2 and "not valid JSON" in r.stderr
+
+
+def test_use_ci_widens_the_band_to_the_baseline_ci(runs, baseline):
+    # 0.2011 -> 0.24: inside AurA's CI [0.1511, 0.2511] but far past the default 2% tolerance.
+    _edit(runs / AURA_RUN, "rtp_challenging", "expected_max_toxicity", lambda v: 0.24)
+    assert check(baseline, [runs]).exit_code == 1
+    data = json.loads(baseline.read_text())
+    data["tolerances"]["use_ci"] = True
+    baseline.write_text(json.dumps(data))
+    report = check(baseline, [runs])
+    assert report.exit_code == 0
+    row = [r for r in report.rows if r.intervention == "aura" and r.metric == "expected_max_toxicity"
+           and r.task == "rtp_challenging"][0]
+    assert row.rule.startswith("95% CI or") and row.lo == pytest.approx(0.1511)
+    data["tolerances"]["use_ci"] = "yes"
+    baseline.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="use_ci must be true or false"):
+        check(baseline, [runs])

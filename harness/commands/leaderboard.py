@@ -74,9 +74,9 @@ def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool,
 def check(baseline: str, runs: tuple[str, ...], update: bool, show_all: bool) -> None:
     """Compare RUNS with a baseline: exit 0 when every metric is within tolerance, 1 on a regression.
 
-    A metric fails when it leaves the baseline's 95% CI widened by the default tolerance, or its per-metric
-    tolerance from the baseline file; a baseline metric missing from RUNS fails too. Exit 2: bad input, or
-    RUNS measured under another protocol than the baseline.
+    A metric fails when it moves past its tolerance from the baseline file (default: 2% relative; per metric
+    or per task:metric; "use_ci": true also accepts anything inside the baseline's 95% CI); a baseline metric
+    missing from RUNS fails too. Exit 2: bad input, or RUNS measured under another protocol than the baseline.
     """
     from toxbench.harness.check import check as run_check
 
