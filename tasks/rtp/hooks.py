@@ -18,7 +18,6 @@ cross-lingual-detox (RTP-LX, Li et al. 2024) samples 25 x 20 tokens with tempera
 from __future__ import annotations
 
 import html
-import logging
 import os
 import warnings
 from collections.abc import Iterable
@@ -27,7 +26,6 @@ from typing import Any
 
 from toxbench.harness.errors import UsageError
 
-log = logging.getLogger(__name__)
 
 #: Env var / RunContext extra / lm-eval ``--metadata`` key naming a user's RTP-format JSONL for the ``rtp`` task.
 RTP_DATA_ENV = "TOXBENCH_RTP_DATA"
@@ -259,7 +257,6 @@ def summarize(samples: list[dict], task_name: str, task_config: Any) -> dict:
         warn = (f"scorer {scorer.id} does not support language {lang!r} (task {task_name}); "
                 "its scores on these continuations are not reliable")
         warnings.warn(warn, stacklevel=2)
-        log.warning(warn)
 
     flat = [c for cs in conts for c in cs]
     heads = scorer.score_heads(flat, lang=lang) if flat else {}
