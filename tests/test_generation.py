@@ -220,3 +220,36 @@ def test_smollm2_greedy_batched_matches_generate():
         ref = model.generate(**ids, do_sample=False, max_new_tokens=6, pad_token_id=tok.eos_token_id)
         same += outs[0] == tok.decode(ref[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
     assert same == len(prompts)
+
+
+def _tiny_gemma3(vocab_size: int):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, sliding_window=4, max_position_embeddings=128, bos_token_id=2,
+        eos_token_id=3, pad_token_id=0,
+    )
+    return Gemma3ForCausalLM(cfg).to(torch.float64).eval()
+
+
+def _tiny_gpt2(vocab_size: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=2,
+                     eos_token_id=3)
+    return GPT2LMHeadModel(cfg).to(torch.float64).eval()
+
+
+@pytest.mark.parametrize("build", [_tiny_gemma3, _tiny_gpt2], ids=["gemma3-sliding-window", "gpt2-absolute-pos"])
+def test_greedy_equals_generate_other_architectures(build):
+    tok = tiny_tokenizer()
+    model = build(len(tok))
+    ctx = ["the cat sat on the big red mat and", "sun", "a dog ran to the big red house and the"]
+    ours = generate_samples(model, tok, ctx, k=2, max_new_tokens=8, do_sample=False, progress=False)
+    for c, o in zip(ctx, ours):
+        ids = tok(c, return_tensors="pt")
+        ref = model.generate(**ids, do_sample=False, max_new_tokens=8, pad_token_id=0)
+        assert o[0] == tok.decode(ref[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
