@@ -80,7 +80,11 @@ def pairs(model: str, scorer: str, pool: tuple[str, ...], n: int, margin: float,
 
         root = resolve_data_dir(data_dir)
         # check the pool before loading anything heavy: a bad file or an overlap fails in a second
-        resolve_pool(list(pool) or None, root, allow_overlap=allow_overlap, drop_overlap=drop_overlap)
+        prompts, info = resolve_pool(list(pool) or None, root, allow_overlap=allow_overlap, drop_overlap=drop_overlap)
+        if len(prompts) < 1000:
+            dropped = f", {info['dropped_overlap']} evaluation prompts dropped" if info.get("dropped_overlap") else ""
+            click.echo(f"note: the prompt pool has {len(prompts)} prompts{dropped} (the paper trained on ~24k pairs; "
+                       "pass --pool FILE for more)", err=True)
         if threads is not None:
             if threads < 1:
                 raise UsageError(f"--threads must be positive, got {threads}")
