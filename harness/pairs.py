@@ -265,6 +265,10 @@ def _paths(out_path: Path) -> tuple[Path, Path]:
 
 
 def _scorer_obj(scorer: Any, cache_dir: Path | None) -> Any:
+    if scorer is None:
+        from toxbench.harness.scorers import DEFAULT_SCORER
+
+        scorer = DEFAULT_SCORER
     if isinstance(scorer, str):
         from toxbench.harness.scorers import get_scorer
 
@@ -288,7 +292,7 @@ def build_pairs(
     tokenizer: Any,
     prompts: str | Path | Sequence[str | Path] | Sequence[dict] | None = None,
     n: int = 8,
-    scorer: Any = "jigsaw-bilstm",
+    scorer: Any = None,
     margin: float = 0.1,
     seed: int = 1234,
     out_path: str | Path = "pairs.jsonl",

@@ -33,7 +33,7 @@ def fit_dpo_options() -> str:
 
 @click.command("pairs")
 @click.option("--model", default="smollm2-135m", show_default=True, help="Embedded alias, local dir or hub id.")
-@click.option("--scorer", default="jigsaw-bilstm", show_default=True, help="Toxicity scorer that ranks samples.")
+@click.option("--scorer", default=None, help="Toxicity scorer that ranks samples [default: the project's default scorer].")
 @click.option("--pool", "pool", multiple=True, type=click.Path(dir_okay=False),
               help="Prompt file(s) (RTP JSONL, RTP-LX JSON lines, or one prompt per line); "
                    "default: the data dir's English RTP prompts that are not evaluation prompts.")
@@ -57,7 +57,7 @@ def fit_dpo_options() -> str:
 @click.option("--dtype", default="auto", show_default=True)
 @click.option("--threads", default=None, type=int,
               help="torch CPU threads (1 is fastest on a busy 2-core machine).")
-def pairs(model: str, scorer: str, pool: tuple[str, ...], n: int, margin: float, limit: int | None, seed: int,
+def pairs(model: str, scorer: str | None, pool: tuple[str, ...], n: int, margin: float, limit: int | None, seed: int,
           out: str, allow_overlap: bool, drop_overlap: bool, import_path: str | None, max_new_tokens: int,
           batch_prompts: int, data_dir: str | None, cache_dir: str | None, device: str, dtype: str,
           threads: int | None) -> None:
@@ -75,6 +75,10 @@ def pairs(model: str, scorer: str, pool: tuple[str, ...], n: int, margin: float,
             raise UsageError(f"--margin must be >= 0, got {margin}")
         if limit is not None and limit < 1:
             raise UsageError(f"--limit must be positive, got {limit}")
+        if scorer is None:
+            from toxbench.harness.scorers import DEFAULT_SCORER
+
+            scorer = DEFAULT_SCORER
         from toxbench.harness.pairs import build_pairs, resolve_pool
         from toxbench.harness.paths import data_dir as resolve_data_dir
 
