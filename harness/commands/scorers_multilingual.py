@@ -36,7 +36,7 @@ def _threads(n: int | None) -> None:
 
 
 _common = [
-    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the head and of the CV folds."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed recorded in the head; shuffles the CV folds of eval."),
     click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Cache (head, embeddings); default $TOXBENCH_CACHE or ~/.cache/toxbench."),
     click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -60,9 +60,10 @@ def train(scorer: str, seed: int, cache_dir: Path | None, data_dir: Path | None,
           no_progress: bool) -> None:  # fmt: skip
     """Train a scorer's head from the data dir (SCORER: multilingual), e.g. `toxbench scorers train multilingual`.
 
-    Embeds RTP-LX (26 languages), the translated RTP-LX prompts and Jigsaw with the multilingual encoder
-    (embeddings are cached, so a rerun takes seconds) and fits the logistic head, seeded; saved as safetensors
-    in the cache.
+    Embeds RTP-LX (26 languages), the translated RTP-LX prompts and a Jigsaw subsample with the multilingual
+    encoder (cached, so a rerun takes seconds; the first run takes tens of CPU minutes) and fits the head (ridge on
+    the embedding + character n-grams, Platt-scaled); deterministic given the data and --seed (recorded in the
+    head); saved as safetensors in the cache.
     """
     if scorer not in TRAINABLE:
         raise did_you_mean(scorer, TRAINABLE, "trainable scorer")

