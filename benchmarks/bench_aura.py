@@ -41,6 +41,8 @@ def main() -> int:
     ap.add_argument("--sklearn-units", type=int, default=0,
                     help="time ml-aura's AUROC on this many units and extrapolate (0 = all units)")
     ap.add_argument("--gen-repeats", type=int, default=5)
+    ap.add_argument("--gen-threads", type=int, default=1,
+                    help="torch threads while timing generation (1: OpenMP on a shared machine makes 2 noisy)")
     ap.add_argument("--max-new-tokens", type=int, default=20)
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
@@ -75,7 +77,9 @@ def main() -> int:
     res["responses_sorted_cpu_s"] = time.process_time() - c
     diff = max((arrival.per_module[k] - resp.per_module[k]).abs().max().item() for k in names)
     units = resp.n_units
-    print(f"\n[responses] {units:,} units, batch {args.batch_size}, max |arrival - sorted| = {diff:.2e}")
+    rel = diff / max(resp.per_module[k].abs().max().item() for k in names)
+    print(f"\n[responses] {units:,} units, batch {args.batch_size}, max |arrival - sorted| = {diff:.2e} "
+          f"({rel:.1e} of the largest response: float reassociation across batch shapes)")
     print(f"  arrival order : {n / res['responses_arrival_s']:6.2f} sentences/s ({res['responses_arrival_s']:.1f} s)")
     print(f"  length-sorted : {n / res['responses_sorted_s']:6.2f} sentences/s ({res['responses_sorted_s']:.1f} s)"
           f"   goal >= 6/s")
@@ -130,6 +134,7 @@ def main() -> int:
                 out = mdl.generate(**enc, **gen_kw)
         return time.perf_counter() - t0, time.process_time() - c0, out
 
+    torch.set_num_threads(args.gen_threads)
     run("plain")  # warm-up
     times: dict[str, list[float]] = {"plain": [], "hooked": [], "folded": []}
     cpu: dict[str, list[float]] = {"plain": [], "hooked": [], "folded": []}
@@ -149,7 +154,7 @@ def main() -> int:
     same = bool(torch.equal(outs["hooked"], outs["folded"]))
     toks = len(PROMPTS) * args.max_new_tokens
     print(f"\n[generation] {len(PROMPTS)} prompts x {args.max_new_tokens} new tokens, greedy, best of "
-          f"{args.gen_repeats}; hooked and folded tokens identical: {same}")
+          f"{args.gen_repeats}, {args.gen_threads} thread(s); hooked and folded tokens identical: {same}")
     print(f"  plain  : {best['plain']:.3f} s ({toks / best['plain']:.0f} tok/s)")
     print(f"  hooked : {best['hooked']:.3f} s   hooked/plain = {res['gen_hooked_over_plain']:.3f}x   goal <= 1.05x")
     print(f"  folded : {best['folded']:.3f} s   folded/plain = {res['gen_folded_over_plain']:.3f}x   goal 1.00x")

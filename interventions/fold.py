@@ -109,6 +109,7 @@ def export_folded(
             tokenizer.save_pretrained(str(tmp))
         if not any(tmp.glob("*.safetensors")):
             raise UsageError("the model did not save as safetensors; cannot export")
+        _relax_permissions(tmp)
         spec = intervention.spec() if hasattr(intervention, "spec") else {"name": str(intervention)}
         info = {"intervention": spec, "folded_modules": sorted(scales), **(extra_metadata or {})}
         (tmp / "toxbench_export.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
@@ -123,3 +124,12 @@ def export_folded(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _relax_permissions(folder: Path) -> None:
+    """Temp-file based writers leave 0600 files; an exported checkpoint is meant to be shared (umask applies)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in folder.iterdir():
+        if f.is_file():
+            f.chmod(0o666 & ~mask)
