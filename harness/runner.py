@@ -53,7 +53,7 @@ def validate(spec: RunSpec) -> None:
     resolve_model_source(spec.model)
     part_configs(split_names(spec.intervention), spec.intervention_args)
     resolve_task_names(list(spec.tasks), spec.include_paths)
-    if spec.scorer:
+    if spec.scorer and spec.scorer != "auto":
         from toxbench.harness.scorers import SCORERS
 
         if spec.scorer not in SCORERS:
@@ -216,7 +216,7 @@ def summarize_task(
         import importlib
 
         mod, _, fn = hook.partition(":")
-        with use_context(ctx):
+        with use_context(ctx.with_(lang=(cfg.metadata or {}).get("lang"))):
             extra = getattr(importlib.import_module(mod), fn)(rows, name, cfg.to_dict())
         result["metrics"].update(extra.get("metrics", {}))
         result["protocol"].update(extra.get("protocol", {}))

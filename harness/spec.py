@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from toxbench.harness.io import canonical_json, sha256_text
-from toxbench.harness.scorers import DEFAULT_SCORER
 
 #: Fields that change how fast a run goes, not what it computes: recorded, but not in the fingerprint.
 NON_SEMANTIC = ("batch_size", "device", "output_dir", "backend_options", "cache_dir")
@@ -36,7 +35,8 @@ class RunSpec:
     intervention_args: tuple[tuple[str, Any], ...] = ()
     intervention_state: str | None = None
     tasks: tuple[str, ...] = ("wikitext",)
-    scorer: str = DEFAULT_SCORER
+    #: "auto" = the English default scorer for English tasks, the multilingual one for other languages.
+    scorer: str = "auto"
     scorer_args: tuple[tuple[str, Any], ...] = ()
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     seed: int = 1234
