@@ -71,27 +71,32 @@ def _rank_sums_cpu(block: np.ndarray, y: np.ndarray) -> np.ndarray:
     block = np.ascontiguousarray(block)  # free when responses were collected unit-major
     order = np.argsort(block, axis=1, kind="quicksort")  # SIMD argsort; ties are averaged below
     lab = np.take(y.astype(np.int64), order)  # labels in sorted order
-    n = block.shape[1]
-    sums = lab @ np.arange(0, 2 * n, 2, dtype=np.int64)  # 2 * rank (0-based), exact integers
     vals = np.sort(block, axis=1)  # a second SIMD sort is cheaper than gathering values through `order`
     tied = vals[:, 1:] == vals[:, :-1]
     rows = np.flatnonzero(tied.any(axis=1))
+    if rows.size > block.shape[0] // 2:  # mostly tied (pooled maxima often are): all rows, no row copies
+        return _tie_averaged(vals, lab, tied)
+    n = block.shape[1]
+    sums = lab @ np.arange(0, 2 * n, 2, dtype=np.int64)  # 2 * rank (0-based), exact integers
     if rows.size:
         sums[rows] = _tie_averaged(vals[rows], lab[rows], tied[rows])
     return sums
 
 
 def _tie_averaged(vals: np.ndarray, lab: np.ndarray, tied: np.ndarray) -> np.ndarray:
-    """Rows with ties: each element's rank is the mean of its tie group's first and last position."""
+    """Rows with ties: every member of a tie group (first position f, size g) gets 2 x rank = 2f + g - 1.
+
+    Works on the flattened rows with one pass of ``reduceat`` over the groups (no per-row Python work).
+    """
     u, n = vals.shape
-    idx = np.broadcast_to(np.arange(n, dtype=np.int64), (u, n))
     starts = np.ones((u, n), dtype=bool)
     starts[:, 1:] = ~tied
-    ends = np.ones((u, n), dtype=bool)
-    ends[:, :-1] = ~tied
-    first = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)
-    last = np.minimum.accumulate(np.where(ends, idx, n)[:, ::-1], axis=1)[:, ::-1]
-    return ((first + last) * lab).sum(axis=1)
+    gs = np.flatnonzero(starts.ravel())  # group starts; every row starts a group
+    size = np.diff(np.append(gs, u * n))
+    pos_in_group = np.add.reduceat(lab.ravel(), gs)
+    contrib = pos_in_group * (2 * (gs % n) + size - 1)
+    row_first_group = np.searchsorted(gs, np.arange(u, dtype=np.int64) * n)
+    return np.add.reduceat(contrib, row_first_group)
 
 
 def _rank_sums_torch(block: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
