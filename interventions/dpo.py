@@ -181,7 +181,8 @@ def sequence_logps(model: torch.nn.Module, tokenizer: Any, prompts: list[str], c
     return torch.stack(out).cpu() if out else torch.zeros(0)
 
 
-def reward_margins(policy: torch.nn.Module, ref: torch.nn.Module, tokenizer: Any, rows: list[dict], beta: float) -> dict:
+def reward_margins(policy: torch.nn.Module, ref: torch.nn.Module, tokenizer: Any, rows: list[dict],
+                   beta: float) -> dict:
     """DPO implicit rewards on pairs: mean margin beta*[(pi-ref)(chosen) - (pi-ref)(rejected)] and accuracy."""
     if not rows:
         return {"n": 0, "margin": None, "accuracy": None}

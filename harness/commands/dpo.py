@@ -33,7 +33,8 @@ def fit_dpo_options() -> str:
 
 @click.command("pairs")
 @click.option("--model", default="smollm2-135m", show_default=True, help="Embedded alias, local dir or hub id.")
-@click.option("--scorer", default=None, help="Toxicity scorer that ranks samples [default: the project's default scorer].")
+@click.option("--scorer", default=None,
+              help="Toxicity scorer that ranks samples [default: the project's default scorer].")
 @click.option("--pool", "pool", multiple=True, type=click.Path(dir_okay=False),
               help="Prompt file(s) (RTP JSONL, RTP-LX JSON lines, or one prompt per line); "
                    "default: the data dir's English RTP prompts that are not evaluation prompts.")
