@@ -87,7 +87,7 @@ def _setup(model: str, data_dir: str | None, cache_dir: str | None, out: str | N
     from toxbench.harness.paths import cache_dir as resolve_cache
     from toxbench.harness.paths import data_dir as resolve_data
 
-    torch.set_grad_enabled(False)
+    # no global torch.set_grad_enabled(False): it would leak into the caller (tests, other commands)
     if threads:
         torch.set_num_threads(threads)
     root = resolve_data(data_dir)
