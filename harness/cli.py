@@ -133,6 +133,9 @@ def main() -> None:
 @click.option("--backend-arg", "backend_args", multiple=True, metavar="KEY=VALUE",
               help="Backend option, e.g. tensor_parallel_size=4, data_parallel_size=2 (vllm).")
 @click.option("--shard", default=None, metavar="I/N", help="Evaluate every N-th document starting at I.")
+@click.option("--data", "data_file", default=None, type=click.Path(),
+              help="Your own data file for tasks that take one (rtp: a RealToxicityPrompts-format JSONL).")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine).")
 @click.option("--force", is_flag=True, help="Recompute even if the run directory is complete.")
 def run(**kw: Any) -> None:
     """Evaluate MODEL under INTERVENTION on TASKS; writes/resumes runs/<run_id>/."""
@@ -148,6 +151,14 @@ def build_spec(**kw: Any):
     from toxbench.harness.spec import GenerationSettings, RunSpec
     from toxbench.interventions import parse_args
 
+    from toxbench.harness.io import sha256_file
+
+    data = None
+    if kw.get("data_file"):
+        p = Path(kw["data_file"]).expanduser()
+        if not p.is_file():
+            raise UsageError(f"--data file {kw['data_file']!r} does not exist")
+        data = str(p.resolve())
     gen = GenerationSettings(k=kw.get("k"), max_new_tokens=kw.get("max_new_tokens"),
                              do_sample=False if kw.get("greedy") else None, temperature=kw.get("temperature"),
                              top_p=kw.get("top_p"), top_k=kw.get("top_k"))
@@ -162,6 +173,7 @@ def build_spec(**kw: Any):
         backend=kw.get("backend", "hf"), backend_options=parse_args(kw.get("backend_args", ())), shard=_parse_shard(kw.get("shard")), batch_size=kw.get("batch_size", 16),
         device=kw.get("device", "auto"), output_dir=str(kw.get("output_dir", "runs")),
         cache_dir=str(cache_dir(kw.get("cache_dir"))), trust_remote_code=kw.get("trust_remote_code", False),
+        data=data, data_sha256=sha256_file(data) if data else None, threads=kw.get("threads"),
     )
 
 

@@ -233,6 +233,13 @@ def summarize_task(
 def group_metrics(group_key: Any, leaves: list[str], tasks: dict[str, dict]) -> dict[str, dict]:
     """Group aggregate as lm-eval defines it (aggregate_metric_list: mean, optionally weighted by size)."""
     cfg = getattr(group_key, "config", None)
+    hook = ((getattr(cfg, "metadata", None) or {}) if cfg is not None else {}).get("toxbench_group_summary")
+    if hook:  # e.g. RTP-LX: mean over languages with the members' own metric semantics
+        import importlib
+
+        mod, _, fn = hook.partition(":")
+        members = {leaf: tasks[leaf]["metrics"] for leaf in leaves if leaf in tasks}
+        return getattr(importlib.import_module(mod), fn)(members).get("metrics", {})
     agg_list = (getattr(cfg, "aggregate_metric_list", None) or []) if cfg is not None else []
     out: dict[str, dict] = {}
     for item in agg_list:
@@ -284,6 +291,10 @@ def execute(spec: RunSpec, force: bool = False, progress: bool = True, log: Log 
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # data parallel under `accelerate launch`
     run.write_env(device)
     seed_everything(spec.seed)
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
     loaded = load_model(spec.model, dtype=spec.dtype, device=device, revision=spec.model_revision,
                         cache_dir=cache, trust_remote_code=spec.trust_remote_code)
     intervention = build(
@@ -302,7 +313,7 @@ def execute(spec: RunSpec, force: bool = False, progress: bool = True, log: Log 
 
     ctx = RunContext(data_dir=data_root, cache_dir=cache, scorer=spec.scorer,
                      scorer_options=dict(spec.scorer_args), seed=spec.seed, run_dir=run.path,
-                     extras={"model": spec.model})
+                     extras={"model": spec.model, **({"rtp_data": spec.data} if spec.data else {})})
     results: dict[str, Any] = prior or {}
     results.update(
         toxbench_version=__version__, run_id=run.path.name, fingerprint=spec.fingerprint(), spec=spec.to_dict(),

@@ -10,7 +10,7 @@ from typing import Any
 from toxbench.harness.io import canonical_json, sha256_text
 
 #: Fields that change how fast a run goes, not what it computes: recorded, but not in the fingerprint.
-NON_SEMANTIC = ("batch_size", "device", "output_dir", "backend_options", "cache_dir")
+NON_SEMANTIC = ("batch_size", "device", "output_dir", "backend_options", "cache_dir", "threads")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class RunSpec:
     #: Context window for loglikelihood tasks (None: the model's); rolling perplexity depends on it.
     max_length: int | None = None
     data_dir: str = ""
+    #: A user's data file for tasks that read one (e.g. ``rtp`` = a full RealToxicityPrompts JSONL) + its sha256.
+    data: str | None = None
+    data_sha256: str | None = None
     include_paths: tuple[str, ...] = ()
     backend: str = "hf"
     shard: tuple[int, int] | None = None
@@ -53,6 +56,7 @@ class RunSpec:
     cache_dir: str = ""
     backend_options: tuple[tuple[str, Any], ...] = ()
     trust_remote_code: bool = False
+    threads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(canonical_json(asdict(self)))

@@ -133,6 +133,13 @@ def hub_dataset(path: str, name: str | None = None, split: str = "test", **kwarg
     """Load from the hub (users with internet); offline → one-line error saying how to get the data locally."""
     import datasets
 
+    from toxbench.harness.models import hub_reachable
+
+    if not hub_reachable():
+        raise UsageError(
+            f"cannot load data set {path!r}: the hub is unreachable; put the file under the data dir "
+            "(--data-dir / TOXBENCH_DATA) or pre-download it with `datasets` while online"
+        )
     try:
         ds = datasets.load_dataset(path, name, split=split, **kwargs)
     except Exception as e:  # ConnectionError, OfflineModeIsEnabled, DatasetNotFoundError...
