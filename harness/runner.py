@@ -233,14 +233,15 @@ def summarize_task(
 def group_metrics(group_key: Any, leaves: list[str], tasks: dict[str, dict]) -> dict[str, dict]:
     """Group aggregate as lm-eval defines it (aggregate_metric_list: mean, optionally weighted by size)."""
     cfg = getattr(group_key, "config", None)
-    hook = ((getattr(cfg, "metadata", None) or {}) if cfg is not None else {}).get("toxbench_group_summary")
+    cfg = cfg if isinstance(cfg, dict) else (vars(cfg) if cfg is not None else {})
+    hook = (cfg.get("metadata") or {}).get("toxbench_group_summary")
     if hook:  # e.g. RTP-LX: mean over languages with the members' own metric semantics
         import importlib
 
         mod, _, fn = hook.partition(":")
         members = {leaf: tasks[leaf]["metrics"] for leaf in leaves if leaf in tasks}
         return getattr(importlib.import_module(mod), fn)(members).get("metrics", {})
-    agg_list = (getattr(cfg, "aggregate_metric_list", None) or []) if cfg is not None else []
+    agg_list = cfg.get("aggregate_metric_list") or []
     out: dict[str, dict] = {}
     for item in agg_list:
         item = item if isinstance(item, dict) else vars(item)
