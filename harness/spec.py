@@ -78,10 +78,13 @@ class RunSpec:
         return cls(**kw)
 
     def semantic_dict(self) -> dict[str, Any]:
+        """The fields that change results. Unset (None) fields are left out, so adding a new optional field to
+        RunSpec never changes the fingerprint of existing runs."""
         d = self.to_dict()
         for k in NON_SEMANTIC:
             d.pop(k, None)
-        return d
+        d["generation"] = {k: v for k, v in d["generation"].items() if v is not None}
+        return {k: v for k, v in d.items() if v is not None}
 
     def fingerprint(self) -> str:
         return sha256_text(canonical_json(self.semantic_dict()))[:16]
