@@ -40,6 +40,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_aura.py
 	$(BIN)/python benchmarks/bench_rtp.py
+	$(BIN)/python benchmarks/bench_scorers.py
 
 smoke: $(STAMP)
 	$(BIN)/toxbench suite suites/smoke.yaml
