@@ -352,7 +352,8 @@ def fit_dpo(model: torch.nn.Module, tokenizer: Any, cfg: dict, *, data_dir: Path
     last = get_last_checkpoint(str(trainer_dir)) if cfg["resume"] and trainer_dir.is_dir() else None
     if last:
         log.info("resuming DPO from %s", last)
-    trainer.train(resume_from_checkpoint=last)
+    with torch.enable_grad():  # a caller may have switched grad off globally (inference code in the same process)
+        trainer.train(resume_from_checkpoint=last)
     train_s = time.perf_counter() - t0
     history = [h for h in trainer.state.log_history if "rewards/margins" in h]
 
