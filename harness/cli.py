@@ -267,6 +267,9 @@ def fit(**kw: Any) -> None:
                    batch_size=kw["batch_size"], seed=kw["seed"], refit=kw["refit"])
     for p in state_files(interv, cache, loaded.fingerprint):
         click.echo(str(p))
+    for part in interv.parts:  # weight-space: the merged checkpoint, usable as --model DIR / --intervention-state DIR
+        if part.model_override() is not None:
+            click.echo(part.model_override())
 
 
 # Feature commands live in their own modules (harness/commands/*); mount each one that is present.

@@ -98,7 +98,16 @@ def _intervention(item: Any, where: str) -> tuple[str, tuple[tuple[str, Any], ..
         args = item.get("args") or {}
         if not isinstance(args, dict):
             raise UsageError(f"{where}: intervention {item['name']!r} args must be a mapping")
-        return item["name"], tuple(sorted((str(k), v) for k, v in args.items())), item.get("state")
+        state = item.get("state")
+        if state is not None:  # `state: ${TOXBENCH_DPO_STATE}` or `~/...`: fitted states live outside the repo
+            import os
+
+            raw = str(state)
+            state = os.path.expanduser(os.path.expandvars(raw))
+            if "$" in state:
+                raise UsageError(f"{where}: intervention {item['name']!r} state {raw!r} names an unset variable")
+            state = str(Path(state).resolve())
+        return item["name"], tuple(sorted((str(k), v) for k, v in args.items())), state
     raise UsageError(f"{where}: an intervention is a name or {{name:, args:, state:}}, not {item!r}")
 
 

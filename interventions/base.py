@@ -39,7 +39,8 @@ class State:
         from toxbench.harness.io import atomic_write_bytes
 
         path = Path(path)
-        meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in sorted(self.metadata.items())}
+        # Every value JSON-encoded (strings too), so "1234" or "null" come back as the strings they were.
+        meta = {k: json.dumps(v, sort_keys=True) for k, v in sorted(self.metadata.items())}
         tmp = path.with_name(path.name + ".partial")
         save_file({k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}, str(tmp), metadata=meta)
         atomic_write_bytes(path, tmp.read_bytes())
