@@ -271,7 +271,9 @@ def _label_rows(runs: list[Run]) -> dict[int, tuple[str, str]]:
 
 def build_cells(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], list[str]]:
     """Long table of every metric of every run, the protocols by id, and duplicate warnings."""
-    runs = sorted(runs, key=lambda r: (r.mtime, str(r.path)))  # later runs override earlier duplicates
+    # Order = the order the runs were given (folders expanded in sorted path order), never file mtimes, so a
+    # fresh clone renders the same Markdown; a later duplicate (same model, intervention, task) overrides.
+    runs = list(runs)
     labels = _label_rows(runs)
     protos: dict[str, dict[str, Any]] = {}
     cells: dict[tuple, dict[str, Any]] = {}

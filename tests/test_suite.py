@@ -114,7 +114,7 @@ def test_shipped_suites_parse():
     assert {sp.intervention for sp in smoke.specs} >= {"none", "aura"}
     assert {sp.model for sp in smoke.specs} == {"smollm2-135m"} and {sp.seed for sp in smoke.specs} == {1234}
     rtp = [sp for sp in smoke.specs if "rtp_challenging" in sp.tasks]
-    assert rtp and all(sp.limit == 8 and sp.generation.k == 4 for sp in rtp)
+    assert rtp and all(sp.limit == 8 and sp.generation.k == 1 and sp.generation.do_sample is False for sp in rtp)
     assert all(sp.limit == 2 for sp in smoke.specs if "wikitext" in sp.tasks)
     paper = load_suite(REPO / "suites" / "paper.yaml")
     smol = {sp.intervention for sp in paper.specs if sp.model == "smollm2-135m"}
