@@ -14,19 +14,13 @@ from typing import Any
 import click
 
 from toxbench import __version__
+from toxbench.harness.commands import OneLineErrorGroup
 from toxbench.harness.errors import UsageError
 from toxbench.harness.scorers import DEFAULT_SCORER
 
 
-class ToxbenchGroup(click.Group):
-    """Turns UsageError (raised anywhere below) into one line on stderr and exit code 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except UsageError as e:
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(2)
+class ToxbenchGroup(OneLineErrorGroup):
+    """Turns UsageError (raised anywhere below) into one line on stderr and exit code 2; did-you-mean commands."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         try:

@@ -15,20 +15,14 @@ from typing import Any
 
 import click
 
+from toxbench.harness.commands import OneLineErrorGroup
 from toxbench.harness.errors import UsageError
 
 DEFAULT_MODEL = "gemma3-270m"
 
 
-class AnalyzeGroup(click.Group):
+class AnalyzeGroup(OneLineErrorGroup):
     """UsageError anywhere below -> one line on stderr, exit 2 (also when the group runs on its own)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except UsageError as e:
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(2)
 
 
 def _log(msg: str) -> None:

@@ -5,28 +5,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from toxbench.harness.commands import one_line_errors as _one_line_errors
 from toxbench.harness.errors import UsageError
 
-
-def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A UsageError is one line on stderr and exit status 2, also when the command runs outside `toxbench`."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UsageError as e:
-            click.echo(f"Error: {e}", err=True)
-            raise SystemExit(2) from None
-
-    return wrapper
 
 
 def _parse_options(raw: tuple[str, ...]) -> dict[str, dict[str, Any]]:

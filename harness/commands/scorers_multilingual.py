@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,23 +10,11 @@ from typing import Any
 
 import click
 
-from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.commands import one_line_errors as _one_line_errors
+from toxbench.harness.errors import did_you_mean
 
 TRAINABLE = ("multilingual",)
 
-
-def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A UsageError becomes one line on stderr and exit status 2 (as the toxbench CLI does)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UsageError as e:
-            click.echo(f"Error: {e}", err=True)
-            raise SystemExit(2) from None
-
-    return wrapper
 
 
 def _threads(n: int | None) -> None:
