@@ -36,11 +36,12 @@ def _generalise(name: str) -> str:
 
 
 @contextlib.contextmanager
-def hooked(model: torch.nn.Module, hooks: Mapping[str, Hook]) -> Iterator[None]:
+def hooked(model: torch.nn.Module, hooks: Mapping[str, Hook], pre: bool = False) -> Iterator[None]:
     """Register ``{module_name: forward_hook}`` for the duration of the block.
 
     All names are checked before anything is attached, and ``finally`` removes exactly the handles registered
     here, so hooks owned by others (accelerate, PEFT, a user's) survive, also after an exception.
+    ``pre=True`` registers forward *pre*-hooks (``fn(module, inputs)``), e.g. to scale a projection's input.
     """
     modules = dict(model.named_modules())
     missing = [n for n in hooks if n not in modules]
@@ -49,7 +50,8 @@ def hooked(model: torch.nn.Module, hooks: Mapping[str, Hook]) -> Iterator[None]:
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
         for name, fn in hooks.items():
-            handles.append(modules[name].register_forward_hook(fn))
+            register = modules[name].register_forward_pre_hook if pre else modules[name].register_forward_hook
+            handles.append(register(fn))
         yield
     finally:
         for h in handles:

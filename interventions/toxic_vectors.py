@@ -16,27 +16,16 @@ from typing import Any, ClassVar
 
 import torch
 
-from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.errors import UsageError
 from toxbench.interventions.base import Intervention, State
+from toxbench.interventions.hooks import hooked
 
 PreHook = Callable[[torch.nn.Module, tuple], Any]
 
 
-@contextlib.contextmanager
-def pre_hooked(model: torch.nn.Module, hooks: Mapping[str, PreHook]) -> Iterator[None]:
-    """``hooked`` for forward *pre*-hooks: validate every name first, remove exactly our own handles in finally."""
-    modules = dict(model.named_modules())
-    missing = [n for n in hooks if n not in modules]
-    if missing:
-        raise did_you_mean(missing[0], [n for n in modules if n], "module")
-    handles: list[torch.utils.hooks.RemovableHandle] = []
-    try:
-        for name, fn in hooks.items():
-            handles.append(modules[name].register_forward_pre_hook(fn))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+def pre_hooked(model: torch.nn.Module, hooks: Mapping[str, PreHook]):
+    """``hooked`` for forward *pre*-hooks (same rules: names validated first, only our handles removed)."""
+    return hooked(model, hooks, pre=True)
 
 
 def scale_input_hook(alpha: torch.Tensor) -> PreHook:
