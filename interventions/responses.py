@@ -67,6 +67,14 @@ def _pad(batch: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def _dist_rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def collect_responses(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -110,6 +118,13 @@ def collect_responses(
 
     order = sorted(range(n), key=lambda i: -len(ids[i])) if sort_by_length else list(range(n))
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    rank, world = _dist_rank_world()
+    if world > 1 and len(batches) >= world:
+        # Data parallel (`accelerate launch` / torchrun): each rank pools its share of the batches; every row
+        # is written by exactly one rank and is zero elsewhere, so an all-reduce SUM rebuilds the exact matrix.
+        batches = batches[rank::world]
+    else:
+        world = 1
 
     names = list(module_names)
     module_order = {name: i for i, (name, _) in enumerate(model.named_modules())}
@@ -165,4 +180,16 @@ def collect_responses(
     missing = [name for name in names if name not in buffers]
     if missing:
         raise UsageError(f"module {missing[0]!r} never ran during the forward pass; choose another module")
+    if world > 1:
+        import torch.distributed as dist
+
+        for name in names:
+            buf = buffers[name]
+            if dist.get_backend() == "nccl":
+                buf = buf.to(dev)
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buffers[name] = buf.cpu()
+        tokens = torch.tensor([n_tokens], dtype=torch.int64, device=dev if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(tokens, op=dist.ReduceOp.SUM)
+        n_tokens = int(tokens.item())
     return Responses(per_module={name: buffers[name] for name in names}, labels=y, n_tokens=n_tokens)
