@@ -126,7 +126,10 @@ def local_dataset(
                 f"data file {data_file!r} not found under the data dir {str(data_dir(must_exist=False))!r}; "
                 "pass --data-dir or set TOXBENCH_DATA"
             ) from None
-    return hub_dataset(split=split, **hub)
+    kw = dict(hub)
+    hub_split = kw.pop("split", split)  # the hub's split name may differ from the local one
+    ds = hub_dataset(split=hub_split, **kw)
+    return datasets.DatasetDict({split: ds[hub_split]})
 
 
 def hub_dataset(path: str, name: str | None = None, split: str = "test", **kwargs: Any):
