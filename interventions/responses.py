@@ -53,11 +53,12 @@ def tokenize(tokenizer: Any, texts: Sequence[str], seq_len: int) -> list[list[in
     return ids
 
 
-def _pad(batch: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(x) for x in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, x in enumerate(batch):
+def pad_batch(seqs: Sequence[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad token lists to a batch + attention mask, without touching the tokenizer (it is shared by the run)."""
+    width = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, x in enumerate(seqs):
         if side == "right":
             ids[i, : len(x)] = torch.tensor(x)
             mask[i, : len(x)] = 1
@@ -163,7 +164,7 @@ def collect_responses(
     try:
         with torch.inference_mode(), hooked(model, {name: make_hook(name) for name in names}):
             for rows in tqdm(batches, desc="responses", unit="batch", disable=not progress):
-                input_ids, mask = _pad([ids[i] for i in rows], pad_id, padding_side)
+                input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, padding_side)
                 current["rows"] = torch.tensor(rows)
                 current["mask"] = mask.bool()
                 n_tokens += int(mask.sum())

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from toxbench.interventions.responses import pad_batch  # noqa: F401 - re-exported for the analyses
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import canonical_json, sha256_file, sha256_text
 
@@ -95,21 +96,6 @@ def _pad_id(tokenizer: Any) -> int:
         if tid is not None:
             return int(tid)
     return 0
-
-
-def pad_batch(seqs: Sequence[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad without touching the tokenizer's settings (it is shared with the rest of the run)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if side == "right":
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
-        else:
-            ids[i, width - len(s):] = torch.tensor(s)
-            mask[i, width - len(s):] = 1
-    return ids, mask
 
 
 @torch.no_grad()
