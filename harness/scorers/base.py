@@ -91,3 +91,19 @@ def require(module: str, scorer: str, extra: str = "scorers") -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise UsageError(f"scorer {scorer!r} needs the package {module!r}: pip install toxbench[{extra}]") from None
+
+
+class WrappedScorer(Scorer):
+    """A scorer that wraps another (cache, calibration): identity and options are the inner scorer's unless the
+    wrapper overrides them (a calibrated scorer has its own id)."""
+
+    inner: Scorer
+
+    name = property(lambda self: self.inner.name)  # type: ignore[assignment]
+    version = property(lambda self: self.inner.version)  # type: ignore[assignment]
+    languages = property(lambda self: self.inner.languages)  # type: ignore[assignment]
+    heads = property(lambda self: self.inner.heads)  # type: ignore[assignment]
+    options = property(lambda self: self.inner.options)  # type: ignore[assignment]
+    id = property(lambda self: self.inner.id)  # type: ignore[assignment]
+    output_options = property(lambda self: self.inner.output_options)  # type: ignore[assignment]
+    options_hash = property(lambda self: self.inner.options_hash)  # type: ignore[assignment]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from toxbench.harness.io import sha256_text
-from toxbench.harness.scorers.base import Scorer
+from toxbench.harness.scorers.base import Scorer, WrappedScorer
 
 _CHUNK = 500  # below sqlite's default limit of bound variables
 _SCHEMA = """
@@ -90,22 +90,14 @@ class ScoreCache:
             self._local.con = None
 
 
-class CachedScorer(Scorer):
+class CachedScorer(WrappedScorer):
     """Wraps a scorer: cached texts are read, only the missing ones (deduplicated) are scored, then stored."""
 
     def __init__(self, inner: Scorer, cache: ScoreCache) -> None:  # noqa: D107 - no options of its own
         self.inner, self.cache = inner, cache
         self.calls = 0  # texts actually sent to the inner scorer (tests and logs)
 
-    # identity is the inner scorer's: a cache never changes a result
-    name = property(lambda self: self.inner.name)  # type: ignore[assignment]
-    version = property(lambda self: self.inner.version)  # type: ignore[assignment]
-    languages = property(lambda self: self.inner.languages)  # type: ignore[assignment]
-    heads = property(lambda self: self.inner.heads)  # type: ignore[assignment]
-    options = property(lambda self: self.inner.options)  # type: ignore[assignment]
-    id = property(lambda self: self.inner.id)  # type: ignore[assignment]
-    output_options = property(lambda self: self.inner.output_options)  # type: ignore[assignment]
-    options_hash = property(lambda self: self.inner.options_hash)  # type: ignore[assignment]
+    # identity is the inner scorer's (WrappedScorer): a cache never changes a result
 
     def supports(self, lang: str | None) -> bool:
         return self.inner.supports(lang)

@@ -18,7 +18,7 @@ import numpy as np
 
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import atomic_write_json, canonical_json
-from toxbench.harness.scorers.base import Scorer
+from toxbench.harness.scorers.base import Scorer, WrappedScorer
 
 METHODS = ("isotonic", "platt")
 _EPS = 1e-6
@@ -83,19 +83,13 @@ def fit_calibration(method: str, scores: np.ndarray, target: np.ndarray, **fitte
     return Calibration("platt", {"a": float(res.x[0]), "b": float(res.x[1])}, meta)
 
 
-class CalibratedScorer(Scorer):
+class CalibratedScorer(WrappedScorer):
     """``inner`` with its first head mapped by ``calibration``; the raw value is kept as ``<head>_raw``."""
 
     def __init__(self, inner: Scorer, calibration: Calibration) -> None:  # noqa: D107
         self.inner, self.calibration = inner, calibration
         self.cache_dir = getattr(inner, "cache_dir", None)
 
-    name = property(lambda self: self.inner.name)  # type: ignore[assignment]
-    version = property(lambda self: self.inner.version)  # type: ignore[assignment]
-    languages = property(lambda self: self.inner.languages)  # type: ignore[assignment]
-    options = property(lambda self: self.inner.options)  # type: ignore[assignment]
-    output_options = property(lambda self: self.inner.output_options)  # type: ignore[assignment]
-    options_hash = property(lambda self: self.inner.options_hash)  # type: ignore[assignment]
 
     @property
     def heads(self) -> tuple[str, ...]:  # type: ignore[override]
