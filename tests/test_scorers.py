@@ -242,7 +242,7 @@ def fake_perspective(monkeypatch):
 def _persp(url: str, **kw: Any):
     from toxbench.harness.scorers.perspective import PerspectiveScorer
 
-    return PerspectiveScorer(endpoint=url, qps=0, backoff_s=0.01, **kw)
+    return PerspectiveScorer(endpoint=url, qps=0, backoff_s=0.01, allow_insecure_endpoint=True, **kw)
 
 
 def test_perspective_retries_429_then_succeeds(fake_perspective) -> None:
@@ -284,7 +284,7 @@ def test_perspective_key_from_env_only(monkeypatch, tmp_path) -> None:
 
 def test_perspective_key_not_in_cache_or_describe(fake_perspective, tmp_path) -> None:
     s = get_scorer("perspective", cache_dir=tmp_path, endpoint=fake_perspective, qps=0,
-                   attributes=["INSULT", "TOXICITY"])
+                   attributes=["INSULT", "TOXICITY"], allow_insecure_endpoint=True)
     assert s.heads == ("toxicity", "insult")
     h = s.score_heads(["abc"], lang="en")
     assert set(h) == {"toxicity", "insult"}
@@ -300,6 +300,71 @@ def test_perspective_qps_limit(fake_perspective) -> None:
     t0 = time.monotonic()
     s.score(["a", "b", "c", "d"])
     assert time.monotonic() - t0 >= 0.14
+
+
+def test_perspective_key_only_over_https(fake_perspective, monkeypatch) -> None:
+    from toxbench.harness.scorers.perspective import PerspectiveScorer
+
+    with pytest.raises(UsageError, match="not https.*allow_insecure_endpoint") as e:
+        PerspectiveScorer(endpoint=fake_perspective)
+    assert "\n" not in str(e.value) and "secret-test-key" not in str(e.value)
+    monkeypatch.setenv("PERSPECTIVE_API_URL", fake_perspective)
+    with pytest.raises(UsageError, match="not https"):
+        PerspectiveScorer()
+    assert PerspectiveScorer(allow_insecure_endpoint="true").url == fake_perspective  # as --scorer-arg gives it
+    monkeypatch.delenv("PERSPECTIVE_API_URL")
+    assert PerspectiveScorer().url.startswith("https://")
+    assert _FakePerspective.requests == []  # nothing was sent anywhere
+
+
+def test_perspective_preflight_one_short_request(fake_perspective, tmp_path) -> None:
+    from toxbench.harness.scorers.perspective import PerspectiveError
+
+    s = get_scorer("perspective", cache_dir=tmp_path, endpoint=fake_perspective, qps=0, backoff_s=0.01,
+                   allow_insecure_endpoint=True)
+    s.preflight()  # through the cache wrapper
+    assert len(_FakePerspective.requests) == 1
+    _FakePerspective.script = [403, 200]
+    with pytest.raises(PerspectiveError, match="preflight.*HTTP 403.*PERSPECTIVE_API_KEY") as e:
+        s.preflight()
+    assert "\n" not in str(e.value) and "secret-test-key" not in str(e.value)
+    _FakePerspective.script = [503, 200]
+    with pytest.raises(PerspectiveError, match="preflight.*after 1 attempts"):  # no retries
+        s.preflight()
+    assert len(_FakePerspective.requests) == 3
+
+
+def test_perspective_preflight_unreachable_fails_fast(monkeypatch) -> None:
+    import socket
+    import time
+
+    from toxbench.harness.scorers.perspective import PerspectiveError, PerspectiveScorer
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("PERSPECTIVE_API_KEY", "secret-test-key")
+    s = PerspectiveScorer(endpoint=f"http://127.0.0.1:{port}/x", allow_insecure_endpoint=True, backoff_s=5.0)
+    t0 = time.monotonic()
+    with pytest.raises(PerspectiveError, match="preflight"):
+        s.preflight()
+    assert time.monotonic() - t0 < 3.0  # no backoff sleeps
+
+
+def test_preflight_default_is_a_no_op(tmp_path, fake_registered) -> None:
+    get_scorer("fake", cache_dir=tmp_path).preflight()
+
+
+def test_corrupt_score_cache_is_moved_aside_and_rebuilt(tmp_path, fake_registered, capsys) -> None:
+    path = tmp_path / "scores.sqlite"
+    path.write_bytes(b"not a sqlite database " * 100)
+    s = get_scorer("fake", cache_dir=tmp_path)
+    np.testing.assert_allclose(s.score(["abcd"]), [0.04])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scores.sqlite" in err and "moved it to" in err
+    aside = list(tmp_path.glob("scores.sqlite.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"not a sqlite")
+    assert ScoreCache(path).count() == 1  # the new cache works and kept the score
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -61,6 +61,10 @@ class Scorer(ABC):
     def score(self, texts: list[str], lang: str | None = None) -> np.ndarray:
         return self.score_heads(texts, lang)[self.heads[0]]
 
+    def preflight(self) -> None:
+        """A cheap check, run before any generation, that scoring can work (credentials, endpoint); raises a
+        one-line UsageError. Local scorers have nothing to check."""
+
     def describe(self) -> dict:
         """What results record about the scorer (protocol field)."""
         return {"name": self.name, "version": self.version, "languages": self.languages,
@@ -107,3 +111,6 @@ class WrappedScorer(Scorer):
     id = property(lambda self: self.inner.id)  # type: ignore[assignment]
     output_options = property(lambda self: self.inner.output_options)  # type: ignore[assignment]
     options_hash = property(lambda self: self.inner.options_hash)  # type: ignore[assignment]
+
+    def preflight(self) -> None:
+        self.inner.preflight()

@@ -3,13 +3,17 @@
 One file shared by every run and process: WAL journal + a busy timeout make concurrent readers and writers safe,
 and each batch is written in one transaction (``INSERT OR IGNORE``, so two processes scoring the same text agree).
 Look-ups are batched (``IN (...)`` over chunks), so a run of 30,000 continuations costs a few dozen queries.
+Scores are only a cache: a file that is not a sqlite database is moved aside (one line on stderr) and an empty cache
+takes its place, so a damaged cache never stops a run or costs its generations.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,9 +41,32 @@ class ScoreCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout_s = timeout_s
         self._local = threading.local()
+        try:
+            self._init_schema()
+        except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed"
+            self.close()
+            aside = self._move_aside()
+            print(f"warning: score cache {self.path} is unreadable ({e}); moved it to {aside.name} and started an "
+                  "empty cache (scores are recomputed)", file=sys.stderr)
+            self._init_schema()
+
+    def _init_schema(self) -> None:
         with self._conn() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(_SCHEMA)
+            con.execute("SELECT 1 FROM scores LIMIT 1").fetchall()  # reads a page: catches a damaged table early
+
+    def _move_aside(self) -> Path:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            self.path.replace(aside)
+        except FileNotFoundError:  # another process moved it first
+            pass
+        for suffix in ("-wal", "-shm"):  # journal files of the old database must not be applied to the new one
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.replace(aside.with_name(aside.name + suffix))
+        return aside
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:

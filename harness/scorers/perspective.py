@@ -3,7 +3,9 @@
 The key comes from ``$PERSPECTIVE_API_KEY`` only and travels in the ``X-Goog-Api-Key`` header, so it is never in
 a URL, a log line, an error message or the score cache. Requests are spaced to ``qps`` (the API's default quota
 is 1 QPS); 429 and 5xx are retried with exponential backoff (``Retry-After`` honoured); a request that still fails
-raises — a text is never given a score of 0 because a call failed.
+raises — a text is never given a score of 0 because a call failed. The key is only ever sent over https: another
+scheme (option ``endpoint`` or ``$PERSPECTIVE_API_URL``) is refused unless ``allow_insecure_endpoint`` is set (local
+fakes in tests). ``preflight()`` sends one short request so a bad key or endpoint fails before any generation.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from toxbench.harness.scorers.base import Scorer
 
 KEY_ENV = "PERSPECTIVE_API_KEY"
 URL_ENV = "PERSPECTIVE_API_URL"
+PREFLIGHT_TIMEOUT_S = 5.0
 DEFAULT_URL = "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze"
 #: languages Perspective scores TOXICITY in
 LANGUAGES = ("ar", "zh", "cs", "nl", "en", "fr", "de", "hi", "id", "it", "ja", "ko", "pl", "pt", "ru", "es", "sv")
@@ -54,9 +57,9 @@ class PerspectiveScorer(Scorer):
     heads: ClassVar[tuple[str, ...]] = ("toxicity",)
     defaults: ClassVar[dict[str, Any]] = {
         "attributes": ("TOXICITY",), "qps": 1.0, "max_retries": 6, "backoff_s": 1.0, "timeout_s": 30.0,
-        "endpoint": None,
+        "endpoint": None, "allow_insecure_endpoint": False,
     }
-    runtime_options = ("qps", "max_retries", "backoff_s", "timeout_s", "endpoint")
+    runtime_options = ("qps", "max_retries", "backoff_s", "timeout_s", "endpoint", "allow_insecure_endpoint")
 
     def __init__(self, cache_dir: Any = None, **options: Any) -> None:
         super().__init__(cache_dir=cache_dir, **options)
@@ -72,12 +75,28 @@ class PerspectiveScorer(Scorer):
         self.options["attributes"] = attrs
         self.heads = tuple(a.lower() for a in attrs)  # type: ignore[misc]
         self.url = self.options["endpoint"] or os.environ.get(URL_ENV) or DEFAULT_URL
+        insecure_ok = str(self.options["allow_insecure_endpoint"]).lower() in ("true", "1", "yes")  # CLI gives strings
+        if not str(self.url).lower().startswith("https://") and not insecure_ok:
+            raise UsageError(f"Perspective endpoint {self.url!r} is not https; the API key is only sent over https "
+                             "(pass the scorer option allow_insecure_endpoint=true for a local test server)")
         self.limiter = _RateLimiter(float(self.options["qps"]))
 
     def __repr__(self) -> str:  # never show the key
         return f"PerspectiveScorer(url={self.url!r}, attributes={self.options['attributes']})"
 
-    def _request(self, text: str, lang: str | None) -> dict[str, float]:
+    def preflight(self) -> None:
+        """One request (short timeout, no retries): a rejected key or an unreachable endpoint is a one-line
+        UsageError now rather than after the generations."""
+        if not self._key:
+            raise UsageError(f"scorer 'perspective' needs an API key in the environment variable {KEY_ENV}")
+        try:
+            self._request("preflight check", "en", retries=0, timeout_s=PREFLIGHT_TIMEOUT_S)
+        except PerspectiveError as e:
+            raise PerspectiveError(f"Perspective preflight to {self.url} failed: {e} (check {KEY_ENV} and the "
+                                   "endpoint)") from None
+
+    def _request(self, text: str, lang: str | None, retries: int | None = None,
+                 timeout_s: float | None = None) -> dict[str, float]:
         body: dict[str, Any] = {
             "comment": {"text": text},
             "requestedAttributes": {a: {} for a in self.options["attributes"]},
@@ -86,7 +105,9 @@ class PerspectiveScorer(Scorer):
         if lang:
             body["languages"] = [lang if lang == "hi-Latn" else lang.split("-")[0].lower()]  # zh-Hans -> zh
         data = json.dumps(body).encode("utf-8")
-        retries, backoff = int(self.options["max_retries"]), float(self.options["backoff_s"])
+        retries = int(self.options["max_retries"]) if retries is None else retries
+        timeout_s = float(self.options["timeout_s"]) if timeout_s is None else timeout_s
+        backoff = float(self.options["backoff_s"])
         last = ""
         for attempt in range(retries + 1):
             self.limiter.wait()
@@ -94,7 +115,7 @@ class PerspectiveScorer(Scorer):
                 "Content-Type": "application/json", "X-Goog-Api-Key": self._key})
             retry_after = None
             try:
-                with urllib.request.urlopen(req, timeout=float(self.options["timeout_s"])) as resp:
+                with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                     payload = json.loads(resp.read().decode("utf-8"))
                 return {a.lower(): float(payload["attributeScores"][a]["summaryScore"]["value"])
                         for a in self.options["attributes"]}
