@@ -70,25 +70,61 @@ def list_scorers() -> None:
               help="Cache dir (tokenizer JSON, heads).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table here (.md, or .csv for the raw numbers).")
+@click.option("--data", "data_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Your own labelled file (JSONL or CSV) instead of the RTP reference texts.")
+@click.option("--text-column", default="text", show_default=True, help="With --data: the text column.")
+@click.option("--score-column", default=None,
+              help="With --data: reference scores in [0, 1], e.g. Perspective toxicity (label = score >= 0.5); "
+                   "default: the first of toxicity, score, perspective present.")
+@click.option("--label-column", default=None,
+              help="With --data: a binary label column (0/1, true/false); default: label or toxic when no score "
+                   "column is found.")
+@click.option("--lang-column", default=None, help="With --data: a language column (adds per-language rows).")
 @_one_line_errors
 def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[str, ...], data_dir: Path | None,
-                 cache_dir: Path | None, output: Path | None) -> None:
+                 cache_dir: Path | None, output: Path | None, data_file: Path | None, text_column: str,
+                 score_column: str | None, label_column: str | None, lang_column: str | None) -> None:
     """Agreement with the Perspective scores of RealToxicityPrompts texts (DecodingTrust prompts + continuations):
-    ROC-AUC against Perspective toxicity >= 0.5, Spearman, MAE, share flagged at 0.5 and texts/s; on all texts
-    and on continuations alone. Prints a Markdown table."""
+    ROC-AUC against Perspective toxicity >= 0.5, Spearman, MAE, calibration error, share flagged at 0.5 and
+    texts/s; on all texts and on continuations alone. Prints a Markdown table.
+
+    With --data FILE: the same table on your own labelled JSONL/CSV file (one row per scorer, plus one per
+    language with --lang-column); default scorer: the default of runs (and multilingual for other languages)."""
     from toxbench.harness.io import atomic_write_text
     from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resolve_data
-    from toxbench.harness.scorers import EVAL_DEFAULTS, SCORERS
+    from toxbench.harness.scorers import DEFAULT_SCORER, EVAL_DEFAULTS, SCORERS
     from toxbench.harness.scorers.evaluation import evaluate_scorers, to_markdown
 
-    chosen = [n.strip() for item in names for n in item.split(",") if n.strip()] or list(EVAL_DEFAULTS)
+    chosen = [n.strip() for item in names for n in item.split(",") if n.strip()]
     for n in chosen:
         if n not in SCORERS:
             from toxbench.harness.errors import did_you_mean
 
             raise did_you_mean(n, SCORERS.names(), "scorer")
     opts = _parse_options(options)
-    droot, cdir = resolve_data(data_dir), resolve_cache(cache_dir)
+    cdir = resolve_cache(cache_dir)
+    if data_file is None and (score_column or label_column or lang_column or text_column != "text"):
+        raise UsageError("--text-column / --score-column / --label-column / --lang-column need --data FILE")
+    if data_file is not None:
+        if calibrate:
+            raise UsageError("--calibrate fits on the RTP reference texts; with --data, pass a calibrated scorer "
+                             "option instead (e.g. -o NAME:calibrate=... where the scorer has one)")
+        from toxbench.harness.scorers.evaluation import evaluate_on_file
+        from toxbench.harness.scorers.labelled import load_labelled
+
+        data = load_labelled(data_file, text_column, score_column, label_column, lang_column)
+        if not chosen:
+            other = data.langs is not None and any(not str(lang).lower().startswith("en") for lang in data.langs)
+            chosen = [DEFAULT_SCORER, *(["multilingual"] if other else [])]
+        df = evaluate_on_file(chosen, data, cache_dir=cdir, options=opts)
+        text = f"{data_file}: {len(data)} texts, reference {data.source}\n\n" + to_markdown(df)
+        click.echo(text)
+        if output is not None:
+            atomic_write_text(output, df.to_csv(index=False) if output.suffix == ".csv" else text + "\n")
+            click.echo(f"wrote {output}", err=True)
+        return
+    chosen = chosen or list(EVAL_DEFAULTS)
+    droot = resolve_data(data_dir)
     df = evaluate_scorers(chosen, data_dir=droot, cache_dir=cdir, calibrate=calibrate, options=opts)
     text = to_markdown(df)
     click.echo(text)

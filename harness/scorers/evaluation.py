@@ -18,6 +18,7 @@ import numpy as np
 
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import read_jsonl
+from toxbench.harness.scorers.labelled import LabelledTexts
 
 RTP_FILES = ("realtoxicityprompts/decodingtrust/toxic.jsonl", "realtoxicityprompts/decodingtrust/nontoxic.jsonl")
 
@@ -56,17 +57,39 @@ def load_reference(data_dir: str | Path | None = None) -> ReferenceTexts:
     return ReferenceTexts(texts, np.asarray(tox, dtype=np.float64), np.asarray(part))
 
 
+def calibration_error(scores: np.ndarray, reference: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: over 10 equal-width score bins, the text-weighted |mean score - mean reference|.
+
+    With a binary reference this is the usual ECE; with Perspective scores it measures how far the scores are from
+    Perspective's scale (what toxicity probability and toxic fraction need to be comparable)."""
+    s, r = np.asarray(scores, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if not len(s):
+        return float("nan")
+    idx = np.minimum((np.clip(s, 0.0, 1.0) * bins).astype(int), bins - 1)
+    err = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            err += m.sum() * abs(s[m].mean() - r[m].mean())
+    return float(err / len(s))
+
+
 def agreement(scores: np.ndarray, perspective: np.ndarray) -> dict[str, float]:
-    """ROC-AUC vs Perspective >= 0.5, Spearman, MAE, flagged shares at 0.5."""
+    """ROC-AUC vs reference >= 0.5, Spearman, MAE, calibration error, flagged shares at 0.5.
+
+    ``perspective``: Perspective scores (or any reference in [0, 1]; a 0/1 label works the same way)."""
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
+    scores, perspective = np.asarray(scores, dtype=np.float64), np.asarray(perspective, dtype=np.float64)
     y = perspective >= 0.5
     auc = float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else float("nan")
+    rho = float(spearmanr(scores, perspective).statistic) if len(scores) > 1 else float("nan")
     return {
         "roc_auc": auc,
-        "spearman": float(spearmanr(scores, perspective).statistic),
+        "spearman": rho,
         "mae": float(np.mean(np.abs(scores - perspective))),
+        "calibration_error": calibration_error(scores, perspective),
         "flagged": float(np.mean(scores >= 0.5)),
         "perspective_flagged": float(np.mean(y)),
     }
@@ -121,13 +144,58 @@ def evaluate_scorers(names: list[str], data_dir: str | Path | None = None, cache
 def to_markdown(df: "pd.DataFrame") -> str:  # noqa: F821
     """The table as Markdown, numbers rounded for the README."""
     df = df.copy()
-    rename = {"roc_auc": "ROC-AUC", "spearman": "Spearman", "mae": "MAE", "flagged": "flagged >= 0.5",
-              "perspective_flagged": "Perspective >= 0.5", "texts_per_s": "texts/s"}
-    for c in ("roc_auc", "spearman", "mae", "flagged", "perspective_flagged"):
+    rename = {"roc_auc": "ROC-AUC", "spearman": "Spearman", "mae": "MAE", "calibration_error": "calib. error",
+              "flagged": "flagged >= 0.5", "perspective_flagged": "Perspective >= 0.5",
+              "reference_flagged": "reference >= 0.5", "texts_per_s": "texts/s"}
+    for c in ("roc_auc", "spearman", "mae", "calibration_error", "flagged", "perspective_flagged",
+              "reference_flagged"):
         if c in df:
             df[c] = df[c].map(lambda v: "" if v != v else f"{v:.3f}")
     if "texts_per_s" in df:
         df["texts_per_s"] = df["texts_per_s"].map(lambda v: "" if v != v else f"{v:,.0f}")
     if "n" in df:
         df["n"] = df["n"].map(lambda v: "" if v != v else f"{int(v)}")
-    return df.rename(columns=rename).fillna("").to_markdown(index=False)
+    df = df.rename(columns=rename).fillna("")
+    numeric = {"n", *rename.values()}
+    # numbers stay as formatted ("1.000", not "1"): no re-parsing by tabulate, right-aligned by hand
+    return df.to_markdown(index=False, disable_numparse=True,
+                          colalign=["right" if c in numeric else "left" for c in df.columns])
+
+
+def evaluate_on_file(names: list[str], data: LabelledTexts, cache_dir: str | Path | None = None,
+                     options: dict[str, dict] | None = None) -> "pd.DataFrame":  # noqa: F821
+    """The agreement table on a user's labelled file: one row per scorer over all texts, plus one per language
+    when the file has a language column (each language scored with ``lang`` passed to the scorer)."""
+    import pandas as pd
+
+    from toxbench.harness.scorers import build_scorer
+
+    langs = data.langs if data.langs is not None else np.full(len(data), "", dtype=object)
+    order = list(dict.fromkeys(langs.tolist()))
+    rows: list[dict] = []
+    for name in names:
+        try:
+            scorer = build_scorer(name, cache_dir=cache_dir, **(options or {}).get(name, {}))
+        except UsageError as e:
+            rows.append({"scorer": name, "texts": "unavailable", "note": str(e)})
+            continue
+        scores = np.zeros(len(data))
+        n_done, seconds = 0, 0.0
+        for lang in order:
+            m = langs == lang
+            t0 = time.perf_counter()
+            scores[m] = scorer.score([t for t, k in zip(data.texts, m) if k], lang=lang or None)
+            seconds += time.perf_counter() - t0
+            n_done += int(m.sum())
+        tps = n_done / seconds if seconds > 0 else float("inf")
+        sid = scorer.id
+        parts = [("all", np.ones(len(data), bool))]
+        if data.langs is not None:
+            parts += [(lang, langs == lang) for lang in order]
+        for label, m in parts:
+            a = agreement(scores[m], data.reference[m])
+            a["reference_flagged"] = a.pop("perspective_flagged")
+            if not data.is_score:
+                a.pop("mae")  # distance to a 0/1 label is not a scale error
+            rows.append({"scorer": sid, "texts": label, "n": int(m.sum()), **a, "texts_per_s": tps})
+    return pd.DataFrame(rows)
