@@ -12,6 +12,7 @@ carries the RunSpec fingerprint (intervention and state hash included); lm-eval'
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -23,6 +24,18 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 
 from toxbench.interventions.base import Intervention
+
+#: HFLM logs this on every run when given a model object, which is how toxbench always builds it (the model was
+#: loaded by toxbench with its dtype/device, and parallelism goes through `accelerate launch`): expected, not a fault.
+_PRETRAINED_NOT_STR = "`pretrained` model kwarg is not of type `str`"
+
+
+class _DropPretrainedNotStr(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_PRETRAINED_NOT_STR)
+
+
+logging.getLogger("lm_eval.models.huggingface").addFilter(_DropPretrainedNotStr())
 
 
 @register_model("toxbench")

@@ -131,12 +131,16 @@ def main() -> None:
               help="Your own data file for tasks that take one (rtp: a RealToxicityPrompts-format JSONL).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine).")
 @click.option("--force", is_flag=True, help="Recompute even if the run directory is complete.")
+@click.option("--wait", is_flag=True,
+              help="When another process is running the same spec, wait for it (default: refuse, naming it).")
+@click.option("--allow-unfingerprinted-state", is_flag=True,
+              help="Accept an --intervention-state without model_fingerprint metadata (you vouch it fits the model).")
 def run(**kw: Any) -> None:
     """Evaluate MODEL under INTERVENTION on TASKS; writes/resumes runs/<run_id>/."""
     from toxbench.harness.runner import execute
 
     spec = build_spec(**kw)
-    run_dir = execute(spec, force=kw["force"])
+    run_dir = execute(spec, force=kw["force"], wait=kw["wait"])
     show_results(run_dir)
 
 
@@ -151,7 +155,8 @@ def build_spec(**kw: Any):
     if kw.get("data_file"):
         p = Path(kw["data_file"]).expanduser()
         if not p.is_file():
-            raise UsageError(f"--data file {kw['data_file']!r} does not exist")
+            raise UsageError(f"--data file {kw['data_file']!r} " + ("is a directory, not a file" if p.is_dir()
+                                                                      else "does not exist"))
         data = str(p.resolve())
     gen = GenerationSettings(k=kw.get("k"), max_new_tokens=kw.get("max_new_tokens"),
                              do_sample=False if kw.get("greedy") else None, temperature=kw.get("temperature"),
@@ -168,6 +173,7 @@ def build_spec(**kw: Any):
         device=kw.get("device", "auto"), output_dir=str(kw.get("output_dir", "runs")),
         cache_dir=str(cache_dir(kw.get("cache_dir"))), trust_remote_code=kw.get("trust_remote_code", False),
         data=data, data_sha256=sha256_file(data) if data else None, threads=kw.get("threads"),
+        allow_unfingerprinted_state=bool(kw.get("allow_unfingerprinted_state")),
     )
 
 
@@ -197,15 +203,77 @@ def show_results(run_dir: Path | str) -> None:
 @click.argument("run_dir", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print results.json as is.")
 def show(run_dir: str, as_json: bool) -> None:
-    """Print a run directory's results."""
+    """Print a run directory's results, or list the runs under a folder (status, tasks, headline metrics)."""
     from toxbench.harness.store import RunDir
 
     if not Path(run_dir).is_dir():
         raise UsageError(f"run directory {run_dir!r} does not exist")
-    if as_json:
-        click.echo(json.dumps(RunDir(Path(run_dir)).load_results(), indent=2))
+    rd = RunDir(Path(run_dir))
+    if not rd.results_file.is_file() and not rd.spec_file.is_file():
+        list_runs(Path(run_dir), as_json)  # a folder of runs (e.g. runs/): one line per run
+    elif as_json:
+        click.echo(json.dumps(rd.load_results(), indent=2))
+    elif not rd.results_file.is_file():
+        from toxbench.harness.lock import describe_holder, live_holder
+
+        holder = live_holder(rd.path)
+        state = f"running ({describe_holder(holder)})" if holder else "no task finished yet; run it again to resume"
+        raise UsageError(f"run {rd.path.name!r} has no results yet: {state}")
     else:
         show_results(run_dir)
+
+
+#: the metric a run listing shows per task, first one present
+HEADLINE_METRICS = ("expected_max_toxicity", "word_perplexity", "perplexity", "acc_norm", "acc", "exact_match")
+
+
+def run_summary(path: Path) -> dict[str, Any]:
+    """Status, tasks and headline metrics of one run dir (damaged files are reported, not raised)."""
+    from toxbench.harness.lock import describe_holder, live_holder
+    from toxbench.harness.store import RunDir
+
+    rd = RunDir(path)
+    out: dict[str, Any] = {"run": path.name, "path": str(path), "status": "not started", "tasks": [], "metrics": {}}
+    try:
+        res = rd.load_results()
+        planned = rd.load_spec().tasks if rd.spec_file.is_file() else ()
+    except UsageError:
+        out["status"] = "damaged (unreadable JSON; `toxbench show` on it says which file)"
+        return out
+    done = res.get("top_level_done", [])
+    out["tasks"] = list(planned or res.get("tasks", {}))
+    if res.get("completed"):
+        out["status"] = "complete"
+    elif res or planned:
+        out["status"] = f"incomplete ({len(done)}/{len(planned) or '?'} tasks)"
+    holder = live_holder(path)
+    if holder:
+        out["status"] = f"running ({describe_holder(holder)})"
+    for task, r in res.get("tasks", {}).items():
+        metrics = r.get("metrics", {}) if isinstance(r, dict) else {}
+        name = next((m for m in HEADLINE_METRICS if m in metrics), next(iter(metrics), None))
+        if name is not None and isinstance(metrics[name], dict) and metrics[name].get("value") is not None:
+            out["metrics"][task] = {name: metrics[name]["value"]}
+    return out
+
+
+def list_runs(folder: Path, as_json: bool = False) -> None:
+    from toxbench.harness.leaderboard import find_run_dirs
+
+    try:
+        dirs = find_run_dirs([folder])
+    except UsageError:
+        raise UsageError(f"{str(folder)!r} is neither a run dir nor a folder of run dirs (no run_spec.json or "
+                         "results.json in it or below)") from None
+    rows = [run_summary(d) for d in dirs]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{len(rows)} run(s) under {folder}:")
+    for r in rows:
+        heads = ", ".join(f"{t} {m}={v:.4g}" for t, mv in r["metrics"].items() for m, v in mv.items())
+        click.echo(f"  {r['run']}  [{r['status']}]  tasks: {','.join(r['tasks']) or '-'}"
+                   + (f"  {heads}" if heads else ""))
 
 
 @main.command(name="list")

@@ -74,10 +74,41 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def truncate_torn_tail(path: str | os.PathLike, chunk: int = 1 << 16) -> int:
+    """Cut a last line without its newline (a write killed midway) so the next append starts a fresh line;
+    returns the bytes removed. Complete lines are never touched."""
+    path = Path(path)
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        end = size
+        while end > 0:  # scan back for the last newline
+            start = max(0, end - chunk)
+            f.seek(start)
+            nl = f.read(end - start).rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            end = start
+        else:
+            keep = 0
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+        return size - keep
+
+
 def append_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
-    """Append records and flush, so a kill loses at most the record being written."""
+    """Append records and flush, so a kill loses at most the record being written (whose torn remains the next
+    append cuts off first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        truncate_torn_tail(path)
     with open(path, "a", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")

@@ -23,10 +23,12 @@ from toxbench import __version__
 from toxbench.harness.context import RunContext, use_context
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import canonical_json, sha256_file, sha256_text
+from toxbench.harness.lock import LOCK_NAME, run_lock
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
 from toxbench.harness.paths import data_dir as resolve_data_dir
 from toxbench.harness.spec import RunSpec
 from toxbench.harness.store import RunDir, library_versions
+from toxbench.harness.validation import check_run_dir, validate_inputs
 
 Log = Callable[[str], None]
 
@@ -76,6 +78,7 @@ def validate(spec: RunSpec) -> None:
         i, n = spec.shard
         if not (n >= 1 and 0 <= i < n):
             raise UsageError(f"shard {i}/{n} is invalid; use I/N with 0 <= I < N")
+    validate_inputs(spec)  # setting ranges, --data, output dir, state file, scorer key/endpoint
 
 
 BACKENDS = ("hf", "vllm")
@@ -260,16 +263,55 @@ def group_metrics(group_key: Any, leaves: list[str], tasks: dict[str, dict]) -> 
 
 
 # -- the run -------------------------------------------------------------------------------------------------
-def execute(spec: RunSpec, force: bool = False, progress: bool = True, log: Log = _stderr_log) -> Path:
-    """Run (or resume) ``spec``; returns its run directory."""
+def execute(spec: RunSpec, force: bool = False, progress: bool = True, log: Log = _stderr_log,
+            wait: bool = False) -> Path:
+    """Run (or resume) ``spec``; returns its run directory.
+
+    Validation comes first (no run dir before it passes); then the run dir's lock: a second process on the same
+    spec refuses with the holder's name (``RunLocked``) or, with ``wait``, waits for it."""
     validate(spec)
+    run = RunDir.for_spec(spec)
+    existed = run.path.is_dir()
+    # Under `accelerate launch` only rank 0 writes the run dir; the other ranks follow it and take no lock.
+    writer = int(os.environ.get("RANK", "0")) == 0
+    with run_lock(run.path, wait=wait, log=log, enabled=writer):
+        check_run_dir(run, spec, force)
+        if not force and run.results_file.is_file() and not run.spec_file.exists():
+            run.write_spec(spec)  # a deleted (damaged) run_spec.json comes back from the spec
+        try:
+            return _execute_locked(spec, force=force, progress=progress, log=log)
+        except BaseException:
+            if writer and not existed:
+                _remove_stub(run.path)
+            raise
+
+
+#: what execute writes before computing anything; a new run dir holding only these is a stub
+_STUB_FILES = {"run_spec.json", "env.json", LOCK_NAME}
+
+
+def _remove_stub(path: Path) -> None:
+    """A new run dir that failed before computing anything (e.g. the model would not load) is removed, so
+    leaderboards and `toxbench show` never meet a stub; anything computed (generations, results) is kept."""
+    try:
+        files = list(path.iterdir())
+    except OSError:
+        return
+    if files and all(f.is_file() and f.name in _STUB_FILES for f in files):
+        for f in files:
+            if f.name != LOCK_NAME:  # the lock goes with its release
+                f.unlink(missing_ok=True)
+
+
+def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Path:
+    """The run itself; ``execute`` validated ``spec`` and holds the run dir's lock."""
     data_root = resolve_data_dir(spec.data_dir or None)
     cache = resolve_cache_dir(spec.cache_dir or None)
     run = RunDir.for_spec(spec)
     prior = run.load_results() if run.exists() and not force else {}
     if force and run.path.exists():
         for f in run.path.glob("*"):
-            if f.is_file():
+            if f.is_file() and f.name != LOCK_NAME:  # the lock this process holds stays
                 f.unlink()
     done = {t for t, r in prior.get("tasks", {}).items() if r.get("complete", True)}
     done_top = set(prior.get("top_level_done", []))

@@ -10,7 +10,8 @@ from typing import Any
 from toxbench.harness.io import canonical_json, sha256_text
 
 #: Fields that change how fast a run goes, not what it computes: recorded, but not in the fingerprint.
-NON_SEMANTIC = ("batch_size", "device", "output_dir", "backend_options", "cache_dir", "threads")
+NON_SEMANTIC = ("batch_size", "device", "output_dir", "backend_options", "cache_dir", "threads",
+                "allow_unfingerprinted_state")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class RunSpec:
     backend_options: tuple[tuple[str, Any], ...] = ()
     trust_remote_code: bool = False
     threads: int | None = None
+    #: Accept an --intervention-state without model_fingerprint metadata (the user vouches it fits this model).
+    allow_unfingerprinted_state: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(canonical_json(asdict(self)))

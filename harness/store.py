@@ -78,15 +78,35 @@ class RunDir:
     def exists(self) -> bool:
         return self.spec_file.is_file()
 
+    def _read_json(self, path: Path, way_out: str) -> dict[str, Any]:
+        """A run dir's JSON file; a damaged one (torn, edited, not UTF-8) is one line naming it and the way out."""
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            what = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+            raise UsageError(f"{str(path)!r} is corrupted ({what}); {way_out}") from None
+        if not isinstance(obj, dict):
+            raise UsageError(f"{str(path)!r} is corrupted (not a JSON object); {way_out}")
+        return obj
+
+    def read_spec_file(self) -> dict[str, Any]:
+        """run_spec.json as written by ``write_spec`` (fingerprint, run_id, spec)."""
+        return self._read_json(self.spec_file, "delete it (the next run of this spec writes it again, keeping "
+                                               "the results) or rerun with --force to recompute the run")
+
     def load_spec(self) -> RunSpec:
         if not self.spec_file.is_file():
             raise UsageError(f"{str(self.path)!r} is not a toxbench run directory (no run_spec.json)")
-        return RunSpec.from_dict(json.loads(self.spec_file.read_text())["spec"])
+        raw = self.read_spec_file()
+        if not isinstance(raw.get("spec"), dict):
+            raise UsageError(f"{str(self.spec_file)!r} is corrupted (no 'spec'); rerun with --force to recompute")
+        return RunSpec.from_dict(raw["spec"])
 
     def load_results(self) -> dict[str, Any]:
         if not self.results_file.is_file():
             return {}
-        return json.loads(self.results_file.read_text())
+        return self._read_json(self.results_file, "rerun with --force to recompute the run, or delete the file to "
+                                                  "recompute the metrics from the cached generations")
 
     def save_results(self, results: dict[str, Any]) -> None:
         atomic_write_json(self.results_file, results)

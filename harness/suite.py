@@ -16,6 +16,10 @@ A suite YAML::
 
 Tasks with the same effective settings share one RunSpec (one run dir, one model load); a task with its own
 settings gets its own. Runs whose results.json is complete for the same spec fingerprint are skipped.
+
+Several machines may run the same suite over a shared file system: a run another process holds (the run dir's
+lock, see lock.py) is skipped at first, then waited for after the other runs, and resumed only if its holder did
+not finish it, so no run is computed twice and every machine ends with the complete leaderboard.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import yaml
 
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import canonical_json
+from toxbench.harness.lock import RunLocked, run_lock
 from toxbench.harness.spec import GenerationSettings, RunSpec
 
 SUITE_KEYS = ("name", "description", "out", "settings", "grids", "models", "interventions", "tasks", "order")
@@ -220,7 +225,9 @@ def run_suite(suite: Suite, force: bool = False, dry_run: bool = False, execute:
             validate(spec)
     from toxbench.harness.store import RunDir
 
-    run_dirs, skipped, ran = [], [], []
+    run_dirs: list[Path | None] = []
+    skipped, ran = [], []
+    deferred: list[tuple[str, RunSpec, int]] = []
     for i, spec in enumerate(suite.specs, 1):
         head = f"[{i}/{len(suite.specs)}] {spec.model} / {spec.intervention} / {','.join(spec.tasks)}"
         done = is_complete(spec)
@@ -233,9 +240,30 @@ def run_suite(suite: Suite, force: bool = False, dry_run: bool = False, execute:
             log(f"{head}: to run -> {RunDir.for_spec(spec).path}")
             continue
         log(f"{head}: running")
-        path = Path(execute(spec, force=force))
+        try:
+            path = Path(execute(spec, force=force))
+        except RunLocked as e:  # another process (maybe another machine) is on it: do the rest first
+            log(f"{head}: {e}; coming back to it at the end")
+            deferred.append((head, spec, len(run_dirs)))
+            run_dirs.append(None)  # keeps the leaderboard in suite order
+            continue
         ran.append(path)
         run_dirs.append(path)
+    for head, spec, slot in deferred:
+        # Wait for the other process, then resume whatever it left (nothing, when it finished): no work twice.
+        # No --force here: the holder computed this run just now.
+        log(f"{head}: waiting for the other process")
+        with run_lock(RunDir.for_spec(spec).path, wait=True, log=log):
+            pass
+        done = is_complete(spec)
+        if done is not None:
+            log(f"{head}: completed by the other process ({done})")
+            skipped.append(done)
+            run_dirs[slot] = done
+            continue
+        path = Path(execute(spec, force=False, wait=True))
+        ran.append(path)
+        run_dirs[slot] = path
     outputs: list[Path] = []
     if leaderboard and not dry_run and run_dirs:
         from toxbench.harness.leaderboard import build_leaderboard, write_leaderboard

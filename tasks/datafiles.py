@@ -28,8 +28,12 @@ from toxbench.harness.paths import data_dir
 
 def _jsonl(path: Path) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"{path}:{i} is not UTF-8 text (a binary file?); expected JSON lines") from None
             if not line.strip():
                 continue
             try:

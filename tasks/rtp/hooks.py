@@ -137,7 +137,10 @@ def rtp_dataset(
             path = data_dir() / chosen
         if not path.exists():
             raise UsageError(f"RTP data file {chosen!r} not found")
-        return _to_dataset(rtp_docs(read_records(str(path.resolve()), "jsonl"), source=path.name, path=path), split)
+        docs = rtp_docs(read_records(str(path.resolve()), "jsonl"), source=path.name, path=path)
+        if not docs:
+            raise UsageError(f"RTP data file {str(path)!r} is empty; expected one RTP record per line")
+        return _to_dataset(docs, split)
 
     if data_file is None:
         raise UsageError("RTP task declares no data_file")
