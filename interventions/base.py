@@ -56,10 +56,15 @@ class State:
         if not path.is_file():
             raise UsageError(f"intervention state {str(path)!r} not found")
         tensors: dict[str, torch.Tensor] = {}
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-            for k in f.keys():
-                tensors[k] = f.get_tensor(k)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                raw = f.metadata() or {}
+                for k in f.keys():
+                    tensors[k] = f.get_tensor(k)
+        except Exception as e:  # noqa: BLE001 - SafetensorError, a torn file...: unusable either way
+            reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            raise UsageError(f"intervention state {str(path)!r} is not a safetensors file ({reason}); pass a state "
+                             "written by `toxbench fit`") from None
         meta: dict[str, Any] = {}
         for k, v in raw.items():
             try:
