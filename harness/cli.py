@@ -16,6 +16,7 @@ import click
 from toxbench import __version__
 from toxbench.harness.commands import OneLineErrorGroup
 from toxbench.harness.errors import UsageError
+from toxbench.harness.options import DEFAULT_SEED, intervention_options, model_options, path_options, seed_option
 from toxbench.harness.scorers import DEFAULT_SCORER
 
 
@@ -53,43 +54,6 @@ def _parse_shard(raw: str | None) -> tuple[int, int] | None:
     return (i, n)
 
 
-def model_options(f):
-    for opt in reversed([
-        click.option("--model", "-m", default="smollm2-135m", show_default=True,
-                     help="Embedded alias (smollm2-135m, gemma3-270m), local checkpoint dir, or hub id/short name."),
-        click.option("--revision", default=None, help="Hub revision (branch, tag or commit)."),
-        click.option("--dtype", default="auto", show_default=True, help="auto | float32 | bfloat16 | float16."),
-        click.option("--device", default="auto", show_default=True, help="auto (CUDA when present) | cpu | cuda[:N]."),
-        click.option("--trust-remote-code", is_flag=True, help="Allow model code from the hub (off by default)."),
-    ]):
-        f = opt(f)
-    return f
-
-
-def intervention_options(f):
-    for opt in reversed([
-        click.option("--intervention", "-i", default="none", show_default=True,
-                     help="Name or composition, e.g. aura, det0, damp, preprompt, dpo, aura+preprompt."),
-        click.option("--intervention-arg", "-a", "intervention_args", multiple=True, metavar="KEY=VALUE",
-                     help="Intervention setting (repeatable); NAME.KEY=VALUE targets one part of a composition."),
-        click.option("--intervention-state", default=None, type=click.Path(),
-                     help="A fitted state file (or DPO checkpoint dir) instead of the cached/fitted one."),
-    ]):
-        f = opt(f)
-    return f
-
-
-def path_options(f):
-    for opt in reversed([
-        click.option("--data-dir", default=None, envvar="TOXBENCH_DATA", show_envvar=True,
-                     help="Data folder (default ../shared/data)."),
-        click.option("--cache-dir", default=None, envvar="TOXBENCH_CACHE", show_envvar=True,
-                     help="Model/state/score cache (default ~/.cache/toxbench)."),
-    ]):
-        f = opt(f)
-    return f
-
-
 @click.group(cls=ToxbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="toxbench")
 def main() -> None:
@@ -117,7 +81,7 @@ def main() -> None:
 @click.option("--top-p", type=float, default=None)
 @click.option("--top-k", type=int, default=None)
 @click.option("--greedy", is_flag=True, help="Greedy decoding (do_sample=False).")
-@click.option("--seed", type=int, default=1234, show_default=True)
+@seed_option
 @click.option("--limit", type=int, default=None, help="First N documents of each task.")
 @click.option("--max-length", type=int, default=None, help="Context window for loglikelihood tasks (default: the model's).")
 @click.option("--batch-size", type=int, default=16, show_default=True)
@@ -129,7 +93,6 @@ def main() -> None:
 @click.option("--shard", default=None, metavar="I/N", help="Evaluate every N-th document starting at I.")
 @click.option("--data", "data_file", default=None, type=click.Path(),
               help="Your own data file for tasks that take one (rtp: a RealToxicityPrompts-format JSONL).")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine).")
 @click.option("--force", is_flag=True, help="Recompute even if the run directory is complete.")
 @click.option("--wait", is_flag=True,
               help="When another process is running the same spec, wait for it (default: refuse, naming it).")
@@ -166,7 +129,7 @@ def build_spec(**kw: Any):
         intervention=kw.get("intervention", "none"), intervention_args=parse_args(kw.get("intervention_args", ())),
         intervention_state=str(Path(kw["intervention_state"]).resolve()) if kw.get("intervention_state") else None,
         tasks=tuple(_split_commas(kw.get("tasks"))), scorer=kw.get("scorer", "auto"),
-        scorer_args=parse_args(kw.get("scorer_args", ())), generation=gen, seed=kw.get("seed", 1234),
+        scorer_args=parse_args(kw.get("scorer_args", ())), generation=gen, seed=kw.get("seed", DEFAULT_SEED),
         limit=kw.get("limit"), max_length=kw.get("max_length"), data_dir=str(data_dir(kw.get("data_dir"))),
         include_paths=tuple(str(Path(p).resolve()) for p in kw.get("include_path", ())),
         backend=kw.get("backend", "hf"), backend_options=parse_args(kw.get("backend_args", ())), shard=_parse_shard(kw.get("shard")), batch_size=kw.get("batch_size", 16),
@@ -307,7 +270,7 @@ def list_(what: str, include_path: tuple[str, ...]) -> None:
 @intervention_options
 @path_options
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--seed", type=int, default=1234, show_default=True)
+@seed_option
 @click.option("--refit", is_flag=True, help="Fit again even when a cached state exists.")
 def fit(**kw: Any) -> None:
     """Fit an intervention's state on MODEL (cached; `run` then finds it) and print its path."""

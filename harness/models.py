@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.hardware import DTYPES, auto_dtype, resolve_device
 from toxbench.harness.io import atomic_write_json, sha256_file
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
 
@@ -82,26 +83,15 @@ class LoadedModel:
         return {"name": self.name, "source": self.source, "revision": self.revision, "fingerprint": self.fingerprint}
 
 
-def resolve_device(device: str = "auto") -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} requested but CUDA is not available; valid here: cpu, auto")
-    return device
-
-
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> torch.dtype:
+    """``auto``: bf16 where it is native (see harness/hardware.py), fp32 on CPUs that would emulate it."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if dtype not in table:
-        raise did_you_mean(str(dtype), [*table, "auto"], "dtype")
-    return table[dtype]
+        return auto_dtype(device)
+    if dtype not in DTYPES:
+        raise did_you_mean(str(dtype), [*DTYPES, "auto"], "dtype")
+    return DTYPES[dtype]
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -135,6 +125,19 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         model._toxbench_fingerprint = fp
     except Exception:
         pass
+    return fp
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Identity of a tokenizer's content (vocabulary, special tokens, BOS/EOS handling), not of where it was loaded."""
+    cached = getattr(tokenizer, "_toxbench_fingerprint", None)
+    if cached:
+        return cached
+    vocab = sorted(tokenizer.get_vocab().items())
+    special = {k: str(v) for k, v in sorted(getattr(tokenizer, "special_tokens_map", {}).items())}
+    extra = {k: getattr(tokenizer, k, None) for k in ("add_bos_token", "add_eos_token")}
+    fp = hashlib.sha256(json.dumps([vocab, special, extra, type(tokenizer).__name__], default=str).encode()).hexdigest()
+    tokenizer._toxbench_fingerprint = fp
     return fp
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from toxbench import __version__
 from toxbench.harness.context import RunContext, use_context
 from toxbench.harness.errors import UsageError
+from toxbench.harness.hardware import set_threads
 from toxbench.harness.io import canonical_json, sha256_file, sha256_text
 from toxbench.harness.lock import LOCK_NAME, run_lock
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
@@ -203,6 +204,7 @@ def summarize_task(
         "output_type": task.OUTPUT_TYPE,
         "limit": spec.limit,
         "data_hash": _data_hash(task, doc_ids),
+        "dtype": spec.resolved_dtype(),
     }
     if task.OUTPUT_TYPE == "generate_until":
         gk = dict(cfg.generation_kwargs or {})
@@ -332,13 +334,11 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     rank = int(os.environ.get("RANK", "0"))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device == "cuda":
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # data parallel under `accelerate launch`
-    run.write_env(device)
+    set_threads(spec.threads)
+    run.write_env(device)  # after set_threads: env.json records the threads actually used
     seed_everything(spec.seed)
-    if spec.threads:
-        import torch
-
-        torch.set_num_threads(spec.threads)
-    loaded = load_model(spec.model, dtype=spec.dtype, device=device, revision=spec.model_revision,
+    dtype = spec.resolved_dtype()
+    loaded = load_model(spec.model, dtype=dtype, device=device, revision=spec.model_revision,
                         cache_dir=cache, trust_remote_code=spec.trust_remote_code)
     intervention = build(
         spec.intervention, spec.intervention_args, model=loaded.model, tokenizer=loaded.tokenizer,
@@ -349,7 +349,7 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     model_desc = loaded.describe()
     if override:  # weight-space intervention: same base model identity, other weights
         base_fp = loaded.fingerprint
-        loaded = load_model(spec.model, dtype=spec.dtype, device=device, cache_dir=cache, weights_override=override)
+        loaded = load_model(spec.model, dtype=dtype, device=device, cache_dir=cache, weights_override=override)
         model_desc = {**model_desc, "weights": override, "weights_fingerprint": loaded.fingerprint,
                       "fingerprint": base_fp}
     lm = make_lm(spec, loaded, intervention, run.path)

@@ -7,10 +7,13 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from toxbench.harness.hardware import resolve_dtype_name
 from toxbench.harness.io import canonical_json, sha256_text
 
 #: Fields that change how fast a run goes, not what it computes: recorded, but not in the fingerprint.
-NON_SEMANTIC = ("batch_size", "device", "output_dir", "backend_options", "cache_dir", "threads",
+#: Paths are not identity either: the data is identified by its hashes (``data_sha256``, each task's
+#: ``data_hash``), so a run dir copied to another machine, or read through another data or cache dir, resumes.
+NON_SEMANTIC = ("batch_size", "device", "output_dir", "backend_options", "cache_dir", "threads", "data_dir", "data",
                 "allow_unfingerprinted_state")
 
 
@@ -84,10 +87,14 @@ class RunSpec:
         """The fields that change results. Unset (None) fields are left out, so adding a new optional field to
         RunSpec never changes the fingerprint of existing runs."""
         d = self.to_dict()
+        d["dtype"] = self.resolved_dtype()  # "auto" means another dtype on another machine: another result
         for k in NON_SEMANTIC:
             d.pop(k, None)
         d["generation"] = {k: v for k, v in d["generation"].items() if v is not None}
         return {k: v for k, v in d.items() if v is not None}
+
+    def resolved_dtype(self) -> str:
+        return resolve_dtype_name(self.dtype, self.device)
 
     def fingerprint(self) -> str:
         return sha256_text(canonical_json(self.semantic_dict()))[:16]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from toxbench.harness.errors import UsageError
+from toxbench.harness.hardware import kernel_set
 from toxbench.harness.io import atomic_write_json, atomic_write_text
 from toxbench.harness.paths import REPO_ROOT
 from toxbench.harness.spec import RunSpec
@@ -49,6 +50,7 @@ def env_info(device: str) -> dict[str, Any]:
         "git_sha": git_sha(),
         "device": device,
         "torch_threads": torch.get_num_threads(),
+        "kernels": kernel_set(device),
     }
     if torch.cuda.is_available():
         info["cuda"] = {"device_name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),

@@ -100,9 +100,39 @@ def test_shards_merge_to_unsharded(tiny_llama_dir, tmp_path, cache_dir):
 
 
 def test_fingerprint_ignores_speed_settings():
-    a = RunSpec(batch_size=4, device="cpu", output_dir="x")
-    b = RunSpec(batch_size=64, device="cuda", output_dir="y")
+    a = RunSpec(batch_size=4, device="cpu", output_dir="x", dtype="float32", data_dir="/a", cache_dir="/c")
+    b = RunSpec(batch_size=64, device="cuda", output_dir="y", dtype="float32", data_dir="/b", cache_dir="/d")
     assert a.fingerprint() == b.fingerprint()
     assert RunSpec(seed=1).fingerprint() != RunSpec(seed=2).fingerprint()
     assert RunSpec(intervention="aura").run_id() != RunSpec().run_id()
     assert RunSpec.from_dict(RunSpec(tasks=("a", "b"), shard=(0, 2)).to_dict()) == RunSpec(tasks=("a", "b"), shard=(0, 2))
+
+
+def test_auto_dtype_resolves_per_machine_and_is_part_of_the_identity(monkeypatch):
+    from toxbench.harness import hardware
+
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: False)
+    avx2 = RunSpec(dtype="auto", device="cpu")
+    assert avx2.resolved_dtype() == "float32" and avx2.fingerprint() == RunSpec(dtype="float32").fingerprint()
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: True)
+    assert RunSpec(dtype="auto", device="cpu").resolved_dtype() == "bfloat16"
+    assert RunSpec(dtype="auto", device="cpu").fingerprint() == RunSpec(dtype="bfloat16").fingerprint()
+    assert RunSpec(dtype="bfloat16").fingerprint() != RunSpec(dtype="float32").fingerprint()
+
+
+def test_native_bf16_follows_the_kernel_caps(monkeypatch):
+    from toxbench.harness import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    monkeypatch.setattr(hardware, "aten_capability", lambda: "AVX512")
+    for var in hardware.KERNEL_ENV:
+        monkeypatch.delenv(var, raising=False)
+    assert hardware.cpu_native_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not hardware.cpu_native_bf16()  # the AVX2 emulation the CI gate is checked under
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(hardware, "aten_capability", lambda: "AVX2")
+    assert not hardware.cpu_native_bf16()
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(hardware, "aten_capability", lambda: "AVX512")
+    assert not hardware.cpu_native_bf16()  # AVX-512 without BF16 instructions emulates bf16

@@ -17,6 +17,8 @@ import click
 
 from toxbench.harness.commands import OneLineErrorGroup
 from toxbench.harness.errors import UsageError
+from toxbench.harness.hardware import set_threads
+from toxbench.harness.options import threads_option
 
 DEFAULT_MODEL = "gemma3-270m"
 
@@ -43,8 +45,7 @@ def common_options(f):
         click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]."),
         click.option("--dtype", default="auto", show_default=True, help="auto | float32 | bfloat16 | float16."),
         click.option("--seed", default=1234, show_default=True, type=int),
-        click.option("--threads", default=None, type=click.IntRange(min=1),
-                     help="CPU threads for torch [default: torch's choice; 1 is often faster on a busy machine]."),
+        threads_option,
         click.option("--progress/--no-progress", default=True, show_default=True),
     ]):
         f = opt(f)
@@ -75,15 +76,12 @@ def vector_options(f):
 
 def _setup(model: str, data_dir: str | None, cache_dir: str | None, out: str | None, device: str, dtype: str,
            threads: int | None = None):
-    import torch
-
     from toxbench.harness.models import load_model
     from toxbench.harness.paths import cache_dir as resolve_cache
     from toxbench.harness.paths import data_dir as resolve_data
 
     # no global torch.set_grad_enabled(False): it would leak into the caller (tests, other commands)
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     root = resolve_data(data_dir)
     cache = resolve_cache(cache_dir)
     out_dir = Path(out) if out else Path("analysis") / re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_")

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from toxbench.harness.errors import UsageError
+from toxbench.harness.options import threads_option
 
 
 def _fail(msg: str) -> None:
@@ -56,8 +57,7 @@ def fit_dpo_options() -> str:
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--dtype", default="auto", show_default=True)
-@click.option("--threads", default=None, type=int,
-              help="torch CPU threads (1 is fastest on a busy 2-core machine).")
+@threads_option
 def pairs(model: str, scorer: str | None, pool: tuple[str, ...], n: int, margin: float, limit: int | None, seed: int,
           out: str, allow_overlap: bool, drop_overlap: bool, import_path: str | None, max_new_tokens: int,
           batch_prompts: int, data_dir: str | None, cache_dir: str | None, device: str, dtype: str,
@@ -90,12 +90,6 @@ def pairs(model: str, scorer: str | None, pool: tuple[str, ...], n: int, margin:
             dropped = f", {info['dropped_overlap']} evaluation prompts dropped" if info.get("dropped_overlap") else ""
             click.echo(f"note: the prompt pool has {len(prompts)} prompts{dropped} (the paper trained on ~24k pairs; "
                        "pass --pool FILE for more)", err=True)
-        if threads is not None:
-            if threads < 1:
-                raise UsageError(f"--threads must be positive, got {threads}")
-            import torch
-
-            torch.set_num_threads(threads)
         from toxbench.harness.models import load_model
 
         loaded = load_model(model, dtype=dtype, device=device, cache_dir=cache_dir)

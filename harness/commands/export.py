@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from toxbench.harness.errors import UsageError
+from toxbench.harness.options import threads_option
 
 
 @click.command("export")
@@ -30,6 +31,7 @@ from toxbench.harness.errors import UsageError
 @click.option("--revision", default=None, help="Hub revision of --model.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Batch size if a state must be fitted.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Seed if a state must be fitted.")
+@threads_option
 @click.option("--force", is_flag=True, help="Replace --out if it exists and is not empty.")
 @click.option("--cache-dir", default=None, envvar="TOXBENCH_CACHE", show_envvar=True,
               help="Model/state cache (default ~/.cache/toxbench).")
@@ -58,6 +60,7 @@ def export_checkpoint(
     force: bool = False,
     cache_dir: str | None = None,
     data_dir: str | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Library form of the command (what the CLI calls)."""
     import torch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from toxbench.harness.errors import UsageError
+from toxbench.harness.options import threads_option
 
 
 @click.command("fluency")
@@ -18,9 +19,10 @@ from toxbench.harness.errors import UsageError
 @click.option("--device", default="auto", show_default=True)
 @click.option("--dtype", default="auto", show_default=True)
 @click.option("--cache-dir", default=None, help="Model cache (default: $TOXBENCH_CACHE or ~/.cache/toxbench).")
+@threads_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def fluency(run_dir: str, reference_model: str | None, tasks: str | None, batch_size: int, device: str, dtype: str,
-            cache_dir: str | None, quiet: bool) -> None:
+            cache_dir: str | None, threads: int | None, quiet: bool) -> None:
     """Add conditional_ppl_mean/median and dist-1/2/3 to RUN_DIR/results.json from its samples (no regeneration).
 
     Conditional perplexity as DExperts computes it (ppl of each continuation given its prompt under the reference
