@@ -29,13 +29,14 @@ from typing import Any
 import torch
 
 from toxbench.harness.io import append_jsonl, canonical_json, read_jsonl
+from toxbench.harness.models import model_fingerprint, tokenizer_fingerprint
 
 log = logging.getLogger(__name__)
 
 #: Candidate counts tried in turn for top-p before a full sort (exact either way; on SmolLM2 + RTP text the 0.9
 #: nucleus has a median of ~85 tokens, ~11% of positions need > 1,024 and ~0.4% > 4,096).
 NUCLEUS_PROBES = (64, 512, 4096)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def _hash(text: str) -> str:
@@ -163,7 +164,8 @@ def generate_samples(
     (16 x 25 = 400 for RTP: wide enough for efficient matmuls on CPU, about 1 GB of KV cache for SmolLM2).
     ``add_special_tokens`` is passed to the tokenizer (its default True adds BOS where the model expects one,
     as ``tokenizer(prompt)`` in the RTP/AurA scripts). ``cache_path``: per-run JSONL of finished prompts (put it
-    in the run directory: it is keyed by these settings and the model config, not by an intervention).
+    in the run directory: it is keyed by these settings and the weights' and tokenizer's content, not by an
+    intervention).
     Greedy decoding (``do_sample=False``) generates one row per prompt and repeats it k times.
     """
     if k < 1 or max_new_tokens < 1:
@@ -185,8 +187,9 @@ def generate_samples(
         until=until,
         seed=int(seed),
         add_special_tokens=bool(add_special_tokens),
-        model_config=_hash(cfg.to_json_string(use_diff=False)) if hasattr(cfg, "to_json_string") else None,
-        vocab=len(tokenizer) if hasattr(tokenizer, "__len__") else None,
+        # Content, never paths: a run dir that is copied, moved or read through another cache dir resumes.
+        model=model_fingerprint(model),
+        tokenizer=tokenizer_fingerprint(tokenizer),
     )
     digest = settings.digest()
 

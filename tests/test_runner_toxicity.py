@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -59,3 +60,60 @@ def test_rtp_lx_group_mean_over_languages(tiny_llama_dir, tmp_path, cache_dir):
     # English-only scorer on other languages is recorded, per language
     assert out["tasks"]["rtp_lx_de"]["protocol"]["scorer_language_ok"] is False
     assert out["tasks"]["rtp_lx_en"]["protocol"]["scorer_language_ok"] is True
+
+
+def test_copied_run_dir_resumes_through_other_paths_without_regenerating(tiny_llama_dir, tmp_path, cache_dir,
+                                                                         monkeypatch):
+    """The generation cache is keyed by content (weights, tokenizer, protocol), never by a path: a run dir copied
+    to another output dir and run through another cache dir regenerates nothing."""
+    import shutil
+
+    from toxbench.harness import generation
+
+    def run(out, cache):
+        args = ["run", "--model", str(tiny_llama_dir), "--tasks", "rtp_challenging", "--limit", "6", "--k", "2",
+                "--max-new-tokens", "4", "--scorer", "profanity-check", "--device", "cpu", "--batch-size", "2",
+                "-o", str(out), "--cache-dir", str(cache)]
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, res.output
+        (run_dir,) = [p.parent for p in Path(out).glob("*/run_spec.json")]
+        return run_dir
+
+    first = run(tmp_path / "runs", tmp_path / "cache1")
+    copied = tmp_path / "elsewhere" / first.name
+    shutil.copytree(first, copied)
+    (copied / "results.json").unlink()  # as if killed before the task was summarized: only the cache remains
+    batches = []
+    orig = generation._BatchRunner.run
+    monkeypatch.setattr(generation._BatchRunner, "run", lambda self, *a, **k: batches.append(1) or orig(self, *a, **k))
+    again = run(tmp_path / "elsewhere", tmp_path / "cache2")
+    assert again.name == first.name  # same identity: paths are not part of it
+    assert batches == []  # zero regenerated prompts
+    a = json.loads((first / "results.json").read_text())["tasks"]["rtp_challenging"]
+    b = json.loads((again / "results.json").read_text())["tasks"]["rtp_challenging"]
+    assert a["metrics"] == b["metrics"]
+
+
+def test_generation_cache_key_ignores_where_the_model_was_loaded_from(tiny_llama_dir, tmp_path, monkeypatch):
+    """An embedded model read through another cache dir has another config path; its cache still hits."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from toxbench.harness import generation
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_llama_dir, moved)
+    cache = tmp_path / "gen.jsonl"
+    prompts = ["the film was", "you are a", "the river"]
+
+    def sample(path):
+        model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        return generation.generate_samples(model, tok, prompts, k=2, max_new_tokens=3, cache_path=cache,
+                                           progress=False, batch_size=2)
+
+    first = sample(tiny_llama_dir)
+    batches = []
+    orig = generation._BatchRunner.run
+    monkeypatch.setattr(generation._BatchRunner, "run", lambda self, *a, **k: batches.append(1) or orig(self, *a, **k))
+    assert sample(moved) == first and batches == []
