@@ -159,7 +159,7 @@ def _acquire(run_dir: Path, wait: bool, log: Callable[[str], None]) -> int:
             prev = _read_holder_fd(fd)
             if not (prev and prev.get("host") != _hostname() and holder_alive(prev, _heartbeat_fresh(fd))):
                 if prev and prev.get("pid") != os.getpid():
-                    log(f"[toxbench] {run_dir}: previous run ({describe_holder(prev)}) did not finish; resuming")
+                    log(f"[toxbench] {run_dir}: took over the lock left by {describe_holder(prev)} (not running)")
                 return fd
             # flock is host-local on this file system, and another host's run is alive (fresh heartbeat)
             held = prev

@@ -306,6 +306,25 @@ def test_second_process_on_same_spec_refuses(env, tmp_path, no_model):
     assert not (run_dir / lock_mod.LOCK_NAME).exists()
 
 
+def test_another_process_holds_the_run_then_dies(env, tmp_path, no_model):
+    """A real second process: refused while it lives (named by pid); killed -9, its lock is taken over."""
+    out, run_dir = _copy_good(env, tmp_path)
+    before = _snapshot(run_dir)
+    code = ("import sys, time\nfrom toxbench.harness.lock import run_lock\n"
+            f"with run_lock({str(run_dir)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n")
+    other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        _one_line_exit2(CliRunner().invoke(main, _args(env, out)), f"pid {other.pid}", socket.gethostname())
+    finally:
+        other.kill()
+        other.wait()
+    assert json.loads((run_dir / lock_mod.LOCK_NAME).read_text())["pid"] == other.pid  # left behind by kill -9
+    res = CliRunner().invoke(main, _args(env, out))  # complete run: nothing to compute, no model needed
+    assert res.exit_code == 0, res.output
+    assert _snapshot(run_dir) == before
+
+
 def test_wait_waits_for_the_holder(env, tmp_path, monkeypatch):
     monkeypatch.setattr(lock_mod, "POLL_S", 0.05)
     out, run_dir = _copy_good(env, tmp_path)
