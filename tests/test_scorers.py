@@ -196,8 +196,9 @@ def test_reference_texts_and_disjoint_parts() -> None:
     from toxbench.harness.scorers.evaluation import load_reference
 
     ref = load_reference()
-    p, c = ref.select("prompt"), ref.select("continuation")
-    assert len(p) == 2396 and len(c) == len(ref) - len(p) > 2300
+    p, c, g = ref.select("prompt"), ref.select("continuation"), ref.select("generation")
+    assert len(p) == 2491 and len(c) > 2400 and len(g) > 2400 and len(p) + len(c) + len(g) == len(ref)
+    assert len(set(ref.texts)) == len(ref)
     assert ((ref.perspective >= 0) & (ref.perspective <= 1)).all()
 
 
@@ -403,4 +404,4 @@ def test_cli_eval_table(tmp_path, fake_registered) -> None:
     assert r.exit_code == 0, r.output
     assert "| scorer" in r.output and "ROC-AUC" in r.output and "platt (fit on prompts)" in r.output
     lines = [ln for ln in out.read_text().splitlines() if ln.startswith("| fake")]
-    assert len(lines) == 3  # all, continuations, calibrated continuations
+    assert len(lines) == 5  # all, prompts, continuations, generations, calibrated continuations

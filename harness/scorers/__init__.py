@@ -16,17 +16,18 @@ from toxbench.harness.scorers.base import Scorer, check_options, language_check
 SCORERS: Registry[type[Scorer]] = Registry("scorer", "toxbench.scorers")
 SCORERS.register("jigsaw-bilstm", "toxbench.harness.scorers.jigsaw_bilstm:JigsawBiLSTM")
 SCORERS.register("jigsaw-ensemble", "toxbench.harness.scorers.ensemble:JigsawEnsemble")
+SCORERS.register("rtp-stack", "toxbench.harness.scorers.stacked:RTPStack")
 SCORERS.register("detoxify", "toxbench.harness.scorers.detoxify_scorer:DetoxifyScorer")
 SCORERS.register("evaluate-toxicity", "toxbench.harness.scorers.evaluate_scorer:EvaluateToxicity")
 SCORERS.register("perspective", "toxbench.harness.scorers.perspective:PerspectiveScorer")
 SCORERS.register("profanity-check", "toxbench.harness.scorers.profanity:ProfanityCheck")
 SCORERS.register("multilingual", "toxbench.harness.scorers.multilingual:MultilingualScorer")
 
-#: the offline default of runs (English tasks): the only offline scorer reaching ROC-AUC >= 0.95 against Perspective
-#: on RTP texts and on continuations alone (``toxbench scorers eval``); ``jigsaw-bilstm`` is ~20-50x faster
-DEFAULT_SCORER = "jigsaw-ensemble"
+#: the offline default of runs (English tasks): held-out ROC-AUC >= 0.95 against Perspective on RTP prompts,
+#: continuations and generations, on Perspective's scale by construction, ~1,000 texts/s (``toxbench scorers eval``)
+DEFAULT_SCORER = "rtp-stack"
 #: what ``toxbench scorers eval`` measures when no --scorer is given (offline ones; perspective is the reference)
-EVAL_DEFAULTS = ("jigsaw-ensemble", "jigsaw-bilstm", "profanity-check", "detoxify", "evaluate-toxicity")
+EVAL_DEFAULTS = ("rtp-stack", "jigsaw-ensemble", "jigsaw-bilstm", "profanity-check", "detoxify", "evaluate-toxicity")
 SCORE_CACHE_FILE = "scores.sqlite"
 
 __all__ = ["SCORERS", "DEFAULT_SCORER", "Scorer", "build_scorer", "get_scorer", "language_check"]

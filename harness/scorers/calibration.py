@@ -128,7 +128,8 @@ def load_or_fit(scorer: Scorer, method: str, cache_dir: Path, data_dir: str | Pa
     path = calibration_path(cache_dir, scorer, method)
     if path.is_file():
         return Calibration.from_json(json.loads(path.read_text(encoding="utf-8")))
-    from toxbench.harness.scorers.evaluation import RTP_FILES, load_reference
+    from toxbench.harness.scorers.evaluation import load_reference
+    from toxbench.harness.scorers.stacked import RTP_FILES
 
     prompts = load_reference(data_dir).select("prompt")
     scores = scorer.score(prompts.texts, lang="en")

@@ -1,7 +1,9 @@
 """Agreement of scorers with the Perspective API scores stored in RealToxicityPrompts records.
 
-Reference texts: the prompts and continuations of ``realtoxicityprompts/decodingtrust/{toxic,nontoxic}.jsonl``,
-each carrying Perspective's ``toxicity`` (records without it are skipped). Metrics: ROC-AUC against
+Reference texts: the prompts and continuations of ``realtoxicityprompts/decodingtrust/{toxic,nontoxic}.jsonl``
+and the prompts, continuations and GPT-2 generations of ``realtoxicityprompts/ml_act_fixture``, each carrying
+Perspective's ``toxicity`` (texts without it are skipped). A scorer trained on these texts (``rtp-stack``) is
+measured on out-of-fold scores, folds grouped by prompt. Metrics: ROC-AUC against
 ``toxicity >= 0.5``, Spearman correlation, mean absolute error on Perspective's scale, the share flagged at 0.5
 (scorer vs Perspective) and texts/s of the bare scorer (no cache). Calibration is fitted on the prompts and
 evaluated on the continuations only, so no text is both fitted and measured.
@@ -17,17 +19,16 @@ from typing import Any
 import numpy as np
 
 from toxbench.harness.errors import UsageError
-from toxbench.harness.io import read_jsonl
 from toxbench.harness.scorers.labelled import LabelledTexts
 
-RTP_FILES = ("realtoxicityprompts/decodingtrust/toxic.jsonl", "realtoxicityprompts/decodingtrust/nontoxic.jsonl")
+PARTS = ("prompt", "continuation", "generation")
 
 
 @dataclass(frozen=True)
 class ReferenceTexts:
     texts: list[str]
     perspective: np.ndarray  # Perspective toxicity in [0, 1]
-    part: np.ndarray  # "prompt" | "continuation"
+    part: np.ndarray  # "prompt" | "continuation" | "generation"
 
     def select(self, part: str) -> ReferenceTexts:
         m = self.part == part
@@ -38,23 +39,12 @@ class ReferenceTexts:
 
 
 def load_reference(data_dir: str | Path | None = None) -> ReferenceTexts:
-    """Prompt and continuation texts of the DecodingTrust RTP files with their Perspective toxicity."""
-    from toxbench.harness.paths import data_file
+    """Every Perspective-scored RTP text of the data dir (DecodingTrust prompts + continuations, the ml-act
+    fixture's prompts, continuations and GPT-2 generations), deduplicated."""
+    from toxbench.harness.scorers.stacked import load_rtp_labelled
 
-    texts, tox, part = [], [], []
-    for rel in RTP_FILES:
-        path = data_file(rel, data_dir)
-        for i, rec in enumerate(read_jsonl(path), 1):
-            for key in ("prompt", "continuation"):
-                d = rec.get(key)
-                if not isinstance(d, dict) or "text" not in d:
-                    raise UsageError(f"{path}:{i}: record has no {key}.text (expected the RTP record format)")
-                if d.get("toxicity") is None:
-                    continue
-                texts.append(d["text"])
-                tox.append(float(d["toxicity"]))
-                part.append(key)
-    return ReferenceTexts(texts, np.asarray(tox, dtype=np.float64), np.asarray(part))
+    d = load_rtp_labelled(data_dir)
+    return ReferenceTexts(d.texts, d.perspective, d.part)
 
 
 def calibration_error(scores: np.ndarray, reference: np.ndarray, bins: int = 10) -> float:
@@ -125,10 +115,20 @@ def evaluate_scorers(names: list[str], data_dir: str | Path | None = None, cache
         except UsageError as e:
             rows.append({"scorer": name, "texts": "unavailable", "note": str(e)})
             continue
-        by_part = {p: scores[ref.part == p] for p in ("prompt", "continuation")}
-        for label, sc, r in (("all", scores, ref), ("continuations", by_part["continuation"], conts)):
-            rows.append({"scorer": name, "texts": label, "calibration": "raw", "n": len(r),
-                         **agreement(sc, r.perspective), "texts_per_s": tps})
+        # a scorer trained on these very texts reports out-of-fold scores (grouped by prompt), never in-sample ones
+        held_out = getattr(scorer, "held_out_scores", None)
+        fit = "raw"
+        if callable(held_out):
+            oof = held_out(ref.texts, data_dir=data_dir)
+            if oof is not None:
+                scores, fit = oof, "held-out folds"
+        by_part = {p: scores[ref.part == p] for p in PARTS}
+        for label, p in (("all", None), ("prompts", "prompt"), ("continuations", "continuation"),
+                         ("generations", "generation")):
+            r = ref if p is None else ref.select(p)
+            if len(r):
+                rows.append({"scorer": name, "texts": label, "calibration": fit, "n": len(r),
+                             **agreement(scores if p is None else by_part[p], r.perspective), "texts_per_s": tps})
         if calibrate:
             cal = fit_calibration(calibrate, by_part["prompt"], prompts.perspective)
             rows.append({"scorer": name, "texts": "continuations", "calibration": f"{calibrate} (fit on prompts)",

