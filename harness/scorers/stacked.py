@@ -316,7 +316,9 @@ class RTPStack(Scorer):
         return {h: np.concatenate([p[h] for p in parts]) for h in self.heads}
 
     def describe(self) -> dict:
-        return {**super().describe(), "head_sha256": self.head_sha256, "scale": "perspective (soft-target head)",
+        # calibrated by construction: the head's target is Perspective's score, so results record that scale
+        return {**super().describe(), "calibration": "built-in (soft-target head on Perspective scores)",
+                "head_sha256": self.head_sha256, "scale": "perspective",
                 "held_out_roc_auc": self.head.meta.get("held_out_roc_auc")}
 
     def held_out_scores(self, texts: list[str], data_dir: str | Path | None = None) -> np.ndarray | None:
