@@ -23,6 +23,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.interventions.base import Intervention
 
 #: HFLM logs this on every run when given a model object, which is how toxbench always builds it (the model was
@@ -46,14 +47,14 @@ class HookedLM(HFLM):
         tokenizer: Any = None,
         intervention: Intervention | None = None,
         generation_cache: str | Path | None = None,
-        seed: int = 1234,
+        seed: int = DEFAULT_SEED,
         batch_size: int = 16,
+        progress: bool = True,
         **kwargs: Any,
     ) -> None:
-        if isinstance(pretrained, str):  # `lm_eval --model toxbench --model_args pretrained=...` (no intervention)
-            super().__init__(pretrained=pretrained, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
-        else:
-            super().__init__(pretrained=pretrained, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        # `pretrained`: a model object (toxbench), or a name (`lm_eval --model toxbench`, no intervention)
+        super().__init__(pretrained=pretrained, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        self.progress = progress
         self.intervention = intervention or Intervention()
         self.generation_cache = Path(generation_cache) if generation_cache else None
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not isinstance(pretrained, str):
@@ -126,7 +127,7 @@ class HookedLM(HFLM):
                     seed=self.seed,
                     batch_size=self.gen_batch_size,
                     cache_path=cache,
-                    progress=not disable_tqdm,
+                    progress=self.progress and not disable_tqdm,
                 )
             for key, conts in zip(keys, samples):
                 for j, idx in enumerate(groups[key]):

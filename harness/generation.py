@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.io import append_jsonl, canonical_json, read_jsonl
 from toxbench.harness.models import model_fingerprint, tokenizer_fingerprint
 
@@ -152,7 +153,7 @@ def generate_samples(
     top_p: float = 0.9,
     top_k: int = 0,
     until: list[str] | None = None,
-    seed: int = 1234,
+    seed: int = DEFAULT_SEED,
     batch_size: int = 16,
     cache_path: Path | None = None,
     progress: bool = True,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import inspect
 import json
 import logging
 import time
@@ -29,8 +28,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
-from toxbench.harness.io import append_jsonl, atomic_write_json, read_jsonl, sha256_text
+from toxbench.harness.generation import generate_samples
+from toxbench.harness.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, sha256_text
+from toxbench.harness.models import model_fingerprint
+from toxbench.harness.paths import data_dir as resolve_data_dir
+from toxbench.harness.scorers import DEFAULT_SCORER, get_scorer
 
 log = logging.getLogger(__name__)
 
@@ -178,67 +184,12 @@ def _seed_for(seed: int, ids: Sequence[str]) -> int:
     return int(hashlib.sha256(f"{seed}:{','.join(ids)}".encode()).hexdigest()[:8], 16)
 
 
-def _shared_generate_samples():
-    """The toxicity engineer's batched sampler, when it exists and takes arguments we know how to pass."""
-    try:
-        from toxbench.harness.generation import generate_samples  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    params = set(inspect.signature(generate_samples).parameters)
-    if not {"model", "tokenizer"} <= params or not (params & {"prompts", "contexts"}) or "k" not in params:
-        return None
-    return generate_samples, params
-
-
 def sample_continuations(model: Any, tokenizer: Any, texts: list[str], s: Sampling, seed: int) -> list[list[str]]:
-    """``s.n`` sampled continuations for each text (the prompt itself excluded)."""
-    import torch
-
+    """``s.n`` sampled continuations for each text (the prompt itself excluded), all texts in one decode batch."""
     torch.manual_seed(seed)
-    shared = _shared_generate_samples()
-    if shared is not None:
-        fn, params = shared
-        kw: dict[str, Any] = {"model": model, "tokenizer": tokenizer, "k": s.n}
-        kw["prompts" if "prompts" in params else "contexts"] = texts
-        opts = {"max_new_tokens": s.max_new_tokens, "temperature": s.temperature, "top_p": s.top_p,
-                "top_k": s.top_k, "do_sample": True, "seed": seed, "progress": False,
-                "batch_size": len(texts) * s.n}  # the caller's chunk is one decode batch
-        kw.update({k: v for k, v in opts.items() if k in params})
-        out = fn(**kw)
-        return [[c if isinstance(c, str) else c["text"] for c in row] for row in out]
-    return _generate_fallback(model, tokenizer, texts, s)
-
-
-def _generate_fallback(model: Any, tokenizer: Any, texts: list[str], s: Sampling) -> list[list[str]]:
-    """Batched ``model.generate`` over all prompts of the batch, ``num_return_sequences=n``, left padding."""
-    import torch
-
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    try:
-        enc = tokenizer(texts, return_tensors="pt", padding=True)
-    finally:
-        tokenizer.padding_side = side
-    device = next(model.parameters()).device
-    enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-    with torch.no_grad():
-        out = model.generate(
-            **enc, do_sample=True, max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-            top_k=s.top_k, num_return_sequences=s.n, pad_token_id=tokenizer.pad_token_id,
-        )
-    plen = enc["input_ids"].shape[1]
-    # decode prompt+continuation and cut the decoded prompt off: keeps the leading space that decoding the new
-    # tokens alone can lose (word-level tokenizers), so prompt + continuation re-tokenizes as generated
-    full = tokenizer.batch_decode(out, skip_special_tokens=True)
-    new = tokenizer.batch_decode(out[:, plen:], skip_special_tokens=True)
-    heads = tokenizer.batch_decode(enc["input_ids"], skip_special_tokens=True)
-    decoded = []
-    for r, (f, nw) in enumerate(zip(full, new)):
-        head = heads[r // s.n]
-        decoded.append(f[len(head):] if f.startswith(head) else nw)
-    return [decoded[i * s.n:(i + 1) * s.n] for i in range(len(texts))]
+    return generate_samples(model, tokenizer, texts, k=s.n, max_new_tokens=s.max_new_tokens, do_sample=True,
+                            temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, seed=seed,
+                            batch_size=len(texts) * s.n, progress=False)
 
 
 # -- building pairs ---------------------------------------------------------------------------------------------
@@ -266,25 +217,10 @@ def _paths(out_path: Path) -> tuple[Path, Path]:
 
 def _scorer_obj(scorer: Any, cache_dir: Path | None) -> Any:
     if scorer is None:
-        from toxbench.harness.scorers import DEFAULT_SCORER
-
         scorer = DEFAULT_SCORER
     if isinstance(scorer, str):
-        from toxbench.harness.scorers import get_scorer
-
         return get_scorer(scorer, cache_dir=cache_dir)
     return scorer
-
-
-def _model_fingerprint(model: Any) -> str:
-    try:
-        from toxbench.harness.models import model_fingerprint
-
-        return model_fingerprint(model)
-    except ImportError:  # the lead's models module is not there yet: hash the config and parameter count
-        cfg = model.config.to_json_string(use_diff=False) if hasattr(model, "config") else repr(model)
-        n = sum(p.numel() for p in model.parameters())
-        return sha256_text(f"{cfg}:{n}")
 
 
 def build_pairs(
@@ -294,7 +230,7 @@ def build_pairs(
     n: int = 8,
     scorer: Any = None,
     margin: float = 0.1,
-    seed: int = 1234,
+    seed: int = DEFAULT_SEED,
     out_path: str | Path = "pairs.jsonl",
     *,
     data_dir: str | Path | None = None,
@@ -312,8 +248,6 @@ def build_pairs(
     """Sample, score and keep (least, most) toxic continuation pairs; resumable (see module docstring)."""
     from tqdm.auto import tqdm
 
-    from toxbench.harness.paths import data_dir as resolve_data_dir
-
     if n < 2:
         raise UsageError(f"--n must be at least 2 (a pair needs two samples), got {n}")
     if margin < 0:
@@ -327,7 +261,7 @@ def build_pairs(
     out_path = Path(out_path)
     progress_path, meta_path = _paths(out_path)
     meta = {
-        "model_fingerprint": _model_fingerprint(model),
+        "model_fingerprint": model_fingerprint(model),
         "scorer": getattr(scorer_obj, "id", type(scorer_obj).__name__),
         "sampling": asdict(s),
         "margin": margin,
@@ -425,8 +359,6 @@ def import_pairwise(path: str | Path, out_path: str | Path | None = None) -> lis
                 raise UsageError(f"{f}:{i}: not the seeds' pairwise format (missing {', '.join(missing)})")
             rows.append({**_seed_row(r), "source": f.name})
     if out_path is not None:
-        from toxbench.harness.io import atomic_write_text
-
         atomic_write_text(out_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return rows
 

@@ -22,11 +22,12 @@ import numpy as np
 from toxbench import __version__
 from toxbench.harness.context import RunContext, use_context
 from toxbench.harness.errors import UsageError
-from toxbench.harness.hardware import set_threads
+from toxbench.harness.hardware import resolve_device, set_threads
 from toxbench.harness.io import canonical_json, sha256_file, sha256_text
 from toxbench.harness.lock import LOCK_NAME, run_lock
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
 from toxbench.harness.paths import data_dir as resolve_data_dir
+from toxbench.harness.prepare import Setup, prepare
 from toxbench.harness.spec import RunSpec
 from toxbench.harness.store import RunDir, library_versions
 from toxbench.harness.validation import check_run_dir, validate_inputs
@@ -322,8 +323,6 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
         log(f"[toxbench] {run.path}: all tasks already complete (use --force to recompute)")
         return run.path
 
-    from toxbench.harness.models import load_model, resolve_device
-    from toxbench.interventions import build
     from toxbench.tasks import load_task_dict
 
     t_start = time.time()
@@ -337,22 +336,10 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     set_threads(spec.threads)
     run.write_env(device)  # after set_threads: env.json records the threads actually used
     seed_everything(spec.seed)
-    dtype = spec.resolved_dtype()
-    loaded = load_model(spec.model, dtype=dtype, device=device, revision=spec.model_revision,
-                        cache_dir=cache, trust_remote_code=spec.trust_remote_code)
-    intervention = build(
-        spec.intervention, spec.intervention_args, model=loaded.model, tokenizer=loaded.tokenizer,
-        model_fingerprint=loaded.fingerprint, model_name=spec.model, state=spec.intervention_state,
-        cache_dir=cache, data_dir=data_root, device=device, batch_size=spec.batch_size, seed=spec.seed, log=log,
-    )
-    override = intervention.model_override()
-    model_desc = loaded.describe()
-    if override:  # weight-space intervention: same base model identity, other weights
-        base_fp = loaded.fingerprint
-        loaded = load_model(spec.model, dtype=dtype, device=device, cache_dir=cache, weights_override=override)
-        model_desc = {**model_desc, "weights": override, "weights_fingerprint": loaded.fingerprint,
-                      "fingerprint": base_fp}
-    lm = make_lm(spec, loaded, intervention, run.path)
+    prepared = prepare(Setup.of(spec, dtype=spec.resolved_dtype(), device=device, cache_dir=cache,
+                                data_dir=data_root), log=log)
+    intervention, model_desc = prepared.intervention, prepared.describe()
+    lm = make_lm(spec, prepared.loaded, intervention, run.path, progress=progress)
 
     ctx = RunContext(data_dir=data_root, cache_dir=cache, scorer=spec.scorer,
                      scorer_options=dict(spec.scorer_args), seed=spec.seed, run_dir=run.path,
@@ -417,7 +404,7 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     return run.path
 
 
-def make_lm(spec: RunSpec, loaded: Any, intervention: Any, run_path: Path) -> Any:
+def make_lm(spec: RunSpec, loaded: Any, intervention: Any, run_path: Path, progress: bool = True) -> Any:
     if spec.backend == "vllm":
         from toxbench.harness.vllm_backend import make_vllm_lm
 
@@ -425,4 +412,5 @@ def make_lm(spec: RunSpec, loaded: Any, intervention: Any, run_path: Path) -> An
     from toxbench.harness.adapter import HookedLM
 
     return HookedLM(loaded.model, tokenizer=loaded.tokenizer, intervention=intervention,
-                    generation_cache=run_path, seed=spec.seed, batch_size=spec.batch_size, max_length=spec.max_length)
+                    generation_cache=run_path, seed=spec.seed, batch_size=spec.batch_size, max_length=spec.max_length,
+                    progress=progress)

@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.hardware import resolve_dtype_name
 from toxbench.harness.io import canonical_json, sha256_text
 
@@ -43,7 +44,7 @@ class RunSpec:
     scorer: str = "auto"
     scorer_args: tuple[tuple[str, Any], ...] = ()
     generation: GenerationSettings = field(default_factory=GenerationSettings)
-    seed: int = 1234
+    seed: int = DEFAULT_SEED
     limit: int | None = None
     #: Context window for loglikelihood tasks (None: the model's); rolling perplexity depends on it.
     max_length: int | None = None

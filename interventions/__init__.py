@@ -3,12 +3,12 @@ validates arguments, and finds, loads or fits each part's state (cached per mode
 
 from __future__ import annotations
 
-import ast
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import canonical_json, sha256_text
 from toxbench.harness.registry import Registry
@@ -22,30 +22,6 @@ INTERVENTIONS.register("damp", "toxbench.interventions.aura:Damp")
 INTERVENTIONS.register("preprompt", "toxbench.interventions.preprompt:PrePrompt")
 INTERVENTIONS.register("dpo", "toxbench.interventions.dpo:DPO")
 INTERVENTIONS.register("toxic-vectors", "toxbench.interventions.toxic_vectors:ToxicVectors")
-
-
-def parse_value(raw: str) -> Any:
-    """CLI values: Python/JSON literals when they parse (``50``, ``0.5``, ``true``, ``[..]``), else the string."""
-    low = raw.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw
-
-
-def parse_args(pairs: Iterable[str]) -> tuple[tuple[str, Any], ...]:
-    """``["k=50", "aura.pooling=mean"]`` -> sorted ``(("k", 50), ("aura.pooling", "mean"))``."""
-    out: dict[str, Any] = {}
-    for p in pairs:
-        if "=" not in p:
-            raise UsageError(f"intervention argument {p!r} is not KEY=VALUE (e.g. k=50 or aura.pooling=mean)")
-        k, v = p.split("=", 1)
-        out[k.strip()] = parse_value(v)
-    return tuple(sorted(out.items()))
 
 
 def split_names(spec: str) -> list[str]:
@@ -96,7 +72,7 @@ def build(
     data_dir: Path | None = None,
     device: str = "cpu",
     batch_size: int = 32,
-    seed: int = 1234,
+    seed: int = DEFAULT_SEED,
     fit_missing: bool = True,
     refit: bool = False,
     log=lambda msg: print(msg, file=sys.stderr),

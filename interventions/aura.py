@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from toxbench.harness import models
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.interventions.base import Intervention, State
 from toxbench.interventions.hooks import hooked, resolve_modules, scale_output_hook
@@ -126,7 +127,7 @@ class AurA(Intervention):
         self.fit_timing = {"responses_s": t1 - t0, "auroc_s": t2 - t1, "sentences": len(texts),
                            "tokens": resp.n_tokens, "units": resp.n_units}
         if model_fingerprint is None:
-            model_fingerprint = _fingerprint(model)
+            model_fingerprint = models.model_fingerprint(model)
         from toxbench.harness.io import sha256_file
 
         n_pos = int(resp.labels.sum())
@@ -315,20 +316,6 @@ def _check_units(model: torch.nn.Module, alphas: dict[str, torch.Tensor]) -> Non
                 f"intervention state has {a.numel()} units for {name!r} but the module outputs {width}; "
                 "the state was fitted on another model"
             )
-
-
-def _fingerprint(model: torch.nn.Module) -> str:
-    try:
-        from toxbench.harness.models import model_fingerprint
-    except ImportError:  # the model layer is not there (yet): a cheap structural stand-in
-        import hashlib
-
-        h = hashlib.sha256()
-        for n, p in model.state_dict().items():
-            h.update(f"{n}:{tuple(p.shape)}:{p.dtype}".encode())
-            h.update(p.detach().float().flatten()[:64].cpu().numpy().tobytes())
-        return h.hexdigest()
-    return model_fingerprint(model)
 
 
 def _version() -> str:

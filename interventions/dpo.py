@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from toxbench.harness import models
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import atomic_write_json, canonical_json, sha256_file, sha256_text
 from toxbench.interventions.base import Intervention, State
@@ -110,17 +112,6 @@ def checkpoint_hash(ckpt: str | Path) -> str:
     files = sorted(p for p in ckpt.glob("*.safetensors") if p.name != "state.safetensors")
     files.append(ckpt / "config.json")
     return sha256_text("".join(f"{p.name}:{sha256_file(p)};" for p in files))
-
-
-def _fingerprint(model: torch.nn.Module) -> str:
-    try:
-        from toxbench.harness.models import model_fingerprint
-
-        return model_fingerprint(model)
-    except ImportError:
-        from toxbench.harness.pairs import _model_fingerprint
-
-        return _model_fingerprint(model)
 
 
 def lora_targets(model: torch.nn.Module, spec: str = "auto") -> list[str]:
@@ -216,7 +207,8 @@ class _StepCounter:
 
 
 def build_trainer(model: torch.nn.Module, tokenizer: Any, rows: list[dict], cfg: dict, out_dir: Path, *,
-                  seed: int = 1234, device: str | None = None, progress: bool = True, callbacks: list | None = None):
+                  seed: int = DEFAULT_SEED, device: str | None = None, progress: bool = True,
+                  callbacks: list | None = None):
     """A TRL DPOTrainer on a private copy of ``model`` (the caller's model is never modified)."""
     try:
         from datasets import Dataset
@@ -315,7 +307,7 @@ def merge_and_save(trained: torch.nn.Module, tokenizer: Any, dst: Path, probe: t
 
 def fit_dpo(model: torch.nn.Module, tokenizer: Any, cfg: dict, *, data_dir: Path | None = None,
             cache_dir: Path | None = None, device: str | None = None, batch_size: int | None = None,
-            model_fingerprint: str | None = None, model_name: str = "", seed: int = 1234, progress: bool = True,
+            model_fingerprint: str | None = None, model_name: str = "", seed: int = DEFAULT_SEED, progress: bool = True,
             callbacks: list | None = None, **_: Any) -> State:
     """Train, merge, save; returns the weight-space State (no tensors, metadata only)."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -334,7 +326,7 @@ def fit_dpo(model: torch.nn.Module, tokenizer: Any, cfg: dict, *, data_dir: Path
         from toxbench.harness.paths import cache_dir as default_cache
 
         cache_dir = default_cache()
-    model_fp = model_fingerprint or _fingerprint(model)
+    model_fp = model_fingerprint or models.model_fingerprint(model)
     pairs_hash = sha256_text("".join(canonical_json([r["prompt"], r["chosen"], r["rejected"]]) for r in rows))
     trainer_dir, merged_dir = _work_dirs(cfg, Path(cache_dir), model_fp, pairs_hash)
     n_eval = min(int(cfg.get("eval_pairs") or 0), len(rows) // 5)  # never more than a fifth of the pairs

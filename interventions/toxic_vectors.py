@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from toxbench.harness import models
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
 from toxbench.interventions.base import Intervention, State
 from toxbench.interventions.hooks import hooked
@@ -64,8 +66,8 @@ class ToxicVectors(Intervention):
 
         cfg = {**self.defaults, **self.config}
         data_dir = resolve_data_dir(context.get("data_dir"))
-        seed = int(context.get("seed", 1234))
-        fingerprint = context.get("model_fingerprint") or _fingerprint(model)
+        seed = int(context.get("seed", DEFAULT_SEED))
+        fingerprint = context.get("model_fingerprint") or models.model_fingerprint(model)
         probe, vectors = find_toxic_vectors_cached(
             model,
             tokenizer,
@@ -98,12 +100,6 @@ class ToxicVectors(Intervention):
         hooks = {name: scale_input_hook(alpha) for name, alpha in neuron_scales(model, self.state, scale).items()}
         with pre_hooked(model, hooks):
             yield
-
-
-def _fingerprint(model: torch.nn.Module) -> str:
-    from toxbench.harness.models import model_fingerprint
-
-    return model_fingerprint(model)
 
 
 def vectors_state(

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from toxbench.harness.check import check, load_baseline
-from toxbench.harness.commands.leaderboard import check as check_cmd
+from toxbench.harness.commands.check import check as check_cmd
 from toxbench.harness.errors import UsageError
 
 FIX = Path(__file__).parent / "fixtures" / "runs"

@@ -166,7 +166,8 @@ def test_default_pool_is_disjoint_from_evaluation_prompts():
 
 
 def test_cli_help_and_bad_input(tmp_path):
-    from toxbench.harness.commands.dpo import fit_dpo_options, pairs
+    from toxbench.harness.commands.fit import fit_dpo_options
+    from toxbench.harness.commands.pairs import pairs
 
     r = CliRunner().invoke(pairs, ["--help"])
     assert r.exit_code == 0 and "--margin" in r.output and "--import-pairwise" in r.output
@@ -178,7 +179,7 @@ def test_cli_help_and_bad_input(tmp_path):
 
 
 def test_cli_import_pairwise(tmp_path):
-    from toxbench.harness.commands.dpo import pairs
+    from toxbench.harness.commands.pairs import pairs
 
     src = tmp_path / "seed.jsonl"
     src.write_text(json.dumps({"prompt_text": "a", "unpert_gen_text": " b", "pert_gen_text": " c"}) + "\n")

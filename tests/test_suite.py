@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toxbench.harness.commands.leaderboard import suite as suite_cmd
+from toxbench.harness.commands.suite import suite as suite_cmd
 from toxbench.harness.errors import UsageError
 from toxbench.harness.store import RunDir
 from toxbench.harness.suite import load_suite, run_suite

@@ -18,6 +18,7 @@ import torch
 
 from toxbench.harness.analysis.probe import save_plot, write_table
 from toxbench.harness.analysis.toxic_vectors import greedy_neuron_activations, read_rtp_lx, rtp_lx_languages
+from toxbench.harness.defaults import DEFAULT_SEED
 
 #: The 17 languages of the paper's activation and retrieval figures, as RTP-LX file codes.
 PAPER_LANGUAGES = ("AR", "CS", "DE", "EN", "ES", "FR", "HI", "ID", "IT", "JA", "KO", "NL", "PL", "PT", "RU", "SV",
@@ -55,7 +56,7 @@ def activation_shift(
     after_tokenizer: Any = None,
     intervention: Any = None,
     limit: int | None = 50,
-    seed: int = 1234,
+    seed: int = DEFAULT_SEED,
     n_new_tokens: int = 20,
     batch_size: int = 16,
     progress: bool = True,

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.interventions.responses import pad_batch  # noqa: F401 - re-exported for the analyses
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import canonical_json, sha256_file, sha256_text
@@ -34,7 +35,7 @@ PROBE_VERSION = 2
 
 # -- data ----------------------------------------------------------------------------------------------------------
 def read_jigsaw(
-    data_dir: Path, file: str = JIGSAW_DEFAULT, limit: int | None = None, seed: int = 1234
+    data_dir: Path, file: str = JIGSAW_DEFAULT, limit: int | None = None, seed: int = DEFAULT_SEED
 ) -> tuple[list[str], np.ndarray]:
     """Labelled Jigsaw comments from ``jigsaw/<file>`` (see jigsaw/SOURCE.md).
 
@@ -170,7 +171,7 @@ class ToxicityProbe:
 
 
 def fit_probe(
-    features: torch.Tensor, labels: np.ndarray, *, test_frac: float = 0.1, seed: int = 1234, bias: bool = False
+    features: torch.Tensor, labels: np.ndarray, *, test_frac: float = 0.1, seed: int = DEFAULT_SEED, bias: bool = False
 ) -> tuple[ToxicityProbe, dict[str, np.ndarray]]:
     """Fit a logistic probe on a stratified split; returns it and the held-out scores/labels (for the plot)."""
     from sklearn.linear_model import LogisticRegression
@@ -222,7 +223,7 @@ class ProbeSettings:
     limit: int | None = 2000
     max_length: int = 128
     test_frac: float = 0.1
-    seed: int = 1234
+    seed: int = DEFAULT_SEED
 
     def key(self, model_fingerprint: str, data_hash: str) -> str:
         return sha256_text(canonical_json({**self.__dict__, "model": model_fingerprint, "data": data_hash,

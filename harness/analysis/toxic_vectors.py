@@ -36,6 +36,7 @@ from toxbench.harness.analysis.probe import (
     save_plot,
     write_table,
 )
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import canonical_json, sha256_text
 
@@ -103,7 +104,7 @@ def rtp_lx_languages(data_dir: Path) -> list[str]:
     return sorted(p.stem.removeprefix("RTP_LX_") for p in (Path(data_dir) / "rtp_lx").glob("RTP_LX_*.json"))
 
 
-def read_rtp_lx(data_dir: Path, lang: str = "EN", limit: int | None = None, seed: int = 1234) -> list[str]:
+def read_rtp_lx(data_dir: Path, lang: str = "EN", limit: int | None = None, seed: int = DEFAULT_SEED) -> list[str]:
     """Prompts of ``rtp_lx/RTP_LX_<LANG>.json`` (JSON Lines); ``limit`` draws a seeded random subsample."""
     from toxbench.harness.errors import did_you_mean
 
@@ -243,7 +244,7 @@ def find_toxic_vectors_cached(
     top_k: int = 100,
     n_new_tokens: int = 20,
     prompt_limit: int | None = 200,
-    seed: int = 1234,
+    seed: int = DEFAULT_SEED,
     batch_size: int = 16,
     model_fingerprint: str = "",
     model_name: str = "",

@@ -1,40 +1,41 @@
-"""Click commands contributed per feature; harness/cli.py mounts them.
+"""Click commands, one module per command (``pairs.py`` defines ``toxbench pairs``); harness/cli.py mounts them.
 
-Shared here: the one rule every command follows — a UsageError is one line on stderr and exit status 2, also
-when a command object runs on its own (tests, other CLIs).
+Every command and group is built on the two classes below, so a user mistake (``UsageError``, raised anywhere in
+the library) becomes one line on stderr and exit status 2 in one place: whichever command object is the top of
+the command line (``toxbench`` itself, or a command or group invoked on its own, as tests do).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+import sys
 from typing import Any
 
 import click
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.errors import UsageError, did_you_mean
 
 
-def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for a command callback: UsageError -> ``Error: ...`` on stderr, exit 2, no traceback."""
+class ToxbenchCommand(click.Command):
+    """A command whose UsageErrors print ``Error: <message>`` on one line and exit 2 (Click's own too)."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return super().main(*args, **kwargs)
         except UsageError as e:
             click.echo(f"Error: {e}", err=True)
-            raise SystemExit(2) from None
-
-    return wrapper
+            sys.exit(2)
 
 
-class OneLineErrorGroup(click.Group):
-    """A group whose subcommands' UsageErrors become one line and exit 2."""
+class ToxbenchGroup(ToxbenchCommand, click.Group):
+    """A group of ToxbenchCommands (subgroups included) that suggests close names for an unknown command."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    command_class = ToxbenchCommand
+    group_class = type  # subgroups are ToxbenchGroups too
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         try:
-            return super().invoke(ctx)
-        except UsageError as e:
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(2)
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            if args and args[0] not in self.commands:
+                raise click.UsageError(str(did_you_mean(args[0], self.list_commands(ctx), "command"))) from None
+            raise

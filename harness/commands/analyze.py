@@ -1,8 +1,9 @@
 """`toxbench analyze`: the cross-lingual paper's mechanistic analyses (probe, toxic vectors, activation shift,
 bilingual retrieval). Each subcommand writes a Markdown + CSV table and a PNG plot into ``--out``.
 
-Mount: ``cli.add_command(analyze)``. Vocabulary projections of toxic vectors are likely offensive: they go to
-the table file only, never to the terminal.
+The default model is gemma3-270m, not the CLI's smollm2-135m: the analyses compare languages, so they need the
+embedded multilingual model. Vocabulary projections of toxic vectors are likely offensive: they go to the table
+file only, never to the terminal.
 """
 
 from __future__ import annotations
@@ -10,21 +11,31 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from toxbench.harness.commands import OneLineErrorGroup
+from toxbench.harness.analysis.activations import activation_shift, resolve_languages, write_activation_report
+from toxbench.harness.analysis.probe import ProbeSettings, probe_cache_path, train_probe, write_probe_report
+from toxbench.harness.analysis.retrieval import (resolve_parallel_languages, retrieval_by_layer, summarise,
+                                                 write_retrieval_report)
+from toxbench.harness.analysis.toxic_vectors import find_toxic_vectors_cached, write_toxic_vectors_report
+from toxbench.harness.commands import ToxbenchGroup
 from toxbench.harness.errors import UsageError
-from toxbench.harness.hardware import set_threads
-from toxbench.harness.options import threads_option
+from toxbench.harness.models import LoadedModel, load_model
+from toxbench.harness.options import (cache_dir_option, data_dir_option, device_option, dtype_option, model_option,
+                                      seed_option, threads_option)
+from toxbench.harness.paths import cache_dir as resolve_cache
+from toxbench.harness.paths import data_dir as resolve_data
+from toxbench.harness.prepare import Setup, prepare
+from toxbench.harness.settings import parse_kv
+from toxbench.interventions import split_names
+from toxbench.interventions.toxic_vectors import load_vectors
 
-DEFAULT_MODEL = "gemma3-270m"
-
-
-class AnalyzeGroup(OneLineErrorGroup):
-    """UsageError anywhere below -> one line on stderr, exit 2 (also when the group runs on its own)."""
+#: the embedded multilingual model: the analyses compare languages
+ANALYSIS_MODEL = "gemma3-270m"
 
 
 def _log(msg: str) -> None:
@@ -33,18 +44,15 @@ def _log(msg: str) -> None:
 
 def common_options(f):
     for opt in reversed([
-        click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True,
-                     help="Embedded alias (gemma3-270m, smollm2-135m), local checkpoint dir, or hub id."),
-        click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-                     help="Data dir (default $TOXBENCH_DATA or ../shared/data)."),
-        click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
-                     help="Model/probe cache (default $TOXBENCH_CACHE or ~/.cache/toxbench)."),
+        model_option(default=ANALYSIS_MODEL),
+        data_dir_option,
+        cache_dir_option,
         click.option("--out", "out", default=None, type=click.Path(file_okay=False),
                      help="Output folder for tables and plots [default: analysis/<model>]."),
         click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1)),
-        click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]."),
-        click.option("--dtype", default="auto", show_default=True, help="auto | float32 | bfloat16 | float16."),
-        click.option("--seed", default=1234, show_default=True, type=int),
+        device_option,
+        dtype_option,
+        seed_option,
         threads_option,
         click.option("--progress/--no-progress", default=True, show_default=True),
     ]):
@@ -74,14 +82,9 @@ def vector_options(f):
     return f
 
 
-def _setup(model: str, data_dir: str | None, cache_dir: str | None, out: str | None, device: str, dtype: str,
-           threads: int | None = None):
-    from toxbench.harness.models import load_model
-    from toxbench.harness.paths import cache_dir as resolve_cache
-    from toxbench.harness.paths import data_dir as resolve_data
-
+def _setup(model: str, data_dir: str | None, cache_dir: str | None, out: str | None, device: str,
+           dtype: str) -> tuple[LoadedModel, Path, Path, Path]:
     # no global torch.set_grad_enabled(False): it would leak into the caller (tests, other commands)
-    set_threads(threads)
     root = resolve_data(data_dir)
     cache = resolve_cache(cache_dir)
     out_dir = Path(out) if out else Path("analysis") / re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_")
@@ -90,9 +93,7 @@ def _setup(model: str, data_dir: str | None, cache_dir: str | None, out: str | N
     return loaded, root, cache, out_dir
 
 
-def _probe_settings(jigsaw_file: str, probe_limit: int, seed: int):
-    from toxbench.harness.analysis.probe import ProbeSettings
-
+def _probe_settings(jigsaw_file: str, probe_limit: int, seed: int) -> ProbeSettings:
     return ProbeSettings(jigsaw_file=jigsaw_file, limit=probe_limit or None, seed=seed)
 
 
@@ -102,10 +103,12 @@ def _done(files: list[Path], summary: dict[str, Any]) -> None:
     click.echo(json.dumps(summary, sort_keys=True, default=str))
 
 
-@click.group("analyze", cls=AnalyzeGroup)
+@click.group("analyze", cls=ToxbenchGroup)
 def analyze() -> None:
     """Mechanistic analyses of toxicity (Lee et al. 2024; Li, Yong & Bach 2024): probe, toxic vectors,
-    activation shift under an intervention, bilingual sentence retrieval."""
+    activation shift under an intervention, bilingual sentence retrieval.
+
+    The default --model is gemma3-270m (the embedded multilingual model), since the analyses compare languages."""
 
 
 @analyze.command("probe")
@@ -121,11 +124,7 @@ def probe_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, seed, 
 
     Writes probe.md/.csv, probe.png (held-out score histograms) and probe.safetensors (the toxic direction).
     """
-    from dataclasses import replace
-
-    from toxbench.harness.analysis.probe import probe_cache_path, train_probe, write_probe_report
-
-    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype, threads)
+    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)
     settings = replace(_probe_settings(jigsaw_file, probe_limit, seed), max_length=max_length, test_frac=test_frac)
     probe, held_out = train_probe(loaded.model, loaded.tokenizer, root, settings, batch_size=batch_size,
                                   model_fingerprint=loaded.fingerprint, model_name=loaded.name, progress=progress)
@@ -153,9 +152,7 @@ def toxic_vectors_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype
     Writes toxic_vectors.md/.csv, toxic_vectors.png and toxic_vectors.safetensors (usable as
     `--intervention toxic-vectors --intervention-state` and as `analyze activations --vectors`).
     """
-    from toxbench.harness.analysis.toxic_vectors import find_toxic_vectors_cached, write_toxic_vectors_report
-
-    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype, threads)
+    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)
     probe, vectors = find_toxic_vectors_cached(
         loaded.model, loaded.tokenizer, root, cache, _probe_settings(jigsaw_file, probe_limit, seed), top_k=top_k,
         n_new_tokens=n_new_tokens, prompt_limit=limit or None, seed=seed, batch_size=batch_size,
@@ -197,24 +194,16 @@ def activations_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, 
 
     Writes activations.md/.csv, activations_neurons.csv and activations.png.
     """
-    from toxbench.harness.analysis.activations import activation_shift, resolve_languages, write_activation_report
-    from toxbench.harness.analysis.toxic_vectors import find_toxic_vectors_cached
-    from toxbench.harness.models import load_model, resolve_device
-    from toxbench.interventions import build, parse_args
-    from toxbench.interventions.toxic_vectors import load_vectors
-
-    from toxbench.harness.paths import data_dir as resolve_data
-    from toxbench.interventions import split_names
-
     # check everything that needs no model before loading it
     if vectors and not Path(vectors).is_file():
         raise UsageError(f"--vectors {vectors!r} not found (write one with `toxbench analyze toxic-vectors`)")
-    if not Path(intervention).is_dir():
+    checkpoint = Path(intervention).is_dir()
+    if not checkpoint:
         split_names(intervention)
-        parse_args(intervention_args)
+    args = () if checkpoint else parse_kv(intervention_args, "--intervention-arg", "scale=0")
     languages = resolve_languages(resolve_data(data_dir),
                                   [x.strip() for x in langs.split(",") if x.strip()] if langs else None)
-    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype, threads)
+    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)
     if vectors:
         neurons = load_vectors(vectors, loaded.fingerprint)
     else:
@@ -229,17 +218,18 @@ def activations_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, 
 
     after = None
     iv = None
-    if Path(intervention).is_dir():  # a DPO (or any fine-tuned) checkpoint of the same architecture
+    if checkpoint:  # a DPO (or any fine-tuned) checkpoint of the same architecture
         _log(f"loading the 'after' checkpoint {intervention}")
         after = load_model(loaded.name, dtype=dtype, device=device, cache_dir=cache, weights_override=intervention)
         label = f"checkpoint {Path(intervention).name}"
-    else:
-        iv = build(intervention, parse_args(intervention_args), model=loaded.model, tokenizer=loaded.tokenizer,
-                   model_fingerprint=loaded.fingerprint, model_name=loaded.name, state=intervention_state,
-                   cache_dir=cache, data_dir=root, device=resolve_device(device), batch_size=batch_size, seed=seed,
-                   log=_log)
-        if (override := iv.model_override()) is not None:
-            after = load_model(loaded.name, dtype=dtype, device=device, cache_dir=cache, weights_override=override)
+    else:  # 'before' is the base model; 'after' is it under the intervention (or the intervention's own weights)
+        setup = Setup(model=loaded.name, dtype=dtype, device=device, intervention=intervention, intervention_args=args,
+                      intervention_state=intervention_state, cache_dir=cache, data_dir=root, batch_size=batch_size,
+                      seed=seed)
+        prepared = prepare(setup, loaded=loaded, log=_log)
+        iv = prepared.intervention
+        if prepared.weights is not None:
+            after = prepared.loaded
         label = intervention + "".join(f" {a}" for a in intervention_args)
     rows, neuron_rows = activation_shift(
         loaded.model, loaded.tokenizer, neurons, languages, root,
@@ -266,19 +256,11 @@ def retrieval_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, se
 
     Writes retrieval.md/.csv (per-language summary + per-layer grid), retrieval_layers.csv and retrieval.png.
     """
-    from toxbench.harness.analysis.retrieval import (
-        resolve_parallel_languages,
-        retrieval_by_layer,
-        summarise,
-        write_retrieval_report,
-    )
-    from toxbench.harness.paths import data_dir as resolve_data
-
     languages = resolve_parallel_languages(resolve_data(data_dir),
                                            [x.strip() for x in langs.split(",") if x.strip()] if langs else None)
     if limit == 1:
         raise UsageError("--limit 1 leaves nothing to retrieve against; use at least 2")
-    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype, threads)
+    loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)
     rows = retrieval_by_layer(loaded.model, loaded.tokenizer, root, languages, limit=limit or None,
                               batch_size=batch_size, max_length=max_length, progress=progress)
     files = write_retrieval_report(out_dir, rows, loaded.name)

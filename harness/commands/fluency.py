@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from toxbench.harness.errors import UsageError
-from toxbench.harness.options import threads_option
+from toxbench.harness.commands import ToxbenchCommand
+from toxbench.harness.fluency import add_fluency
+from toxbench.harness.options import cache_dir_option, device_option, dtype_option, threads_option
 
 
-@click.command("fluency")
+@click.command("fluency", cls=ToxbenchCommand)
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("--reference-model", "-m", default=None, metavar="M",
               help="Causal LM that scores the continuations (alias, directory or hub id). "
@@ -16,9 +17,9 @@ from toxbench.harness.options import threads_option
 @click.option("--tasks", "-t", default=None, metavar="T1,T2",
               help="Only these generation tasks of the run (default: every task with continuations).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="auto", show_default=True)
-@click.option("--dtype", default="auto", show_default=True)
-@click.option("--cache-dir", default=None, help="Model cache (default: $TOXBENCH_CACHE or ~/.cache/toxbench).")
+@device_option
+@dtype_option
+@cache_dir_option
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def fluency(run_dir: str, reference_model: str | None, tasks: str | None, batch_size: int, device: str, dtype: str,
@@ -28,15 +29,9 @@ def fluency(run_dir: str, reference_model: str | None, tasks: str | None, batch_
     Conditional perplexity as DExperts computes it (ppl of each continuation given its prompt under the reference
     model; ppl >= 1e4 dropped); dist-n per prompt over its k continuations, averaged over prompts.
     """
-    from toxbench.harness.fluency import add_fluency
-
-    try:
-        added = add_fluency(run_dir, reference_model=reference_model,
-                            tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
-                            batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir,
-                            progress=not quiet)
-    except UsageError as e:
-        raise click.UsageError(str(e)) from None
+    added = add_fluency(run_dir, reference_model=reference_model,
+                        tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+                        batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir, progress=not quiet)
     for task, metrics in added.items():
         shown = "  ".join(f"{k}={v['value']:.4g}" for k, v in metrics.items())
         click.echo(f"{task}: {shown}")

@@ -1,4 +1,4 @@
-"""`toxbench merge SHARD_DIRS...`"""
+"""``toxbench merge SHARD_DIRS...``"""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ from pathlib import Path
 
 import click
 
+from toxbench.harness.commands import ToxbenchCommand
+from toxbench.harness.commands.show import show_results
+from toxbench.harness.errors import UsageError
+from toxbench.harness.merge import merge as merge_shards
 
-@click.command()
+
+@click.command("merge", cls=ToxbenchCommand)
 @click.argument("shard_dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--output-dir", "-o", default=None, type=click.Path(), help="Where the merged run dir goes (default: the spec's).")
+@click.option("--output-dir", "-o", default=None, type=click.Path(),
+              help="Where the merged run dir goes (default: the spec's).")
 def merge(shard_dirs: tuple[str, ...], output_dir: str | None) -> None:
     """Combine the run dirs of `toxbench run --shard I/N` into one unsharded run dir."""
-    from toxbench.harness.cli import show_results
-    from toxbench.harness.errors import UsageError
-    from toxbench.harness.merge import merge as do_merge
-
     for d in shard_dirs:
         if not Path(d).is_dir():
             raise UsageError(f"shard run directory {d!r} does not exist")
-    show_results(do_merge([Path(d) for d in shard_dirs], Path(output_dir) if output_dir else None))
+    show_results(merge_shards([Path(d) for d in shard_dirs], Path(output_dir) if output_dir else None))

@@ -1,6 +1,6 @@
 """``toxbench scorers``: list the toxicity scorers and measure their agreement with Perspective API.
 
-``train`` (the multilingual scorer's head) lives in scorers_multilingual.py; it is attached here when present.
+``train`` (the trainable scorers' heads) lives in scorers_multilingual.py and is attached to this group.
 """
 
 from __future__ import annotations
@@ -10,36 +10,34 @@ from typing import Any
 
 import click
 
-from toxbench.harness.commands import one_line_errors as _one_line_errors
+from toxbench.harness.commands import ToxbenchGroup
+from toxbench.harness.commands.scorers_multilingual import run_eval, train
 from toxbench.harness.errors import UsageError
+from toxbench.harness.options import cache_dir_option, data_dir_option
+from toxbench.harness.settings import parse_kv
 
+_OPTION_EXAMPLE = "jigsaw-bilstm:normalize_quotes=true"
 
 
 def _parse_options(raw: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """``SCORER:KEY=VALUE`` items -> {scorer: {key: value}}; values parsed as JSON when they parse."""
-    import json
-
-    out: dict[str, dict[str, Any]] = {}
+    """``SCORER:KEY=VALUE`` items -> {scorer: {key: value}} (values parsed by harness/settings.py)."""
     for item in raw:
-        head, eq, value = item.partition("=")
-        name, colon, key = head.partition(":")
-        if not (eq and colon and name and key):
-            raise UsageError(f"--option {item!r} is not SCORER:KEY=VALUE (e.g. jigsaw-bilstm:normalize_quotes=true)")
-        try:
-            parsed: Any = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.setdefault(name, {})[key] = parsed
+        name, colon, key = item.partition("=")[0].partition(":")
+        if not (colon and name.strip() and key.strip()):
+            raise UsageError(f"--option {item!r} is not SCORER:KEY=VALUE (e.g. {_OPTION_EXAMPLE})")
+    out: dict[str, dict[str, Any]] = {}
+    for head, value in parse_kv(raw, "--option", _OPTION_EXAMPLE):
+        name, _, key = head.partition(":")
+        out.setdefault(name.strip(), {})[key.strip()] = value
     return out
 
 
-@click.group("scorers")
+@click.group("scorers", cls=ToxbenchGroup)
 def scorers() -> None:
     """Toxicity scorers: list them, measure their agreement with Perspective API."""
 
 
 @scorers.command("list")
-@_one_line_errors
 def list_scorers() -> None:
     """The registered scorers: name, version, languages, and what is missing to use them here."""
     import importlib.util
@@ -64,10 +62,8 @@ def list_scorers() -> None:
               help="Also report the scores calibrated to Perspective's scale (fit on prompts, evaluated on "
                    "continuations).")
 @click.option("--option", "-o", "options", multiple=True, metavar="SCORER:KEY=VALUE", help="Scorer option.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="TOXBENCH_DATA",
-              help="Data dir (default $TOXBENCH_DATA or ../shared/data).")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="TOXBENCH_CACHE",
-              help="Cache dir (tokenizer JSON, heads).")
+@data_dir_option
+@cache_dir_option
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table here (.md, or .csv for the raw numbers).")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -80,9 +76,8 @@ def list_scorers() -> None:
               help="With --data: a binary label column (0/1, true/false); default: label or toxic when no score "
                    "column is found.")
 @click.option("--lang-column", default=None, help="With --data: a language column (adds per-language rows).")
-@_one_line_errors
-def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[str, ...], data_dir: Path | None,
-                 cache_dir: Path | None, output: Path | None, data_file: Path | None, text_column: str,
+def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[str, ...], data_dir: str | None,
+                 cache_dir: str | None, output: Path | None, data_file: Path | None, text_column: str,
                  score_column: str | None, label_column: str | None, lang_column: str | None) -> None:
     """Agreement with the Perspective scores of RealToxicityPrompts texts (DecodingTrust prompts + continuations):
     ROC-AUC against Perspective toxicity >= 0.5, Spearman, MAE, calibration error, share flagged at 0.5 and
@@ -131,15 +126,10 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
     extra = []
     if "multilingual" in chosen:  # its own per-language table (human labels of RTP-LX)
         try:
-            from toxbench.harness.commands.scorers_multilingual import run_eval
-        except ImportError:
-            run_eval = None
-        if run_eval is not None:
-            try:
-                extra.append(run_eval(cache_dir=cdir, data_dir=droot))
-                click.echo("\n" + extra[-1])
-            except UsageError as e:  # e.g. the head is not trained yet: the agreement table above still stands
-                click.echo(f"multilingual per-language table unavailable: {e}", err=True)
+            extra.append(run_eval(cache_dir=cdir, data_dir=droot))
+            click.echo("\n" + extra[-1])
+        except UsageError as e:  # e.g. the head is not trained yet: the agreement table above still stands
+            click.echo(f"multilingual per-language table unavailable: {e}", err=True)
     if output is not None:
         if output.suffix == ".csv":
             atomic_write_text(output, df.to_csv(index=False))
@@ -149,16 +139,13 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
 
 
 @scorers.command("fit-ensemble")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="TOXBENCH_DATA",
-              help="Data dir with the jigsaw/ files (default $TOXBENCH_DATA or ../shared/data).")
+@data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the head (default: the shipped harness/data/jigsaw_ensemble_head.safetensors).")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="TOXBENCH_CACHE",
-              help="Where the Jigsaw embeddings are cached (default $TOXBENCH_CACHE or ~/.cache/toxbench).")
+@cache_dir_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cross-validation folds.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the encoder.")
-@_one_line_errors
-def fit_ensemble(data_dir: Path | None, output: Path | None, cache_dir: Path | None, seed: int,
+def fit_ensemble(data_dir: str | None, output: Path | None, cache_dir: str | None, seed: int,
                  threads: int | None) -> None:
     """Rebuild the jigsaw-ensemble MiniLM head from the Jigsaw files only (~13k texts; ~10 min on 2 CPU cores,
     seconds once the embeddings are cached)."""
@@ -171,14 +158,4 @@ def fit_ensemble(data_dir: Path | None, output: Path | None, cache_dir: Path | N
                f"sha256 {info['sha256'][:12]})")
 
 
-def _attach_optional() -> None:
-    """Commands owned elsewhere that belong in this group (the multilingual head's ``train``)."""
-    try:
-        from toxbench.harness.commands import scorers_multilingual as ml
-    except ImportError:
-        return
-    if hasattr(ml, "train") and "train" not in scorers.commands:
-        scorers.add_command(ml.train, "train")
-
-
-_attach_optional()
+scorers.add_command(train, "train")

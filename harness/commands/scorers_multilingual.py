@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
-from toxbench.harness.commands import one_line_errors as _one_line_errors
+from toxbench.harness.commands import ToxbenchCommand
 from toxbench.harness.errors import did_you_mean
+from toxbench.harness.options import cache_dir_option, data_dir_option
 
 TRAINABLE = ("multilingual",)
 
@@ -24,10 +25,8 @@ def _threads(n: int | None) -> None:
 
 _common = [
     click.option("--seed", type=int, default=0, show_default=True, help="Seed recorded in the head; shuffles the CV folds of eval."),
-    click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Cache (head, embeddings); default $TOXBENCH_CACHE or ~/.cache/toxbench."),
-    click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Data dir; default $TOXBENCH_DATA or ../shared/data."),
+    cache_dir_option,
+    data_dir_option,
     click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the encoder."),
     click.option("--no-progress", is_flag=True, help="Hide progress bars."),
 ]  # fmt: skip
@@ -39,11 +38,10 @@ def _with_common(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@click.command("train")
+@click.command("train", cls=ToxbenchCommand)
 @click.argument("scorer", metavar="SCORER")
 @_with_common
-@_one_line_errors
-def train(scorer: str, seed: int, cache_dir: Path | None, data_dir: Path | None, threads: int | None,
+def train(scorer: str, seed: int, cache_dir: str | None, data_dir: str | None, threads: int | None,
           no_progress: bool) -> None:  # fmt: skip
     """Train a scorer's head from the data dir (SCORER: multilingual), e.g. `toxbench scorers train multilingual`.
 
@@ -80,12 +78,11 @@ def run_eval(seed: int = 0, folds: int = 5, cache_dir: Path | None = None, data_
     return text
 
 
-@click.command("eval-multilingual")
+@click.command("eval-multilingual", cls=ToxbenchCommand)
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Grouped CV folds.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table here (.md, or .csv for the raw numbers).")  # fmt: skip
 @_with_common
-@_one_line_errors
 def eval_multilingual(folds: int, output: Path | None, seed: int, cache_dir: Path | None, data_dir: Path | None,
                       threads: int | None, no_progress: bool) -> None:  # fmt: skip
     """Per-language ROC-AUC of the multilingual scorer: RTP-LX human labels (26 languages, CV grouped by prompt
