@@ -24,6 +24,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 
 from toxbench.harness.defaults import DEFAULT_SEED
+from toxbench.harness.generation import generate_samples
 from toxbench.interventions.base import Intervention
 
 #: HFLM logs this on every run when given a model object, which is how toxbench always builds it (the model was
@@ -81,8 +82,6 @@ class HookedLM(HFLM):
 
     # -- generation: grouped repeats, input-space rewrite, shared-prefill sampling ----------------------------
     def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
-        from toxbench.harness.generation import generate_samples
-
         # Group the k identical copies of each request (lm-eval clones a request `repeats` times, in a row).
         groups: OrderedDict[tuple, list[int]] = OrderedDict()
         for i, req in enumerate(requests):

@@ -13,6 +13,7 @@ from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import canonical_json, sha256_text
 from toxbench.harness.registry import Registry
 from toxbench.interventions.base import Intervention, State
+from toxbench.interventions.compose import Composite
 
 INTERVENTIONS: Registry[type[Intervention]] = Registry("intervention", "toxbench.interventions")
 INTERVENTIONS.register("none", "toxbench.interventions.base:Intervention")
@@ -82,8 +83,6 @@ def build(
     A part that needs fitting uses, in order: ``state`` (an explicit path, given to the first such part), the
     cached state for (model, name, config), or a fresh fit (announced, then cached) when ``fit_missing``.
     """
-    from toxbench.interventions.compose import Composite
-
     names = split_names(spec)
     configs = part_configs(names, args)
     parts: list[Intervention] = []

@@ -27,8 +27,13 @@ import torch
 
 from toxbench.harness import models
 from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.io import sha256_file
+from toxbench.harness.paths import data_file
+from toxbench.interventions.auroc import auroc
 from toxbench.interventions.base import Intervention, State
 from toxbench.interventions.hooks import hooked, resolve_modules, scale_output_hook
+from toxbench.interventions.module_presets import default_patterns
+from toxbench.interventions.responses import collect_responses
 
 DEFAULT_DATA = "jigsaw/robtest_balanced/test.csv"
 
@@ -103,9 +108,6 @@ class AurA(Intervention):
         **_: Any,
     ) -> State:
         """Collect responses, score every unit's AUROC and turn them into alphas (one tensor per module)."""
-        from toxbench.interventions.auroc import auroc
-        from toxbench.interventions.responses import collect_responses
-
         cfg = self.config
         patterns = self._patterns(model)
         names = resolve_modules(model, patterns)
@@ -128,8 +130,6 @@ class AurA(Intervention):
                            "tokens": resp.n_tokens, "units": resp.n_units}
         if model_fingerprint is None:
             model_fingerprint = models.model_fingerprint(model)
-        from toxbench.harness.io import sha256_file
-
         n_pos = int(resp.labels.sum())
         meta = {
             "method": self.method,
@@ -189,8 +189,6 @@ class AurA(Intervention):
     def _patterns(self, model: torch.nn.Module) -> list[str]:
         mods = self.config["modules"]
         if mods in (None, "", "auto"):
-            from toxbench.interventions.module_presets import default_patterns
-
             return default_patterns(model)
         if isinstance(mods, str):
             return [p.strip() for p in mods.split(",") if p.strip()]
@@ -259,8 +257,6 @@ def _data_path(data: str, data_dir: str | Path | None) -> Path:
         if not p.is_file():
             raise UsageError(f"data file {str(p)!r} not found")
         return p
-    from toxbench.harness.paths import data_file
-
     return data_file(p, data_dir)
 
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from toxbench.harness.errors import UsageError
-from toxbench.harness.io import canonical_json, sha256_file, sha256_text
+from toxbench.harness.io import atomic_write_bytes, canonical_json, sha256_file, sha256_text
 
 KINDS = ("none", "activation", "weight", "input")
 
@@ -35,8 +35,6 @@ class State:
     def save(self, path: str | Path) -> str:
         """Write atomically; returns the file's sha256 (the state hash recorded in run specs)."""
         from safetensors.torch import save_file
-
-        from toxbench.harness.io import atomic_write_bytes
 
         path = Path(path)
         # Every value JSON-encoded (strings too), so "1234" or "null" come back as the strings they were.

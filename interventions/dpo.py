@@ -26,8 +26,10 @@ import torch
 
 from toxbench.harness import models
 from toxbench.harness.defaults import DEFAULT_SEED
-from toxbench.harness.errors import UsageError
+from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import atomic_write_json, canonical_json, sha256_file, sha256_text
+from toxbench.harness.pairs import read_pairs
+from toxbench.harness.paths import cache_dir as default_cache
 from toxbench.interventions.base import Intervention, State
 
 log = logging.getLogger(__name__)
@@ -99,8 +101,6 @@ class DPO(Intervention):
         cfg = {**self.defaults, **self.config}
         unknown = sorted(set(self.config) - set(self.defaults))
         if unknown:
-            from toxbench.harness.errors import did_you_mean
-
             raise did_you_mean(unknown[0], self.defaults, "dpo argument")
         return fit_dpo(model, tokenizer, cfg, **context)
 
@@ -312,8 +312,6 @@ def fit_dpo(model: torch.nn.Module, tokenizer: Any, cfg: dict, *, data_dir: Path
     """Train, merge, save; returns the weight-space State (no tensors, metadata only)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from toxbench.harness.pairs import read_pairs
-
     if not cfg.get("pairs"):
         raise UsageError("dpo needs pairs=PATH (build them with `toxbench pairs`, or import the seeds' pairwise data)")
     pairs_path = Path(cfg["pairs"]).expanduser().resolve()
@@ -323,8 +321,6 @@ def fit_dpo(model: torch.nn.Module, tokenizer: Any, cfg: dict, *, data_dir: Path
     if not rows:
         raise UsageError(f"no pairs in {pairs_path}")
     if cache_dir is None:
-        from toxbench.harness.paths import cache_dir as default_cache
-
         cache_dir = default_cache()
     model_fp = model_fingerprint or models.model_fingerprint(model)
     pairs_hash = sha256_text("".join(canonical_json([r["prompt"], r["chosen"], r["rejected"]]) for r in rows))

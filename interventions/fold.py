@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.errors import UsageError, did_you_mean
 
 
 def _is_conv1d(module: torch.nn.Module) -> bool:
@@ -33,8 +33,6 @@ def fold_scales(model: torch.nn.Module, scales: dict[str, torch.Tensor]) -> None
     for name, alpha in scales.items():
         mod = modules.get(name)
         if mod is None:
-            from toxbench.harness.errors import did_you_mean
-
             raise did_you_mean(name, [n for n in modules if n], "module to fold into")
         if isinstance(mod, torch.nn.Linear):
             axis, width = 0, mod.out_features

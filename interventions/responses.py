@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.interventions.hooks import hooked
 
 POOLINGS = ("max", "mean")
@@ -98,8 +98,6 @@ def collect_responses(
     because every sentence's row is written back to its own index.
     """
     if pooling not in POOLINGS:
-        from toxbench.harness.errors import did_you_mean
-
         raise did_you_mean(pooling, POOLINGS, "pooling")
     if padding_side not in ("left", "right"):
         raise UsageError(f"padding_side must be 'left' or 'right', not {padding_side!r}")

@@ -17,8 +17,11 @@ from typing import Any, ClassVar
 import torch
 
 from toxbench.harness import models
+from toxbench.harness.analysis.probe import ProbeSettings
+from toxbench.harness.analysis.toxic_vectors import find_toxic_vectors_cached, mlp_sites, vectors_state
 from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
+from toxbench.harness.paths import data_dir as resolve_data_dir
 from toxbench.interventions.base import Intervention, State
 from toxbench.interventions.hooks import hooked
 
@@ -60,10 +63,6 @@ class ToxicVectors(Intervention):
 
     # -- fit -------------------------------------------------------------------------------------------------------
     def fit(self, model: torch.nn.Module, tokenizer: Any, **context: Any) -> State:
-        from toxbench.harness.analysis.probe import ProbeSettings
-        from toxbench.harness.analysis.toxic_vectors import find_toxic_vectors_cached
-        from toxbench.harness.paths import data_dir as resolve_data_dir
-
         cfg = {**self.defaults, **self.config}
         data_dir = resolve_data_dir(context.get("data_dir"))
         seed = int(context.get("seed", DEFAULT_SEED))
@@ -102,31 +101,6 @@ class ToxicVectors(Intervention):
             yield
 
 
-def vectors_state(
-    vectors: list[Any], probe: Any, model_fingerprint: str, model_name: str, settings: dict[str, Any],
-    n_candidates: int,
-) -> State:
-    """The saved form of a toxic-vector list: ``layers``/``neurons`` (int64) plus their cosine and activation."""
-    return State(
-        {
-            "layers": torch.tensor([v.layer for v in vectors], dtype=torch.int64),
-            "neurons": torch.tensor([v.neuron for v in vectors], dtype=torch.int64),
-            "cosine": torch.tensor([v.cosine for v in vectors], dtype=torch.float32),
-            "activation": torch.tensor([v.activation for v in vectors], dtype=torch.float32),
-            "probe.weight": probe.weight.float(),
-        },
-        {
-            "model_fingerprint": model_fingerprint,
-            "model": model_name,
-            "method": "toxic value vectors (top-k cosine with probe, positive mean activation)",
-            "settings": settings,
-            "probe_metrics": probe.metrics,
-            "n_candidates": n_candidates,
-            "n_kept": len(vectors),
-        },
-    )
-
-
 def state_neurons(state: State) -> list[tuple[int, int]]:
     if "layers" not in state.tensors or "neurons" not in state.tensors:
         raise UsageError("state is not a toxic-vectors state (needs 'layers' and 'neurons' tensors)")
@@ -135,8 +109,6 @@ def state_neurons(state: State) -> list[tuple[int, int]]:
 
 def neuron_scales(model: torch.nn.Module, state: State, scale: float) -> dict[str, torch.Tensor]:
     """``{down-projection module name: per-neuron factor}`` for the layers that hold toxic vectors."""
-    from toxbench.harness.analysis.toxic_vectors import mlp_sites
-
     sites = {s.layer: s for s in mlp_sites(model)}
     out: dict[str, torch.Tensor] = {}
     for layer, neuron in state_neurons(state):

@@ -24,9 +24,10 @@ import torch
 from tqdm.auto import tqdm
 
 from toxbench.harness.defaults import DEFAULT_SEED
-from toxbench.interventions.responses import pad_batch  # noqa: F401 - re-exported for the analyses
 from toxbench.harness.errors import UsageError
-from toxbench.harness.io import canonical_json, sha256_file, sha256_text
+from toxbench.harness.io import atomic_write_bytes, atomic_write_text, canonical_json, sha256_file, sha256_text
+from toxbench.interventions.base import State
+from toxbench.interventions.responses import pad_batch  # noqa: F401 - re-exported for the analyses
 
 JIGSAW_DEFAULT = "robtest_balanced/test.csv"
 #: Bumped when the fitting changes, so cached probes (and the toxic vectors found with them) are not reused.
@@ -154,15 +155,11 @@ class ToxicityProbe:
         return torch.sigmoid(features.float() @ self.weight.float() + self.bias)
 
     def save(self, path: str | Path) -> str:
-        from toxbench.interventions.base import State
-
         meta = {**self.metadata, "metrics": self.metrics, "bias": self.bias}
         return State({"probe.weight": self.weight.float()}, meta).save(path)
 
     @classmethod
     def load(cls, path: str | Path, model_fingerprint: str | None = None) -> ToxicityProbe:
-        from toxbench.interventions.base import State
-
         st = State.load(path, model_fingerprint)
         if "probe.weight" not in st.tensors:
             raise UsageError(f"{str(path)!r} is not a toxicity probe file (no 'probe.weight' tensor)")
@@ -321,8 +318,6 @@ def write_table(stem: Path, rows: list[dict[str, Any]], title: str = "", floatfm
     """``stem.csv`` and ``stem.md`` (a Markdown table under an optional title), both written atomically."""
     import pandas as pd
 
-    from toxbench.harness.io import atomic_write_text
-
     df = pd.DataFrame(rows)
     buf = io.StringIO()
     df.to_csv(buf, index=False)
@@ -334,8 +329,6 @@ def write_table(stem: Path, rows: list[dict[str, Any]], title: str = "", floatfm
 
 def save_plot(fig: Any, path: Path) -> Path:
     """Save a matplotlib figure atomically as PNG and close it."""
-    from toxbench.harness.io import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=120)

@@ -37,8 +37,11 @@ from toxbench.harness.analysis.probe import (
     write_table,
 )
 from toxbench.harness.defaults import DEFAULT_SEED
-from toxbench.harness.errors import UsageError
-from toxbench.harness.io import canonical_json, sha256_text
+from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.io import atomic_write_json, canonical_json, sha256_text
+from toxbench.harness.models import model_fingerprint
+from toxbench.interventions.base import State
+from toxbench.interventions.hooks import hooked
 
 #: Module-name endings of the MLP down (output) projection, per architecture family.
 DOWN_PROJ_SUFFIXES = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "mlp.fc2", "mlp.fc_out", "feed_forward.w2")
@@ -106,8 +109,6 @@ def rtp_lx_languages(data_dir: Path) -> list[str]:
 
 def read_rtp_lx(data_dir: Path, lang: str = "EN", limit: int | None = None, seed: int = DEFAULT_SEED) -> list[str]:
     """Prompts of ``rtp_lx/RTP_LX_<LANG>.json`` (JSON Lines); ``limit`` draws a seeded random subsample."""
-    from toxbench.harness.errors import did_you_mean
-
     path = Path(data_dir) / "rtp_lx" / f"RTP_LX_{lang}.json"
     if not path.is_file():
         langs = rtp_lx_languages(data_dir)
@@ -148,8 +149,6 @@ def greedy_neuron_activations(
     do with TransformerLens' ``mlp_post`` hook; generation never stops at EOS, so every prompt gets exactly
     ``n_new_tokens`` readings. Any intervention attached around this call is seen (it changes the readings).
     """
-    from toxbench.interventions.toxic_vectors import pre_hooked
-
     if not neurons:
         return np.zeros((len(prompts), 0), dtype=np.float32)
     sites = {s.layer: s for s in mlp_sites(model)}
@@ -172,7 +171,7 @@ def greedy_neuron_activations(
     cache_arg, extra = _forward_kwargs(model)
     out = np.zeros((len(prompts), len(neurons)), dtype=np.float64)
     hooks = {sites[layer].name: recorder(layer) for layer in by_layer}
-    with pre_hooked(model, hooks):
+    with hooked(model, hooks, pre=True):
         for start in tqdm(range(0, len(seqs), batch_size), desc=desc, disable=not progress, leave=False):
             ids, mask = pad_batch(seqs[start: start + batch_size], _pad_id(tokenizer), side="left")
             ids, mask = ids.to(device), mask.to(device)
@@ -252,8 +251,6 @@ def find_toxic_vectors_cached(
     log=lambda msg: None,
 ) -> tuple[ToxicityProbe, list[ToxicVector]]:
     """Probe + candidates, each cached under ``cache_dir/analysis/<model>`` (JSON for the vector list)."""
-    from toxbench.harness.io import atomic_write_json
-
     probe = cached_probe(model, tokenizer, data_dir, cache_dir, probe_settings, model_fingerprint=model_fingerprint,
                          model_name=model_name, batch_size=batch_size, progress=progress, log=log)
     key = sha256_text(canonical_json({"probe": probe.weight.numpy().round(6).tolist()[:64],
@@ -298,8 +295,6 @@ def write_toxic_vectors_report(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toxbench.interventions.toxic_vectors import vectors_state
-
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for v in vectors:
@@ -327,10 +322,33 @@ def write_toxic_vectors_report(
     a2.set_title("where the kept vectors live")
     files.append(save_plot(fig, out / "toxic_vectors.png"))
     if kept:
-        from toxbench.harness.models import model_fingerprint
-
         st = vectors_state(kept, probe, model_fingerprint(model), model_name,
                            {"top_k": len(vectors), "prompts": n_prompts}, n_candidates=len(vectors))
         st.save(out / "toxic_vectors.safetensors")
         files.append(out / "toxic_vectors.safetensors")
     return files
+
+
+def vectors_state(
+    vectors: list[Any], probe: Any, model_fingerprint: str, model_name: str, settings: dict[str, Any],
+    n_candidates: int,
+) -> State:
+    """The saved form of a toxic-vector list: ``layers``/``neurons`` (int64) plus their cosine and activation."""
+    return State(
+        {
+            "layers": torch.tensor([v.layer for v in vectors], dtype=torch.int64),
+            "neurons": torch.tensor([v.neuron for v in vectors], dtype=torch.int64),
+            "cosine": torch.tensor([v.cosine for v in vectors], dtype=torch.float32),
+            "activation": torch.tensor([v.activation for v in vectors], dtype=torch.float32),
+            "probe.weight": probe.weight.float(),
+        },
+        {
+            "model_fingerprint": model_fingerprint,
+            "model": model_name,
+            "method": "toxic value vectors (top-k cosine with probe, positive mean activation)",
+            "settings": settings,
+            "probe_metrics": probe.metrics,
+            "n_candidates": n_candidates,
+            "n_kept": len(vectors),
+        },
+    )
