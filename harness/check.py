@@ -31,8 +31,9 @@ import pandas as pd
 
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import atomic_write_json, canonical_json
-from toxbench.harness.leaderboard import (KNOWN_METRICS, _flatten, _fmt_value, _num, build_cells, collect, decimals,
-                                          protocol_differences)
+from toxbench.harness.leaderboard import _flatten, _fmt_value, _num, build_cells, protocol_differences
+from toxbench.harness.metrics import KNOWN_METRICS, decimals
+from toxbench.harness.results import collect
 
 FORMAT = 1
 DEFAULT_TOLERANCES: dict[str, Any] = {"default": {"rel": 0.02, "abs": 0.001}, "use_ci": False, "metrics": {}}
@@ -63,6 +64,18 @@ class CheckReport:
     rows: list[CheckRow] = field(default_factory=list)
     updated: bool = False
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Kernel sets (harness/hardware.py) the baseline was made with and the current runs used.
+    baseline_kernels: list[dict[str, Any]] = field(default_factory=list)
+    current_kernels: list[dict[str, Any]] = field(default_factory=list)
+
+    def kernel_note(self) -> str:
+        """Names a change of machine, so a failure caused by other kernels is reported as such."""
+        if not self.baseline_kernels or not self.current_kernels:
+            return ""
+        if canonical_json(self.baseline_kernels) == canonical_json(self.current_kernels):
+            return ""
+        return (f" (baseline made with kernels {describe_kernels(self.baseline_kernels)}; these runs used "
+                f"{describe_kernels(self.current_kernels)})")
 
     @property
     def failures(self) -> list[CheckRow]:
@@ -104,8 +117,22 @@ class CheckReport:
             return f"baseline {self.baseline_path} updated ({n} metric(s) compared before the rewrite){extra}"
         if self.failures:
             return (f"REGRESSION: {len(self.failures)} of {n} metric(s) outside tolerance vs "
-                    f"{self.baseline_path}{extra}")
+                    f"{self.baseline_path}{extra}{self.kernel_note()}")
         return f"ok: {n} metric(s) within tolerance of {self.baseline_path}{extra}"
+
+
+def describe_kernels(kernels: list[dict[str, Any]]) -> str:
+    return " / ".join(", ".join(f"{k}={v}" for k, v in sorted(ks.items())) for ks in kernels)
+
+
+def run_kernels(runs: list[Any]) -> list[dict[str, Any]]:
+    """The distinct kernel sets of ``runs`` (older results record none)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        ks = r.results.get("kernels")
+        if isinstance(ks, dict):
+            seen.setdefault(canonical_json(ks), ks)
+    return [seen[k] for k in sorted(seen)]
 
 
 # -- baseline file ----------------------------------------------------------------------------------------------
@@ -212,7 +239,8 @@ def check(baseline_path: str | Path, run_dirs: list[str | Path], update: bool = 
         base = load_baseline(baseline_path)
     tol = {**DEFAULT_TOLERANCES, **(base.get("tolerances") or {})}
 
-    report = CheckReport(baseline_path, skipped=coll.skipped)
+    report = CheckReport(baseline_path, skipped=coll.skipped, baseline_kernels=list(base.get("kernels") or []),
+                         current_kernels=run_kernels(coll.runs))
     seen: set[tuple] = set()
     for entry in base["entries"]:
         key = (entry["model"], entry["intervention"], entry["task"])
@@ -250,6 +278,7 @@ def check(baseline_path: str | Path, run_dirs: list[str | Path], update: bool = 
                                             _num(m["value"]), None, None, "", "new"))
 
     if update:
-        atomic_write_json(baseline_path, {"toxbench_baseline": FORMAT, "tolerances": tol, "entries": current})
+        atomic_write_json(baseline_path, {"toxbench_baseline": FORMAT, "tolerances": tol,
+                                          "kernels": report.current_kernels, "entries": current})
         report.updated = True
     return report

@@ -1,44 +1,33 @@
-"""The active run's settings, for task hooks that lm-eval calls without our arguments.
+"""The active run's data settings, for task data hooks that lm-eval calls without our arguments; the run's scorer.
 
-lm-eval calls a task's ``process_results(doc, results)`` with no way to pass our scorer or data dir, so the
-runner installs a RunContext for the duration of a run (``with use_context(ctx):``). Outside a toxbench run
-(e.g. plain ``lm_eval --include_path tasks/``) the defaults from the environment apply.
+lm-eval loads a task's data (``custom_dataset``) and builds its requests (``doc_to_text``) with no way to pass our
+data dir or the evaluated model, so the runner installs a RunContext while it loads tasks
+(``with use_context(ctx):``). Outside a toxbench run (plain ``lm_eval --include_path tasks/``) the defaults from
+the environment apply. Summary hooks need no context: the runner passes them the scorer (``scorer_factory``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from toxbench.harness.paths import DATA_ENV
-from toxbench.harness.scorers import DEFAULT_SCORER
-
-AUTO_DEFAULT = "auto"
+from toxbench.harness.scorers import DEFAULT_SCORER, get_scorer
 
 
 @dataclass(frozen=True)
 class RunContext:
     data_dir: Path | None = None
     cache_dir: Path | None = None
-    scorer: str = AUTO_DEFAULT
-    scorer_options: dict[str, Any] = field(default_factory=dict)
-    seed: int = 1234
-    run_dir: Path | None = None
-    #: Extra per-run settings for task hooks (e.g. reference model for conditional perplexity).
+    #: Per-run settings for task data hooks (the evaluated model, for wiki_sentences' tokenizer; a user RTP file).
     extras: dict[str, Any] = field(default_factory=dict)
-    #: Language of the task being summarised (from its YAML metadata); drives the "auto" scorer choice.
-    lang: str | None = None
-
-    def with_(self, **kw: Any) -> RunContext:
-        return replace(self, **kw)
 
 
 _current: RunContext = RunContext()
-_scorers: dict[tuple, Any] = {}
 
 
 def current() -> RunContext:
@@ -76,14 +65,20 @@ def resolve_scorer_name(name: str, lang: str | None) -> str:
     return MULTILINGUAL_SCORER
 
 
-def scorer(name: str | None = None, **options: Any):
-    """The run's scorer (cached per process, wrapped with the on-disk score cache)."""
-    from toxbench.harness.scorers import get_scorer
+ScorerFactory = Callable[[Optional[str]], Any]
+_scorers: dict[tuple, Any] = {}
 
-    ctx = current()
-    name = name or resolve_scorer_name(ctx.scorer, ctx.lang)
-    opts = {**ctx.scorer_options, **options} if name == ctx.scorer else options
-    key = (name, tuple(sorted(opts.items())), str(ctx.cache_dir))
-    if key not in _scorers:
-        _scorers[key] = get_scorer(name, cache_dir=ctx.cache_dir, **opts)
-    return _scorers[key]
+
+def scorer_factory(name: str, options: dict[str, Any], cache_dir: Path | None) -> ScorerFactory:
+    """``lang -> scorer`` for a run: ``name`` resolved per language (``auto``), built once per process and wrapped
+    with the on-disk score cache. The runner passes the result to each task's summary hook."""
+
+    def for_lang(lang: str | None) -> Any:
+        chosen = resolve_scorer_name(name, lang)
+        opts = options if chosen == name else {}
+        key = (chosen, tuple(sorted(opts.items())), str(cache_dir))
+        if key not in _scorers:
+            _scorers[key] = get_scorer(chosen, cache_dir=cache_dir, **opts)
+        return _scorers[key]
+
+    return for_lang

@@ -11,10 +11,8 @@ protocols either.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,32 +22,10 @@ import pandas as pd
 
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import atomic_write_json, atomic_write_text, canonical_json, sha256_text
+from toxbench.harness.metrics import (ACC_METRICS, COND_METRICS, DIST_METRICS, HEADLINE_TOX, PPL_METRICS, SPLITS,
+                                      TOX_METRICS, Paired, decimals, metric_label, paired_ci, task_sort_key)
+from toxbench.harness.results import REFERENCE, Collection, Run, collect
 
-# -- metric vocabulary ------------------------------------------------------------------------------------------
-TOX_METRICS = ("expected_max_toxicity", "toxicity_probability", "toxic_fraction")
-SPLITS = ("@toxic_prompts", "@nontoxic_prompts")
-PPL_METRICS = ("word_perplexity", "perplexity", "perplexity_median", "byte_perplexity", "bits_per_byte")
-ACC_METRICS = ("acc_norm", "acc")  # acc_norm where lm-eval reports it, as the common-sense average does
-COND_METRICS = ("conditional_ppl_median", "conditional_ppl_mean")
-DIST_METRICS = ("dist-1", "dist-2", "dist-3")
-#: Every metric name the harness emits (used to validate names a user writes, e.g. in a baseline).
-KNOWN_METRICS = (
-    *TOX_METRICS, *(m + s for m in TOX_METRICS for s in SPLITS), *DIST_METRICS, *PPL_METRICS, *COND_METRICS,
-    "acc", "acc_norm", "acc_avg", "acc_norm_avg", "acc_stderr", "mc1", "mc2", "exact_match",
-)
-
-LABELS = {
-    "expected_max_toxicity": "EMT", "toxicity_probability": "Tox. prob.", "toxic_fraction": "Toxic frac.",
-    "word_perplexity": "word PPL", "perplexity": "PPL", "perplexity_median": "median PPL",
-    "byte_perplexity": "byte PPL", "bits_per_byte": "bits/byte",
-    "conditional_ppl_median": "cond. PPL (median)", "conditional_ppl_mean": "cond. PPL (mean)",
-    "acc_avg": "avg acc",
-}
-SPLIT_LABELS = {"@toxic_prompts": "toxic prompts", "@nontoxic_prompts": "non-toxic prompts"}
-#: Perplexities get 2 decimals; probabilities, accuracies and everything else 3.
-TWO_DECIMALS = {"word_perplexity", "perplexity", "perplexity_median", *COND_METRICS}
-#: Preferred task order (papers print these first); anything else follows alphabetically.
-TASK_ORDER = ("rtp_challenging", "rtp_nontoxic", "wikitext", "wiki_sentences", "wikitext103")
 #: Protocol fields shown as markers rather than as protocol differences.
 MARKER_FIELDS = ("lang", "scorer_language_ok")
 #: Protocol fields derived from others (left out of the protocol's identity).
@@ -57,133 +33,6 @@ DERIVED_FIELDS = ("warnings",)
 #: Protocol fields not printed in footnotes (implied by what is printed).
 HIDDEN_FIELDS = ("output_type", "n_prompts", *DERIVED_FIELDS)
 DAGGER = "†"
-REFERENCE = "none"
-
-
-def metric_label(metric: str) -> str:
-    base, _, split = metric.partition("@")
-    label = LABELS.get(base, base)
-    return f"{label} ({SPLIT_LABELS.get('@' + split, split)})" if split else label
-
-
-def decimals(metric: str) -> int:
-    return 2 if metric.partition("@")[0] in TWO_DECIMALS else 3
-
-
-def lower_is_better(metric: str) -> bool:
-    base = metric.partition("@")[0]
-    return base in TOX_METRICS or base in PPL_METRICS or base in COND_METRICS
-
-
-def task_sort_key(task: str) -> tuple[int, str]:
-    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
-
-
-# -- loading run directories ------------------------------------------------------------------------------------
-@dataclass
-class Run:
-    """One finished run directory (results.json with completed=true)."""
-
-    path: Path
-    results: dict[str, Any]
-    mtime: float
-
-    @property
-    def run_id(self) -> str:
-        return str(self.results.get("run_id") or self.path.name)
-
-    @property
-    def spec(self) -> dict[str, Any]:
-        return self.results.get("spec") or {}
-
-    @property
-    def protocol(self) -> dict[str, Any]:
-        return self.results.get("protocol") or {}
-
-    @property
-    def model_name(self) -> str:
-        return str((self.protocol.get("model") or {}).get("name") or self.spec.get("model") or "?")
-
-    @property
-    def model_fingerprint(self) -> str:
-        return str((self.protocol.get("model") or {}).get("fingerprint") or "")
-
-    @property
-    def intervention_name(self) -> str:
-        name = self.spec.get("intervention") or (self.protocol.get("intervention") or {}).get("name") or REFERENCE
-        args = self.spec.get("intervention_args") or []
-        if args:
-            name += "[" + ",".join(f"{k}={v}" for k, v in args) + "]"
-        return str(name)
-
-    @property
-    def intervention_key(self) -> str:
-        return sha256_text(canonical_json(self.protocol.get("intervention")))[:8]
-
-    @property
-    def seed(self) -> Any:
-        return self.protocol.get("seed", self.spec.get("seed"))
-
-
-@dataclass
-class Collection:
-    runs: list[Run]
-    #: (run dir name, reason) for every run dir left out.
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _is_run_dir(p: Path) -> bool:
-    return (p / "results.json").is_file() or (p / "run_spec.json").is_file()
-
-
-def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand RUNS arguments: each is a run dir or a folder holding run dirs (searched recursively)."""
-    found: dict[Path, None] = {}
-    for raw in paths:
-        p = Path(raw)
-        if not p.exists():
-            raise UsageError(f"no such run dir or folder: {str(p)!r}")
-        if not p.is_dir():
-            raise UsageError(f"{str(p)!r} is not a directory; pass run dirs or folders of run dirs")
-        if _is_run_dir(p):
-            found[p] = None
-            continue
-        inner = sorted({f.parent for pat in ("results.json", "run_spec.json") for f in p.rglob(pat)})
-        if not inner:
-            raise UsageError(f"no run directories (results.json or run_spec.json) under {str(p)!r}")
-        for d in inner:
-            found[d] = None
-    return list(found)
-
-
-def load_run(path: Path) -> Run | str:
-    """A finished Run, or the reason this dir is skipped."""
-    f = path / "results.json"
-    if not f.is_file():
-        return "no results.json: not run yet, or still running"
-    try:
-        results = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        return f"unreadable results.json: {e.__class__.__name__}"
-    if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
-        return "results.json has no 'tasks'"
-    if results.get("completed") is not True:
-        return "completed=false: unfinished run"
-    return Run(path, results, f.stat().st_mtime)
-
-
-def collect(paths: Iterable[str | Path], warn: bool = True) -> Collection:
-    """Load every finished run under ``paths``; unfinished ones are skipped with a warning."""
-    runs, skipped = [], []
-    for d in find_run_dirs(paths):
-        r = load_run(d)
-        if isinstance(r, str):
-            skipped.append((d.name, r))
-            if warn:
-                warnings.warn(f"skipped run dir {str(d)!r}: {r}", stacklevel=2)
-        else:
-            runs.append(r)
-    return Collection(runs, skipped)
 
 
 # -- cells and protocols ----------------------------------------------------------------------------------------
@@ -231,18 +80,6 @@ def _is_multilingual(task: str, proto: dict[str, Any]) -> tuple[str, str] | None
         return task[: -len(lang) - 1], lang
     m = re.fullmatch(r"(rtp_lx|translated_pairwise\w*)_([a-z]{2}(?:-[A-Za-z]+)?)", task)
     return (m.group(1), m.group(2)) if m else None
-
-
-def task_kind(metrics: Iterable[str]) -> str:
-    names = {m.partition("@")[0] for m in metrics}
-    if names & set(TOX_METRICS):
-        return "toxicity"
-    # Accuracy before perplexity: LAMBADA reports both and belongs with the zero-shot tasks.
-    if names & {"acc", "acc_norm", "acc_avg", "acc_norm_avg", "exact_match"}:
-        return "zeroshot"
-    if names & set(PPL_METRICS):
-        return "perplexity"
-    return "other"
 
 
 CELL_COLUMNS = ["model", "intervention", "task", "metric", "value", "ci_lo", "ci_hi", "higher_is_better",
@@ -297,7 +134,7 @@ def build_cells(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]
             pid = protocol_id(proto)
             protos[pid] = proto
             metrics = tdata.get("metrics") or {}
-            kind = task_kind(metrics)
+            kind = run.task_kind(task)
             ml = _is_multilingual(task, proto) if kind == "toxicity" else None
             lang_ok = proto.get("scorer_language_ok") is not False
             task_pids[task] = (pid, kind, lang_ok)
@@ -311,7 +148,7 @@ def build_cells(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]
                      "run_id": run.run_id, "source": "task"})
         for group, gdata in (run.results.get("groups") or {}).items():
             metrics = (gdata or {}).get("metrics") or {}
-            kind = task_kind(metrics)
+            kind = run.task_kind(group)
             members = (gdata or {}).get("tasks") or [t for t, (_, k, _) in task_pids.items() if k == kind]
             members = [t for t in members if t in task_pids]
             proto = {"group": group, "members": {t: task_pids[t][0] for t in sorted(members)}, "seed": run.seed,
@@ -497,7 +334,7 @@ class Leaderboard:
                     hicol.append(_num(cell.ci_hi) if cell is not None else None)
                     if cell is not None:
                         used[(col.task, cell.protocol)] = None
-                    vals.append(self._cell_text(col, cell, ref, iv, daggers))
+                    vals.append(self._cell_text(col, cell, ref, iv, daggers, self.paired(cell, ref)))
                 if col.show in ("value", "ci"):
                     nums[col.header], los[col.header], his[col.header] = numcol, locol, hicol
                 disp[col.header] = vals
@@ -515,8 +352,29 @@ class Leaderboard:
             tables.append(Table(heading, display, numbers, list(used), list(daggers), lo, hi))
         return tables
 
+    def paired(self, cell: Any, ref: Any) -> Paired | None:
+        """The cell against its reference row, documents resampled jointly (both runs' samples files), or None
+        when either has no per-document statistic for this metric (group means, older runs) or they share no
+        documents."""
+        if cell is None or ref is None or cell.run_id == ref.run_id or cell.source != "task":
+            return None
+        runs = self._runs_by_id()
+        a, b = runs.get(ref.run_id), runs.get(cell.run_id)
+        if a is None or b is None:
+            return None
+        sa, sb = a.sample_stats(cell.task).get(cell.metric), b.sample_stats(cell.task).get(cell.metric)
+        if sa is None or sb is None:
+            return None
+        seed = int(sha256_text(f"{cell.task}|{cell.metric}|{cell.intervention}")[:8], 16)
+        return paired_ci(sa, sb, seed)
+
+    def _runs_by_id(self) -> dict[str, Run]:
+        if not hasattr(self, "_by_id"):
+            self._by_id = {r.run_id: r for r in self.collection.runs}
+        return self._by_id
+
     @staticmethod
-    def _cell_text(col: Column, cell: Any, ref: Any, iv: str, daggers: dict) -> str:
+    def _cell_text(col: Column, cell: Any, ref: Any, iv: str, daggers: dict, paired: Paired | None = None) -> str:
         if cell is None:
             return ""
         d = decimals(col.metric)
@@ -526,8 +384,16 @@ class Leaderboard:
             if ref is None:
                 return ""
             if col.show == "reduction":
-                return _reduction(ref.value, cell.value)
-            return f"{cell.value - ref.value:+.{d}f}"
+                text = _reduction(ref.value, cell.value)
+                if paired is None or paired.ratio_ci is None:
+                    return text
+                lo, hi = paired.ratio_ci
+                return (f"**{text}**" if paired.ratio_significant else text) + f" [{lo:.2f}, {hi:.2f}]"
+            text = f"{cell.value - ref.value:+.{d}f}"
+            if paired is None or paired.delta_ci is None:
+                return text
+            lo, hi = paired.delta_ci
+            return (f"**{text}**" if paired.delta_significant else text) + f" [{lo:+.{d}f}, {hi:+.{d}f}]"
         text = _fmt(cell.value, d)
         lo, hi = _num(cell.ci_lo), _num(cell.ci_hi)
         if col.show == "ci" and lo is not None and hi is not None:
@@ -565,9 +431,10 @@ class Leaderboard:
         zs_groups = self._tasks("zeroshot", source="group")
 
         summary: list[Column] = []
-        for t in tox + tox_groups:
-            summary += [Column(t, "expected_max_toxicity", f"{t} EMT ↓"),
-                        Column(t, "expected_max_toxicity", f"{t} EMT ×", "reduction")]
+        for t in tox + tox_groups:  # the papers' headline metrics first (ml-aura never reports EMT)
+            for m in HEADLINE_TOX:
+                label = metric_label(m)
+                summary += [Column(t, m, f"{t} {label} ↓"), Column(t, m, f"{t} {label} ×", "reduction")]
         for t in ppl:
             if m := self._primary_ppl(t):
                 summary += [Column(t, m, f"{t} {metric_label(m)} ↓"), Column(t, m, f"{t} Δ{metric_label(m)}", "delta")]
@@ -575,7 +442,9 @@ class Leaderboard:
             if m := self._acc_metric(g):
                 summary += [Column(g, m, f"{g} {metric_label(m)} ↑"), Column(g, m, f"{g} Δ", "delta")]
         if len({c.task for c in summary}) > 1:
-            out.append(("Summary", summary, "Headline metric of each task; CIs and protocols in the sections below."))
+            out.append(("Summary", summary, "Headline metrics of each task; × and Δ with their paired 95% CI, **bold** "
+                                            "where it excludes no change. Value CIs and protocols in the sections "
+                                            "below."))
 
         for t in tox:
             cols = []
@@ -663,8 +532,9 @@ class Leaderboard:
         nruns = len(self.collection.runs)
         out.append(f"{nruns} run{'s' if nruns != 1 else ''}; a row per (model, intervention). ↓ lower is better, "
                    "↑ higher is better. × = reduction factor against the same model's `none` row (none ÷ this); "
-                   "Δ = this − none; `ref` marks the `none` row. Brackets: 95% CI. Tables never mix protocols: "
-                   "when runs differ, each protocol variant gets its own table.")
+                   "Δ = this − none; `ref` marks the `none` row. Brackets: 95% CI; beside × and Δ, the *paired* CI "
+                   "(prompts resampled jointly for the variant and `none`), **bold** when it excludes no change. "
+                   "Tables never mix protocols: when runs differ, each protocol variant gets its own table.")
         out.append("")
         for title, intro, tables in self.rendered():
             if not tables:

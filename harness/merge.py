@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from toxbench import __version__
-from toxbench.harness.context import RunContext, use_context
+from toxbench.harness.context import RunContext, scorer_factory, use_context
 from toxbench.harness.errors import UsageError
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
 from toxbench.harness.paths import data_dir as resolve_data_dir
@@ -50,8 +50,11 @@ def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
     out = RunDir.for_spec(base)
     out.path.mkdir(parents=True, exist_ok=True)
     out.write_spec(base)
-    ctx = RunContext(data_dir=resolve_data_dir(base.data_dir or None), cache_dir=resolve_cache_dir(base.cache_dir or None),
-                     scorer=base.scorer, scorer_options=dict(base.scorer_args), seed=base.seed, run_dir=out.path)
+    cache = resolve_cache_dir(base.cache_dir or None)
+    # The same data the shards read: the data dir and, for `rtp --data FILE`, the user's file.
+    ctx = RunContext(data_dir=resolve_data_dir(base.data_dir or None), cache_dir=cache,
+                     extras={"model": base.model, **({"rtp_data": base.data} if base.data else {})})
+    scorers = scorer_factory(base.scorer, dict(base.scorer_args), cache)
     merged: dict[str, Any] = {
         "toxbench_version": __version__, "run_id": out.path.name, "fingerprint": base.fingerprint(),
         "spec": base.to_dict(), "protocol": {**results[0]["protocol"], "shard": None, "merged_from": [str(r.path) for r in runs]},
@@ -67,7 +70,7 @@ def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
                 ids = _doc_ids(task, base.limit, None)
                 if [row["doc_id"] for row in rows] != ids:
                     raise UsageError(f"task {name}: the shards' documents do not add up to the unsharded set")
-                summary = summarize_task(name, task, rows, base, ctx, ids)
+                summary = summarize_task(name, task, rows, base, ids, scorers)
                 out.write_samples(name, summary.pop("samples", None) or rows)
                 summary["wall_s"] = sum(res["tasks"][name].get("wall_s", 0) for res in results)
                 merged["tasks"][name] = summary

@@ -11,10 +11,11 @@ from typing import Any
 
 import click
 
+from toxbench.harness.defaults import DEFAULT_MODEL, DEFAULT_SEED
 from toxbench.harness.hardware import set_threads
 
-DEFAULT_SEED = 1234
-DEFAULT_MODEL = "smollm2-135m"
+__all__ = ["DEFAULT_MODEL", "DEFAULT_SEED", "bundle", "model_options", "path_options", "intervention_options",
+           "threads_option", "seed_option", "dtype_option", "device_option", "model_option"]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

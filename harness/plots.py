@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from toxbench.harness.leaderboard import DAGGER, PPL_METRICS, Column, Leaderboard, Table, metric_label
+from toxbench.harness.leaderboard import DAGGER, Column, Leaderboard, Table
+from toxbench.harness.metrics import PPL_METRICS, metric_label
 
 TOX_METRIC = "expected_max_toxicity"
 

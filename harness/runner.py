@@ -7,6 +7,7 @@ exactly the same code (see ``merge.py``).
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -20,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from toxbench import __version__
-from toxbench.harness.context import RunContext, use_context
+from toxbench.harness.context import RunContext, ScorerFactory, scorer_factory, use_context
 from toxbench.harness.errors import UsageError
-from toxbench.harness.hardware import resolve_device, set_threads
+from toxbench.harness.hardware import kernel_set, resolve_device, set_threads
 from toxbench.harness.io import canonical_json, sha256_file, sha256_text
+from toxbench.harness.metrics import Metric, aggregation_stat, bootstrap_ci, bootstrap_generic, group_mean
 from toxbench.harness.lock import LOCK_NAME, run_lock
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
 from toxbench.harness.paths import data_dir as resolve_data_dir
@@ -163,24 +165,8 @@ def sample_rows(logged: list[dict]) -> list[dict]:
     return rows
 
 
-def bootstrap_ci(values: list[float], agg: Callable, iters: int, seed: int) -> list[float] | None:
-    if iters <= 0 or len(values) < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    n = len(values)
-    stats = []
-    for _ in range(iters):
-        idx = rng.integers(0, n, n)
-        try:
-            stats.append(float(agg([values[i] for i in idx])))
-        except Exception:
-            return None
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return [float(lo), float(hi)]
-
-
-def task_metrics(task: Any, rows: list[dict], seed: int, bootstrap_iters: int = 200) -> dict[str, dict]:
-    """lm-eval's own aggregation of the per-document values, plus a seeded bootstrap 95% CI."""
+def task_metrics(task: Any, rows: list[dict], seed: int) -> dict[str, dict]:
+    """lm-eval's own aggregation of the per-document values, plus a seeded bootstrap 95% CI (harness/metrics.py)."""
     aggs = task.aggregation()
     hib = task.higher_is_better()
     out: dict[str, dict] = {}
@@ -190,15 +176,17 @@ def task_metrics(task: Any, rows: list[dict], seed: int, bootstrap_iters: int = 
             continue
         values = [tuple(v) if isinstance(v, list) else v for v in values]
         value = float(agg(values))
-        ci = bootstrap_ci(values, agg, bootstrap_iters, seed)
-        out[metric] = {"value": value, "ci": ci, "std": None, "higher_is_better": bool(hib.get(metric, True))}
+        stat = aggregation_stat(agg, values)
+        ci = bootstrap_ci(stat, seed) if stat is not None else bootstrap_generic(values, agg, seed)
+        out[metric] = Metric(value, ci, None, bool(hib.get(metric, True))).to_dict()
     return out
 
 
 def summarize_task(
-    name: str, task: Any, rows: list[dict], spec: RunSpec, ctx: RunContext, doc_ids: list[int]
+    name: str, task: Any, rows: list[dict], spec: RunSpec, doc_ids: list[int], scorers: ScorerFactory
 ) -> dict[str, Any]:
-    """Metrics + protocol for one task from its sample rows (shared by execute and merge)."""
+    """Metrics + protocol for one task from its sample rows (shared by execute and merge). A task's
+    ``toxbench_summary`` hook gets the scorer for its language and the seed as arguments."""
     cfg = task.config
     protocol: dict[str, Any] = {
         "task_version": (cfg.metadata or {}).get("version"),
@@ -216,14 +204,14 @@ def summarize_task(
             seed=spec.seed,
         )
     metrics = task_metrics(task, rows, spec.seed)
-    result: dict[str, Any] = {"n": len(rows), "metrics": metrics, "protocol": protocol}
-    hook = (cfg.metadata or {}).get("toxbench_summary")
+    meta = cfg.metadata or {}
+    result: dict[str, Any] = {"n": len(rows), "kind": meta.get("toxbench_kind"), "metrics": metrics,
+                              "protocol": protocol}
+    hook = meta.get("toxbench_summary")
     if hook:
-        import importlib
-
         mod, _, fn = hook.partition(":")
-        with use_context(ctx.with_(lang=(cfg.metadata or {}).get("lang"))):
-            extra = getattr(importlib.import_module(mod), fn)(rows, name, cfg.to_dict())
+        summarize = getattr(importlib.import_module(mod), fn)
+        extra = summarize(rows, name, cfg.to_dict(), scorer=scorers(meta.get("lang")), seed=spec.seed)
         result["metrics"].update(extra.get("metrics", {}))
         result["protocol"].update(extra.get("protocol", {}))
         custom = extra.get("samples")
@@ -237,31 +225,20 @@ def summarize_task(
 
 
 def group_metrics(group_key: Any, leaves: list[str], tasks: dict[str, dict]) -> dict[str, dict]:
-    """Group aggregate as lm-eval defines it (aggregate_metric_list: mean, optionally weighted by size)."""
+    """Group aggregate: the group's own ``toxbench_group_summary`` hook (e.g. RTP-LX: mean over languages with the
+    members' metric semantics), else lm-eval's ``aggregate_metric_list`` (mean, optionally weighted by size)."""
     cfg = getattr(group_key, "config", None)
     cfg = cfg if isinstance(cfg, dict) else (vars(cfg) if cfg is not None else {})
+    members = {leaf: tasks[leaf]["metrics"] for leaf in leaves if leaf in tasks}
     hook = (cfg.get("metadata") or {}).get("toxbench_group_summary")
-    if hook:  # e.g. RTP-LX: mean over languages with the members' own metric semantics
-        import importlib
-
+    if hook:
         mod, _, fn = hook.partition(":")
-        members = {leaf: tasks[leaf]["metrics"] for leaf in leaves if leaf in tasks}
         return getattr(importlib.import_module(mod), fn)(members).get("metrics", {})
-    agg_list = cfg.get("aggregate_metric_list") or []
     out: dict[str, dict] = {}
-    for item in agg_list:
+    for item in cfg.get("aggregate_metric_list") or []:
         item = item if isinstance(item, dict) else vars(item)
-        metric = item.get("metric")
-        weight = bool(item.get("weight_by_size", False))
-        vals, ws = [], []
-        for leaf in leaves:
-            m = tasks.get(leaf, {}).get("metrics", {}).get(metric)
-            if m is not None:
-                vals.append(m["value"])
-                ws.append(tasks[leaf]["n"] if weight else 1)
-        if vals:
-            out[f"{metric}_avg"] = {"value": float(np.average(vals, weights=ws)), "ci": None, "std": None,
-                                    "higher_is_better": True, "n_tasks": len(vals)}
+        weights = {leaf: tasks[leaf]["n"] for leaf in members} if item.get("weight_by_size") else None
+        out.update(group_mean(members, [item.get("metric")], weights, suffix="_avg"))
     return out
 
 
@@ -341,15 +318,16 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     intervention, model_desc = prepared.intervention, prepared.describe()
     lm = make_lm(spec, prepared.loaded, intervention, run.path, progress=progress)
 
-    ctx = RunContext(data_dir=data_root, cache_dir=cache, scorer=spec.scorer,
-                     scorer_options=dict(spec.scorer_args), seed=spec.seed, run_dir=run.path,
+    ctx = RunContext(data_dir=data_root, cache_dir=cache,
                      extras={"model": spec.model, **({"rtp_data": spec.data} if spec.data else {})})
+    scorers = scorer_factory(spec.scorer, dict(spec.scorer_args), cache)
     results: dict[str, Any] = prior or {}
     results.update(
         toxbench_version=__version__, run_id=run.path.name, fingerprint=spec.fingerprint(), spec=spec.to_dict(),
         protocol={"model": model_desc, "intervention": intervention.spec(), "versions": library_versions(),
                   "seed": spec.seed, "limit": spec.limit, "shard": list(spec.shard) if spec.shard else None,
                   "backend": spec.backend},
+        kernels=kernel_set(device),  # not protocol: `check` names it when numbers moved across machines
     )
     results.setdefault("tasks", {})
     results.setdefault("groups", {})
@@ -381,7 +359,7 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
                 logged = (out or {}).get("samples", {})
                 for name, task in pending:
                     rows = sample_rows(logged.get(name, []))
-                    summary = summarize_task(name, task, rows, spec, ctx, samples_sel[name])
+                    summary = summarize_task(name, task, rows, spec, samples_sel[name], scorers)
                     run.write_samples(name, summary.pop("samples", None) or rows)
                     summary["wall_s"] = round(time.time() - t0, 2)
                     results["tasks"][name] = summary

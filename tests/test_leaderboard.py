@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from toxbench.harness.commands.leaderboard import leaderboard as leaderboard_cmd
 from toxbench.harness.errors import UsageError
-from toxbench.harness.leaderboard import Column, build_leaderboard, collect, write_leaderboard
+from toxbench.harness.leaderboard import Column, build_leaderboard, write_leaderboard
+from toxbench.harness.results import collect
 
 HERE = Path(__file__).parent
 RUNS = HERE / "fixtures" / "runs"
@@ -153,11 +154,13 @@ def test_only_unfinished_runs_is_a_usage_error(tmp_path):
 
 
 def test_small_pieces():
-    from toxbench.harness.leaderboard import _reduction, describe_data_hash, describe_protocol, task_kind
+    from toxbench.harness.leaderboard import _reduction, describe_data_hash, describe_protocol
+    from toxbench.harness.metrics import task_kind
 
-    assert task_kind(["perplexity", "acc"]) == "zeroshot"  # LAMBADA sits with common sense
-    assert task_kind(["word_perplexity", "bits_per_byte"]) == "perplexity"
-    assert task_kind(["expected_max_toxicity@toxic_prompts"]) == "toxicity"
+    assert task_kind(None, ["perplexity", "acc"]) == "zeroshot"  # LAMBADA sits with common sense
+    assert task_kind(None, ["word_perplexity", "bits_per_byte"]) == "perplexity"
+    assert task_kind(None, ["expected_max_toxicity@toxic_prompts"]) == "toxicity"
+    assert task_kind("perplexity", ["acc"]) == "perplexity"  # what the task's YAML declares wins
     assert _reduction(0.4, 0.2) == "2.0×" and _reduction(0.4, 0.0) == "∞×" and _reduction(None, 0.2) == ""
     h = {"file": "x.jsonl", "file_sha256": "ab" * 32, "docs_sha256": "cd" * 8}
     assert describe_data_hash(h, 12) == "sha256 abababababab docs cdcdcdcd"
@@ -165,3 +168,51 @@ def test_small_pieces():
                               "sampling": {"do_sample": False}, "seed": 1, "limit": None, "threshold": 0.5,
                               "output_type": "generate_until", "n_prompts": 3})
     assert text == "scorer s v1, calibrated (isotonic); k=25; greedy; seed 1; limit None; threshold=0.5"
+
+
+def _run_with_samples(root, name, iv, scores, ppl_pairs):
+    """A run dir with per-prompt samples (RTP toxicity lists, WikiText [ll, words]) for paired comparisons."""
+    from toxbench.harness.metrics import sample_stats
+
+    d = root / name
+    d.mkdir(parents=True)
+    rtp = [{"doc_id": i, "doc_hash": f"h{i}", "toxicity": s, "prompt_toxicity": 0.9} for i, s in enumerate(scores)]
+    wt = [{"doc_id": i, "doc_hash": f"w{i}", "metrics": ["word_perplexity"], "word_perplexity": p}
+          for i, p in enumerate(ppl_pairs)]
+    for task, rows in (("rtp_challenging", rtp), ("wikitext", wt)):
+        (d / f"samples_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tasks = {}
+    for task, rows, kind in (("rtp_challenging", rtp, "toxicity"), ("wikitext", wt, "perplexity")):
+        stats = sample_stats(rows)
+        tasks[task] = {"n": len(rows), "kind": kind, "protocol": {"k": 4, "limit": None},
+                       "metrics": {m: {"value": s.value(), "ci": None, "higher_is_better": m != "word_perplexity"
+                                       and not m.startswith(("expected", "tox"))} for m, s in stats.items()}}
+    res = {"completed": True, "run_id": name, "spec": {"intervention": iv, "model": "m"},
+           "protocol": {"model": {"name": "m", "fingerprint": "f"}, "intervention": {"name": iv}, "seed": 1},
+           "tasks": tasks}
+    (d / "results.json").write_text(json.dumps(res))
+    return d
+
+
+def test_summary_shows_paired_cis_and_marks_real_effects(tmp_path):
+    """Variants share prompts: × and Δ carry paired bootstrap CIs; bold only where the CI excludes no change."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.95, size=(60, 4))
+    none = _run_with_samples(tmp_path, "m__none", "none", base.tolist(),
+                             [[-200.0 - i, 50] for i in range(60)])
+    aura = _run_with_samples(tmp_path, "m__aura", "aura", (base * 0.6).tolist(),  # every prompt less toxic
+                             [[-200.0 - i - rng.normal(0, 0.5), 50] for i in range(60)])  # PPL: noise only
+    md = build_leaderboard([none, aura]).markdown()
+    summary = md.split("## Summary")[1].split("\n## ")[0]
+    row = next(line for line in summary.splitlines() if "| aura" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    frac_x = cells[3]  # model, intervention, frac, frac ×
+    assert frac_x.startswith("**") and "[" in frac_x  # a real reduction: bold, with its paired CI
+    lo, hi = (float(x) for x in frac_x.split("[")[1].rstrip("]").split(","))
+    assert 1.0 < lo < hi
+    ppl_delta = cells[-1]
+    assert not ppl_delta.startswith("**") and "[" in ppl_delta  # noise only: CI includes 0, not bold
+    lo, hi = (float(x) for x in ppl_delta.split("[")[1].rstrip("]").split(","))
+    assert lo < 0 < hi

@@ -34,10 +34,8 @@ class FakeScorer(Scorer):
 
 
 @pytest.fixture()
-def fake_scorer(monkeypatch):
-    s = FakeScorer()
-    monkeypatch.setattr(context, "scorer", lambda *a, **kw: s)
-    return s
+def fake_scorer():
+    return FakeScorer()
 
 
 class EchoLM:
@@ -105,11 +103,11 @@ def test_lmeval_round_trip_keeps_all_samples_and_summarizes(fake_scorer):
     res = evaluate(lm=EchoLM(), task_dict=tasks, limit=4, log_samples=True, verbosity="ERROR")
     samples = res["samples"]["rtp_challenging"]
     assert len(samples) == 4
-    assert res["results"]["rtp_challenging"]["continuations,none"] == 25
+    assert res["results"]["rtp_challenging"]["n_continuations,none"] == 25
 
-    with context.use_context(context.RunContext(seed=5)):
-        out = hooks.summarize(samples, "rtp_challenging", tasks["rtp_challenging"].config.to_dict())
-        again = hooks.summarize(samples, "rtp_challenging", tasks["rtp_challenging"].config.to_dict())
+    cfg = tasks["rtp_challenging"].config.to_dict()
+    out = hooks.summarize(samples, "rtp_challenging", cfg, scorer=fake_scorer, seed=5)  # the scorer is an argument
+    again = hooks.summarize(samples, "rtp_challenging", cfg, scorer=fake_scorer, seed=5)
     assert out["metrics"] == again["metrics"]  # seeded CIs
     assert fake_scorer.calls == 2  # one batched call per summary
     m = out["metrics"]
@@ -134,7 +132,7 @@ def test_non_english_task_warns_and_records(fake_scorer):
     docs = list(task.test_docs())[:3]
     samples = [{"doc_id": i, "doc": d, "filtered_resps": [[" a b", " c d"]]} for i, d in enumerate(docs)]
     with pytest.warns(UserWarning, match="does not support language 'de'"):
-        out = hooks.summarize(samples, "rtp_lx_de", task.config.to_dict())
+        out = hooks.summarize(samples, "rtp_lx_de", task.config.to_dict(), scorer=fake_scorer)
     assert out["protocol"]["scorer_language_ok"] is False
     assert out["protocol"]["lang"] == "de" and out["protocol"]["warnings"]
 
@@ -201,8 +199,8 @@ def test_rtp_without_file_offline_is_one_line_error(monkeypatch):
 
 
 def test_process_results_is_cheap_count():
-    assert hooks.process_results({}, [[" a", " b", " c"]]) == {"continuations": 3}
-    assert hooks.process_results({}, [" a"]) == {"continuations": 1}
+    assert hooks.process_results({}, [[" a", " b", " c"]]) == {"n_continuations": 3}
+    assert hooks.process_results({}, [" a"]) == {"n_continuations": 1}
 
 
 def test_user_rtp_file_from_run_context(monkeypatch, tmp_path):

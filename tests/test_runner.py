@@ -9,7 +9,7 @@ import pytest
 from toxbench.harness.adapter import HookedLM
 from toxbench.harness.merge import merge
 from toxbench.harness.runner import execute
-from toxbench.harness.spec import RunSpec
+from toxbench.harness.spec import GenerationSettings, RunSpec
 
 
 def _spec(model_dir, out, **kw):
@@ -136,3 +136,22 @@ def test_native_bf16_follows_the_kernel_caps(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     monkeypatch.setattr(hardware, "aten_capability", lambda: "AVX512")
     assert not hardware.cpu_native_bf16()  # AVX-512 without BF16 instructions emulates bf16
+
+
+def test_shards_of_a_user_data_file_run_merge_to_unsharded(tiny_llama_dir, tmp_path, cache_dir):
+    """`rtp --data FILE` shards: merge reads the run's own file (not the hub) and equals the unsharded run."""
+    from toxbench.harness.io import sha256_file
+
+    rows = [{"prompt": {"text": t, "toxicity": tox}} for t, tox in
+            [("the film was", 0.1), ("you are a", 0.7), ("the city river", 0.2), ("a b c", 0.9), ("we went", 0.3)]]
+    data = tmp_path / "my_rtp.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kw = dict(tasks=("rtp",), limit=None, data=str(data), data_sha256=sha256_file(data), scorer="profanity-check",
+              generation=GenerationSettings(k=2, max_new_tokens=3))
+    spec = _spec(tiny_llama_dir, tmp_path / "full", **kw)
+    full = json.loads((execute(spec, progress=False) / "results.json").read_text())
+    shard_dirs = [execute(_spec(tiny_llama_dir, tmp_path / "shards", shard=(i, 2), **kw), progress=False)
+                  for i in range(2)]
+    merged = json.loads((merge(shard_dirs, tmp_path / "merged") / "results.json").read_text())
+    assert merged["tasks"]["rtp"]["n"] == 5
+    assert _comparable(merged) == _comparable(full)

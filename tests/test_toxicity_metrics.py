@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from toxbench.harness.toxicity import distinct_n, macro_average, simple_tokens, toxicity_metrics
+from toxbench.harness.metrics import group_mean
+from toxbench.harness.toxicity import distinct_n, simple_tokens, toxicity_metrics
 
 # 3 prompts x 4 continuations.
 SCORES = [
@@ -97,10 +98,10 @@ def test_simple_tokens_split_cjk_characters():
     assert simple_tokens("ab漢字cd") == ["ab", "漢", "字", "cd"]
 
 
-def test_macro_average():
+def test_group_mean():
     a = {"x": {"value": 0.2, "ci": [0.1, 0.3], "std": None, "higher_is_better": False}}
     b = {"x": {"value": 0.4, "ci": [0.3, 0.5], "std": None, "higher_is_better": False}, "y": {"value": 1.0}}
-    g = macro_average({"a": a, "b": b})
+    g = group_mean({"a": a, "b": b})
     assert set(g) == {"x"}
     assert g["x"]["value"] == pytest.approx(0.3)
     assert g["x"]["ci"] == pytest.approx([0.2, 0.4])

@@ -24,7 +24,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
+from toxbench.harness.metrics import group_mean
+from toxbench.harness.scorers import DEFAULT_SCORER, get_scorer
+from toxbench.harness.toxicity import distinct_n, toxicity_metrics
 
 
 #: Env var / RunContext extra / lm-eval ``--metadata`` key naming a user's RTP-format JSONL for the ``rtp`` task.
@@ -223,8 +229,9 @@ def _continuations(results: Any) -> list[str]:
 
 
 def process_results(doc: dict, results: list) -> dict:
-    """Cheap per-doc value for lm-eval (the toxicity metrics come from ``summarize``): continuations count."""
-    return {"continuations": len(_continuations(results))}
+    """Cheap per-doc value for lm-eval (the toxicity metrics come from ``summarize``): how many continuations.
+    Not named ``continuations``: that is the sample rows' field holding the texts."""
+    return {"n_continuations": len(_continuations(results))}
 
 
 # --- toxbench summary -----------------------------------------------------------------------------------------
@@ -236,15 +243,13 @@ def _cfg_get(task_config: Any, key: str, default: Any = None) -> Any:
     return getattr(task_config, key, default)
 
 
-def summarize(samples: list[dict], task_name: str, task_config: Any) -> dict:
-    """Score every continuation in one batched call, then EMT / probability / fraction (+ splits, CIs) and dist-n.
+def summarize(samples: list[dict], task_name: str, task_config: Any, scorer: Any = None,
+              seed: int = DEFAULT_SEED) -> dict:
+    """Score every continuation in one batched call with ``scorer`` (default: the English default scorer), then
+    EMT / probability / fraction (+ splits, CIs) and dist-n.
 
     Returns ``{"metrics", "protocol", "samples"}`` (one sample row per prompt, in doc order).
     """
-    import numpy as np
-
-    from toxbench.harness import context
-    from toxbench.harness.toxicity import distinct_n, toxicity_metrics
 
     meta = _cfg_get(task_config, "metadata") or {}
     gen = dict(_cfg_get(task_config, "generation_kwargs") or {})
@@ -253,7 +258,8 @@ def summarize(samples: list[dict], task_name: str, task_config: Any) -> dict:
     conts = [_continuations(s.get("filtered_resps", s.get("resps", []))) for s in samples]
     lang = meta.get("lang") or (docs[0].get("lang") if docs else None) or "en"
 
-    scorer = context.scorer()
+    if scorer is None:
+        scorer = get_scorer(DEFAULT_SCORER)
     ok = bool(scorer.supports(lang))
     warn = None
     if not ok:
@@ -269,7 +275,7 @@ def summarize(samples: list[dict], task_name: str, task_config: Any) -> dict:
     per_prompt = [tox[bounds[i]:bounds[i + 1]] for i in range(len(conts))]
 
     ptox = [d.get("prompt_toxicity") for d in docs]
-    metrics = toxicity_metrics(per_prompt, ptox, seed=context.current().seed)
+    metrics = toxicity_metrics(per_prompt, ptox, seed=seed)
     metrics.update(distinct_n(conts))
 
     rows = []
@@ -313,6 +319,4 @@ def summarize(samples: list[dict], task_name: str, task_config: Any) -> dict:
 
 def summarize_group(task_metrics: dict[str, dict]) -> dict:
     """Group metrics (e.g. ``rtp_lx_17``): unweighted mean over member tasks of each metric they all report."""
-    from toxbench.harness.toxicity import macro_average
-
-    return {"metrics": macro_average(task_metrics)}
+    return {"metrics": group_mean(task_metrics)}
