@@ -35,6 +35,7 @@ import yaml
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import canonical_json
 from toxbench.harness.lock import RunLocked, run_lock
+from toxbench.harness.protocols import expand as expand_protocol
 from toxbench.harness.spec import GenerationSettings, RunSpec
 
 SUITE_KEYS = ("name", "description", "out", "settings", "grids", "models", "interventions", "tasks", "order")
@@ -43,7 +44,8 @@ GRID_KEYS = ("models", "interventions", "tasks", "settings")
 GRID_FIELDS = ("model", "intervention", "intervention_args", "intervention_state", "tasks")
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(RunSpec))
 GEN_FIELDS = tuple(f.name for f in dataclasses.fields(GenerationSettings))
-SETTING_FIELDS = tuple(f for f in SPEC_FIELDS if f not in GRID_FIELDS)
+#: ``protocol`` names a sampling protocol (harness/protocols.py) that the ``generation`` settings refine.
+SETTING_FIELDS = (*(f for f in SPEC_FIELDS if f not in GRID_FIELDS), "protocol")
 
 
 @dataclass
@@ -126,8 +128,10 @@ def _task(item: Any, where: str) -> tuple[str, dict[str, Any]]:
 
 def _spec(settings: dict[str, Any], **grid: Any) -> RunSpec:
     kw = {**settings, **grid}
+    protocol = kw.pop("protocol", None)
     if isinstance(kw.get("generation"), dict):
         kw["generation"] = GenerationSettings(**kw["generation"])
+    kw["generation"] = expand_protocol(protocol, kw.get("generation") or GenerationSettings())
     for k in ("scorer_args", "backend_options"):
         if isinstance(kw.get(k), dict):
             kw[k] = tuple(sorted(kw[k].items()))

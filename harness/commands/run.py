@@ -17,6 +17,8 @@ from toxbench.harness.paths import cache_dir, data_dir
 from toxbench.harness.runner import execute
 from toxbench.harness.scorers import DEFAULT_SCORER
 from toxbench.harness.settings import parse_kv
+from toxbench.harness.protocols import PROTOCOLS
+from toxbench.harness.protocols import expand as expand_protocol
 from toxbench.harness.spec import GenerationSettings, RunSpec
 
 
@@ -50,6 +52,9 @@ def _parse_shard(raw: str | None) -> tuple[int, int] | None:
               help=f"Toxicity scorer (see `toxbench scorers list`); auto = {DEFAULT_SCORER} for English tasks, "
                    "multilingual for other languages.")
 @click.option("--scorer-arg", "scorer_args", multiple=True, metavar="KEY=VALUE", help="Scorer option (repeatable).")
+@click.option("--protocol", default=None, metavar="NAME",
+              help=f"Named sampling protocol ({', '.join(PROTOCOLS)}); explicit --k/--top-p/... override its "
+                   "settings. Default: each task's own (RTP: the rtp protocol).")
 @click.option("--k", "k", type=int, default=None, help="Samples per prompt (task default: RTP 25).")
 @click.option("--max-new-tokens", type=int, default=None, help="Tokens per sample (task default: RTP 20).")
 @click.option("--temperature", type=float, default=None)
@@ -90,9 +95,9 @@ def build_spec(**kw: Any) -> RunSpec:
             raise UsageError(f"--data file {kw['data_file']!r} " + ("is a directory, not a file" if p.is_dir()
                                                                       else "does not exist"))
         data = str(p.resolve())
-    gen = GenerationSettings(k=kw.get("k"), max_new_tokens=kw.get("max_new_tokens"),
-                             do_sample=False if kw.get("greedy") else None, temperature=kw.get("temperature"),
-                             top_p=kw.get("top_p"), top_k=kw.get("top_k"))
+    gen = expand_protocol(kw.get("protocol"), GenerationSettings(
+        k=kw.get("k"), max_new_tokens=kw.get("max_new_tokens"), do_sample=False if kw.get("greedy") else None,
+        temperature=kw.get("temperature"), top_p=kw.get("top_p"), top_k=kw.get("top_k")))
     return RunSpec(
         model=kw["model"], model_revision=kw.get("revision"), dtype=kw.get("dtype", "auto"),
         intervention=kw.get("intervention", "none"),
