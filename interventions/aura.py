@@ -47,6 +47,10 @@ _COMMON: dict[str, Any] = {
     "n_per_class": 128,  # sentences per class, sampled with the run's seed; 0 = all rows
     "seq_len": 128,
     "pooling": "max",  # "max" (AurA) or "mean"
+    # Draw each non-toxic sentence to match a toxic one's length: in Jigsaw the non-toxic class is ~2x longer,
+    # so with ml-aura's sampling length alone separates the classes (AUROC 0.35) and units that merely track
+    # length count as experts. Off by default (ml-aura's method); recorded only when on.
+    "length_match": False,
 }
 
 
@@ -88,6 +92,8 @@ class AurA(Intervention):
             raise did_you_mean(str(merged["pooling"]), ["max", "mean"], "pooling")
         if int(merged["n_per_class"]) < 0 or int(merged["seq_len"]) < 1:
             raise UsageError("n_per_class must be >= 0 and seq_len >= 1")
+        if not merged["length_match"]:  # states and runs from before the option keep their identity
+            del merged["length_match"]
         super().__init__(state=state, **merged)
         if state is not None:
             self._check_state(state)
@@ -113,7 +119,8 @@ class AurA(Intervention):
         names = resolve_modules(model, patterns)
         data_path = _data_path(cfg["data"], data_dir)
         texts, labels = load_labelled_texts(
-            data_path, cfg["text_column"], cfg["label_column"], cfg["n_per_class"], seed
+            data_path, cfg["text_column"], cfg["label_column"], cfg["n_per_class"], seed,
+            length_match=bool(cfg.get("length_match", False)),
         )
         t0 = time.perf_counter()
         resp = collect_responses(
@@ -261,11 +268,14 @@ def _data_path(data: str, data_dir: str | Path | None) -> Path:
 
 
 def load_labelled_texts(
-    path: str | Path, text_column: int | str, label_column: int | str, n_per_class: int, seed: int
+    path: str | Path, text_column: int | str, label_column: int | str, n_per_class: int, seed: int,
+    length_match: bool = False,
 ) -> tuple[list[str], list[int]]:
     """Texts and 0/1 labels from a CSV; ``n_per_class`` of each class drawn with ``seed`` (0 = all rows).
 
     Integer columns mean a header-less file (as ``jigsaw/robtest_balanced/test.csv``), names a file with a header.
+    ``length_match``: each non-toxic sentence is the unused one closest in word count to a toxic one (toxic
+    sentences drawn as usual), so the two classes have the same length distribution.
     """
     import pandas as pd
 
@@ -283,6 +293,12 @@ def load_labelled_texts(
     y = (labels[keep].to_numpy(dtype=float) >= 0.5).astype(int)
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
+    if length_match:
+        toxic = _draw(np.flatnonzero(y == 1), n_per_class, rng, Path(path).name, "toxic")
+        words = np.array([len(t.split()) for t in texts])
+        chosen = [*toxic, *_length_matched(toxic, np.flatnonzero(y == 0), words, rng, Path(path).name)]
+        chosen = [chosen[i] for i in rng.permutation(len(chosen))]
+        return [texts[i] for i in chosen], [int(y[i]) for i in chosen]
     for cls, cls_name in ((1, "toxic"), (0, "non-toxic")):
         idx = np.flatnonzero(y == cls)
         if n_per_class:
@@ -296,6 +312,30 @@ def load_labelled_texts(
         chosen.extend(int(i) for i in idx)
     chosen = [chosen[i] for i in rng.permutation(len(chosen))]  # mixed classes, "arrival order"
     return [texts[i] for i in chosen], [int(y[i]) for i in chosen]
+
+
+def _draw(idx: np.ndarray, n: int, rng: np.random.Generator, name: str, cls_name: str) -> list[int]:
+    if n and len(idx) < n:
+        raise UsageError(f"{name} has {len(idx)} {cls_name} rows, fewer than n_per_class={n}")
+    if len(idx) == 0:
+        raise UsageError(f"{name} has no {cls_name} rows")
+    return [int(i) for i in (rng.choice(idx, size=n, replace=False) if n else idx)]
+
+
+def _length_matched(toxic: list[int], pool: np.ndarray, words: np.ndarray, rng: np.random.Generator,
+                    name: str) -> list[int]:
+    """For each toxic sentence (in random order), the unused non-toxic one closest in word count (ties at random)."""
+    if len(pool) < len(toxic):
+        raise UsageError(f"{name} has {len(pool)} non-toxic rows, fewer than the {len(toxic)} to length-match")
+    pool = pool[rng.permutation(len(pool))]  # random tie-breaking
+    free = np.ones(len(pool), dtype=bool)
+    out = []
+    for i in rng.permutation(toxic):
+        gap = np.where(free, np.abs(words[pool] - words[i]), np.iinfo(np.int64).max)
+        j = int(gap.argmin())
+        free[j] = False
+        out.append(int(pool[j]))
+    return out
 
 
 # -- small helpers ------------------------------------------------------------------------------------------------

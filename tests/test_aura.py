@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -306,3 +307,27 @@ def test_smollm2_fit_on_default_data_first_layer():
         with AurA(state=state).attach(loaded.model):
             hooked_logits = loaded.model(ids).logits
     assert not torch.allclose(plain, hooked_logits)
+
+
+def test_length_match_removes_the_length_confound(tmp_path):
+    """Non-toxic texts drawn to match the toxic ones' word counts: length no longer tells the classes apart."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    rows = [(" ".join(["bad"] * int(n)), 1) for n in rng.integers(3, 15, 60)]  # short toxic texts
+    rows += [(" ".join(["fine"] * int(n)), 0) for n in rng.integers(3, 40, 400)]  # longer on average
+    f = tmp_path / "d.csv"
+    f.write_text("".join(f"{t},{y}\n" for t, y in rows))
+    texts, y = load_labelled_texts(f, 0, 1, 50, seed=1)
+    words = [len(t.split()) for t in texts]
+    assert roc_auc_score(y, words) < 0.3  # as drawn by ml-aura: length alone separates the classes
+    texts, y = load_labelled_texts(f, 0, 1, 50, seed=1, length_match=True)
+    words = [len(t.split()) for t in texts]
+    assert sum(y) == 50 and len(y) == 100
+    assert roc_auc_score(y, words) == pytest.approx(0.5, abs=0.05)
+    assert load_labelled_texts(f, 0, 1, 50, seed=1, length_match=True) == (texts, y)  # seeded
+
+
+def test_length_match_is_recorded_only_when_on():
+    assert "length_match" not in AurA().config  # states and runs fitted before the option keep their identity
+    assert AurA(length_match="true").config["length_match"] is True
