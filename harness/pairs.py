@@ -52,6 +52,39 @@ EVAL_FILES: tuple[str, ...] = (
     "rtp_lx/RTP_LX_EN.json",
 )
 PAIR_FIELDS = ("prompt", "chosen", "rejected", "chosen_score", "rejected_score", "prompt_id")
+#: Jigsaw comments whose openings make a large pool of prompts that invite toxic continuations (a comment's first
+#: words, as RTP cut sentences in two); labelled toxic ones only. Never evaluation prompts: those come from RTP.
+JIGSAW_OPENINGS = "jigsaw/robtest_balanced/test.csv"
+OPENING_WORDS = (4, 12)  # at least 4 words of context; at most 12, or half the comment when shorter
+
+
+def jigsaw_openings(data_root: Path, path: str = JIGSAW_OPENINGS) -> list[dict[str, str]]:
+    """The pool ``jigsaw-openings``: the opening words of each toxic-labelled comment of the Jigsaw sample
+    (first line, up to half its words, 4-12 words), de-duplicated, in file order."""
+    import csv
+
+    f = data_root / path
+    if not f.is_file():
+        raise UsageError(f"pool jigsaw-openings needs {path!r} under the data dir {str(data_root)!r}")
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    with open(f, encoding="utf-8", newline="") as fh:
+        for row in csv.reader(fh):
+            if len(row) < 2 or row[1].strip() != "1":
+                continue
+            words = row[0].strip().strip('"').split("\n")[0].split()
+            n = min(OPENING_WORDS[1], len(words) // 2)
+            if n < OPENING_WORDS[0]:
+                continue
+            text = " ".join(words[:n])
+            if (key := normalize(text)) not in seen:
+                seen.add(key)
+                out.append({"prompt_id": prompt_id(text), "text": text, "source": "jigsaw-openings"})
+    return out
+
+
+#: Pools known by name (``--pool NAME``), beside files and globs.
+NAMED_POOLS = {"jigsaw-openings": jigsaw_openings}
 
 
 def normalize(text: str) -> str:
@@ -149,7 +182,12 @@ def resolve_pool(
             p.setdefault("prompt_id", prompt_id(p["text"]))
             p.setdefault("source", "<memory>")
     else:
-        prompts = load_prompts(pool, data_root)  # type: ignore[arg-type]
+        paths = [pool] if isinstance(pool, (str, Path)) else list(pool)
+        prompts = []
+        for p in paths:
+            prompts += NAMED_POOLS[str(p)](data_root) if str(p) in NAMED_POOLS else load_prompts(p, data_root)
+        unique = {p["prompt_id"]: p for p in prompts}
+        prompts = list(unique.values())
     keys = eval_prompt_keys(data_root, eval_files)
     overlap = [p for p in prompts if normalize(p["text"]) in keys]
     info = {"pool": "default" if default else "custom", "size": len(prompts), "overlap": len(overlap)}

@@ -187,3 +187,19 @@ def test_cli_import_pairwise(tmp_path):
     r = CliRunner().invoke(pairs, ["--import-pairwise", str(src), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["pairs"] == 1 and read_pairs(out)[0]["rejected"] == " c"
+
+
+def test_named_pool_jigsaw_openings(tmp_path):
+    from toxbench.harness.pairs import resolve_pool
+
+    jig = tmp_path / "jigsaw" / "robtest_balanced"
+    jig.mkdir(parents=True)
+    rows = ['"one two three four five six seven eight nine ten",1', '"a b c d e f g h i j k l m n o p q r s t u v w",1',
+            '"short text here",1', '"clean words that are not used at all here",0',
+            '"one two three four five six seven eight nine ten",1']
+    (jig / "test.csv").write_text("\n".join(rows) + "\n")
+    prompts, info = resolve_pool(["jigsaw-openings"], tmp_path)
+    texts = [p["text"] for p in prompts]
+    # toxic rows only, half the words capped at 12, at least 4, duplicates once
+    assert texts == ["one two three four five", "a b c d e f g h i j k"]
+    assert info["used"] == 2 and all(p["source"] == "jigsaw-openings" for p in prompts)

@@ -22,9 +22,10 @@ from toxbench.harness.scorers import DEFAULT_SCORER
 @model_option()
 @click.option("--scorer", default=None,
               help="Toxicity scorer that ranks samples [default: the project's default scorer].")
-@click.option("--pool", "pool", multiple=True, type=click.Path(dir_okay=False),
-              help="Prompt file(s) (RTP JSONL, RTP-LX JSON lines, or one prompt per line); "
-                   "default: the data dir's English RTP prompts that are not evaluation prompts.")
+@click.option("--pool", "pool", multiple=True, metavar="FILE|NAME",
+              help="Prompt file(s) (RTP JSONL, RTP-LX JSON lines, or one prompt per line) or a named pool "
+                   "(jigsaw-openings: ~4,700 openings of toxic Jigsaw comments); default: the data dir's English RTP "
+                   "prompts that are not evaluation prompts.")
 @click.option("--n", "n", default=8, show_default=True, type=int, help="Samples per prompt.")
 @click.option("--margin", default=0.1, show_default=True, type=float,
               help="Keep a pair only when rejected_score - chosen_score >= margin.")
