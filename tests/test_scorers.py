@@ -346,10 +346,11 @@ def test_perspective_preflight_unreachable_fails_fast(monkeypatch) -> None:
         port = sock.getsockname()[1]
     monkeypatch.setenv("PERSPECTIVE_API_KEY", "secret-test-key")
     s = PerspectiveScorer(endpoint=f"http://127.0.0.1:{port}/x", allow_insecure_endpoint=True, backoff_s=5.0)
-    t0 = time.monotonic()
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
     with pytest.raises(PerspectiveError, match="preflight"):
         s.preflight()
-    assert time.monotonic() - t0 < 3.0  # no backoff sleeps
+    assert sleeps == []  # one request, no retries or backoff
 
 
 def test_preflight_default_is_a_no_op(tmp_path, fake_registered) -> None:
