@@ -7,13 +7,14 @@ export TOXBENCH_DATA ?= $(abspath ../shared/data)
 DEMO_LIMIT ?= 24
 DEMO_K ?= 8
 
-.PHONY: demo test test-fast bench smoke check leaderboard clean help
+.PHONY: demo test test-fast bench smoke gate-spread check leaderboard clean help
 
 help:
 	@echo "make demo   - fit AurA on SmolLM2, score RTP + perplexity for none/aura, print the leaderboard"
 	@echo "make test   - the whole test suite (tiny models + marked slow tests on the embedded model)"
 	@echo "make bench  - performance benchmarks (ratios measured side by side)"
 	@echo "make smoke  - the CI suite (suites/smoke.yaml) + regression check against leaderboards/baseline.json"
+	@echo "make gate-spread - how far the gated metrics move across kernel sets (AVX-512, AVX2, none), beside AurA's effect"
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -38,6 +39,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_dtype.py
 	$(BIN)/python benchmarks/bench_aura.py
 	$(BIN)/python benchmarks/bench_rtp.py
 	$(BIN)/python benchmarks/bench_scorers.py
@@ -45,6 +47,9 @@ bench: $(STAMP)
 smoke: $(STAMP)
 	$(BIN)/toxbench suite suites/smoke.yaml
 	$(BIN)/toxbench check --baseline leaderboards/baseline.json runs/smoke
+
+gate-spread: $(STAMP)
+	$(BIN)/python benchmarks/gate_spread.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
