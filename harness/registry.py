@@ -7,7 +7,7 @@ Third-party packages add entries through the entry-point group given to the regi
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -17,11 +17,16 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, what: str, entry_point_group: str | None = None) -> None:
+    """``builtins``: ``{name: "module:attr"}``, the module relative to ``package`` (the registering package)."""
+
+    def __init__(self, what: str, entry_point_group: str | None = None, builtins: Mapping[str, str] | None = None,
+                 package: str = "") -> None:
         self.what = what
         self.group = entry_point_group
         self._targets: dict[str, str | T] = {}
         self._loaded_eps = False
+        for name, target in (builtins or {}).items():
+            self.register(name, f"{package}.{target}" if package else target)
 
     def register(self, name: str, target: str | T | None = None) -> Callable[[T], T] | None:
         """``register("x", "pkg.mod:Cls")`` lazily, or use ``@registry.register("x")`` as a decorator."""

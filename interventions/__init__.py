@@ -15,14 +15,10 @@ from toxbench.harness.registry import Registry
 from toxbench.interventions.base import Intervention, State
 from toxbench.interventions.compose import Composite
 
-INTERVENTIONS: Registry[type[Intervention]] = Registry("intervention", "toxbench.interventions")
-INTERVENTIONS.register("none", "toxbench.interventions.base:Intervention")
-INTERVENTIONS.register("aura", "toxbench.interventions.aura:AurA")
-INTERVENTIONS.register("det0", "toxbench.interventions.aura:Det0")
-INTERVENTIONS.register("damp", "toxbench.interventions.aura:Damp")
-INTERVENTIONS.register("preprompt", "toxbench.interventions.preprompt:PrePrompt")
-INTERVENTIONS.register("dpo", "toxbench.interventions.dpo:DPO")
-INTERVENTIONS.register("toxic-vectors", "toxbench.interventions.toxic_vectors:ToxicVectors")
+INTERVENTIONS: Registry[type[Intervention]] = Registry(
+    "intervention", "toxbench.interventions", package=__name__, builtins={
+        "none": "base:Intervention", "aura": "aura:AurA", "det0": "aura:Det0", "damp": "aura:Damp",
+        "preprompt": "preprompt:PrePrompt", "dpo": "dpo:DPO", "toxic-vectors": "toxic_vectors:ToxicVectors"})
 
 
 def split_names(spec: str) -> list[str]:

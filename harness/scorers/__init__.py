@@ -13,15 +13,12 @@ from typing import Any
 from toxbench.harness.registry import Registry
 from toxbench.harness.scorers.base import Scorer, check_options, language_check
 
-SCORERS: Registry[type[Scorer]] = Registry("scorer", "toxbench.scorers")
-SCORERS.register("jigsaw-bilstm", "toxbench.harness.scorers.jigsaw_bilstm:JigsawBiLSTM")
-SCORERS.register("jigsaw-ensemble", "toxbench.harness.scorers.ensemble:JigsawEnsemble")
-SCORERS.register("rtp-stack", "toxbench.harness.scorers.stacked:RTPStack")
-SCORERS.register("detoxify", "toxbench.harness.scorers.detoxify_scorer:DetoxifyScorer")
-SCORERS.register("evaluate-toxicity", "toxbench.harness.scorers.evaluate_scorer:EvaluateToxicity")
-SCORERS.register("perspective", "toxbench.harness.scorers.perspective:PerspectiveScorer")
-SCORERS.register("profanity-check", "toxbench.harness.scorers.profanity:ProfanityCheck")
-SCORERS.register("multilingual", "toxbench.harness.scorers.multilingual:MultilingualScorer")
+SCORERS: Registry[type[Scorer]] = Registry(
+    "scorer", "toxbench.scorers", package=__name__, builtins={
+        "jigsaw-bilstm": "jigsaw_bilstm:JigsawBiLSTM", "jigsaw-ensemble": "ensemble:JigsawEnsemble",
+        "rtp-stack": "stacked:RTPStack", "detoxify": "detoxify_scorer:DetoxifyScorer",
+        "evaluate-toxicity": "evaluate_scorer:EvaluateToxicity", "perspective": "perspective:PerspectiveScorer",
+        "profanity-check": "profanity:ProfanityCheck", "multilingual": "multilingual:MultilingualScorer"})
 
 #: the offline default of runs (English tasks): held-out ROC-AUC >= 0.95 against Perspective on RTP prompts,
 #: continuations and generations, on Perspective's scale by construction, ~1,000 texts/s (``toxbench scorers eval``)
