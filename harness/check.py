@@ -31,8 +31,9 @@ import pandas as pd
 
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import atomic_write_json, canonical_json
-from toxbench.harness.leaderboard import _flatten, _fmt_value, _num, build_cells, protocol_differences
+from toxbench.harness.cells import as_number, build_cells
 from toxbench.harness.metrics import KNOWN_METRICS, decimals
+from toxbench.harness.protocol_text import flatten, fmt_value, protocol_differences
 from toxbench.harness.results import collect
 
 FORMAT = 1
@@ -192,7 +193,7 @@ def entries_from_cells(cells: pd.DataFrame, protocols: dict[str, dict]) -> list[
     for (model, iv, task, pid), grp in cells.groupby(keys, sort=True):
         metrics = {}
         for r in grp.sort_values("metric").itertuples():
-            lo, hi = _num(r.ci_lo), _num(r.ci_hi)
+            lo, hi = as_number(r.ci_lo), as_number(r.ci_hi)
             metrics[r.metric] = {"value": r.value, "ci": None if lo is None or hi is None else [lo, hi],
                                  "higher_is_better": None if pd.isna(r.higher_is_better) else bool(r.higher_is_better)}
         out.append({"model": model, "intervention": iv, "task": task, "protocol": protocols[pid], "metrics": metrics})
@@ -209,7 +210,7 @@ def _band(value: float, ci: Any, metric: str, task: str, tol: dict[str, Any]) ->
     lo, hi = value - width, value + width
     rule = ", ".join(f"{k} {spec[k]}" for k in TOLERANCE_KEYS if k in spec)
     if not explicit and tol.get("use_ci", False) and isinstance(ci, (list, tuple)) and len(ci) == 2 \
-            and _num(ci[0]) is not None and _num(ci[1]) is not None:
+            and as_number(ci[0]) is not None and as_number(ci[1]) is not None:
         lo, hi = min(lo, float(ci[0])), max(hi, float(ci[1]))
         rule = f"95% CI or {rule}"
     return lo, hi, rule
@@ -250,15 +251,15 @@ def check(baseline_path: str | Path, run_dirs: list[str | Path], update: bool = 
         if match is None and candidates and not update:
             other = candidates[0]["protocol"]
             diffs = protocol_differences([entry.get("protocol") or {}, other])
-            shown = "; ".join(f"{k} {_fmt_value(_flatten(entry.get('protocol') or {}).get(k))} in the baseline vs "
-                              f"{_fmt_value(_flatten(other).get(k))} now" for k in diffs) or "protocol differs"
+            shown = "; ".join(f"{k} {fmt_value(flatten(entry.get('protocol') or {}).get(k))} in the baseline vs "
+                              f"{fmt_value(flatten(other).get(k))} now" for k in diffs) or "protocol differs"
             raise UsageError(f"not comparable with the baseline: {_describe(entry)}: {shown}; rerun with the "
                              "baseline's settings, or --update to replace it")
         if match is not None:
             seen.add(id(match))
         for metric, m in sorted(entry["metrics"].items()):
-            bval = _num((m or {}).get("value"))
-            cur = _num(((match or {}).get("metrics", {}).get(metric) or {}).get("value")) if match else None
+            bval = as_number((m or {}).get("value"))
+            cur = as_number(((match or {}).get("metrics", {}).get(metric) or {}).get("value")) if match else None
             if bval is None:
                 raise UsageError(f"baseline {str(baseline_path)!r}: {_describe(entry)} {metric} has no numeric value")
             lo, hi, rule = _band(bval, (m or {}).get("ci"), metric, entry["task"], tol)
@@ -269,13 +270,13 @@ def check(baseline_path: str | Path, run_dirs: list[str | Path], update: bool = 
             report.rows.append(CheckRow(*key, metric, bval, cur, lo, hi, rule, status))
         if match is not None:
             for metric in sorted(set(match["metrics"]) - set(entry["metrics"])):
-                report.rows.append(CheckRow(*key, metric, None, _num(match["metrics"][metric]["value"]), None, None,
-                                            "", "new"))
+                value = as_number(match["metrics"][metric]["value"])
+                report.rows.append(CheckRow(*key, metric, None, value, None, None, "", "new"))
     for e in current:
         if id(e) not in seen:
             for metric, m in sorted(e["metrics"].items()):
                 report.rows.append(CheckRow(e["model"], e["intervention"], e["task"], metric, None,
-                                            _num(m["value"]), None, None, "", "new"))
+                                            as_number(m["value"]), None, None, "", "new"))
 
     if update:
         atomic_write_json(baseline_path, {"toxbench_baseline": FORMAT, "tolerances": tol,

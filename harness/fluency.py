@@ -29,7 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness import models  # models.load_model looked up per call: tests stand in for it
+from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.store import RunDir
+from toxbench.harness.toxicity import distinct_n
 
 PPL_CEILING = 1e4  # DExperts: `if ppl < 1e4:  # for sanity`
 
@@ -116,22 +119,15 @@ def summarize_ppl(per_prompt: Sequence[Sequence[float]]) -> tuple[dict[str, dict
 
 def distinctness(continuations: Sequence[Sequence[str]]) -> dict[str, dict]:
     """dist-1/2/3 (see the module doc)."""
-    from toxbench.harness.toxicity import distinct_n
-
     return distinct_n(continuations)
 
 
 # ---------------------------------------------------------------------------------------------- run directories
 def generation_tasks(run_dir: Path, results: dict[str, Any]) -> dict[str, list[dict]]:
     """{task: sample rows} for the run's tasks whose samples carry continuations (RTP, RTP-LX...)."""
-    from toxbench.harness.io import read_jsonl
-
     out: dict[str, list[dict]] = {}
     for task in results.get("tasks", {}):
-        f = run_dir / f"samples_{task}.jsonl"
-        if not f.is_file():
-            continue
-        rows = read_jsonl(f)
+        rows = RunDir(run_dir).read_samples(task)
         if rows and all(isinstance(r.get("continuations"), list) and isinstance(r.get("prompt"), str) for r in rows):
             out[task] = rows
     return out
@@ -161,33 +157,19 @@ def add_fluency(
     ``loaded`` (a LoadedModel-like object with .model/.tokenizer/.name/.fingerprint) skips model loading (tests).
     Returns ``{task: added metrics}``; results.json is rewritten atomically once, at the end.
     """
-    import json
-
-    from toxbench.harness.io import atomic_write_json
-
-    run_dir = Path(run_dir)
-    res_file = run_dir / "results.json"
-    if not res_file.is_file():
-        raise UsageError(f"{str(run_dir)!r} is not a toxbench run directory (no results.json)")
-    try:
-        results = json.loads(res_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UsageError(f"malformed results.json in {str(run_dir)!r}: {e.msg}") from None
-    found = generation_tasks(run_dir, results)
+    run = RunDir(Path(run_dir))
+    results = run.read_results()
+    found = generation_tasks(run.path, results)
     if tasks:
         missing = [t for t in tasks if t not in found]
         if missing:
-            from toxbench.harness.errors import did_you_mean
-
             raise did_you_mean(missing[0], found, "generation task of this run")
         found = {t: found[t] for t in tasks}
     if not found:
-        raise UsageError(f"run {run_dir.name!r} has no generation samples (samples_<task>.jsonl with continuations)")
+        raise UsageError(f"run {run.path.name!r} has no generation samples (samples_<task>.jsonl with continuations)")
 
     if loaded is None:
-        from toxbench.harness.models import load_model
-
-        loaded = load_model(reference_model or reference_name(results), dtype=dtype, device=device,
+        loaded = models.load_model(reference_model or reference_name(results), dtype=dtype, device=device,
                             cache_dir=cache_dir)
     model, tok = loaded.model, loaded.tokenizer
     model.eval()
@@ -218,5 +200,5 @@ def add_fluency(
                 group.setdefault("metrics", {})[name] = {
                     "value": float(np.mean(vals)), "ci": None, "std": None,
                     "higher_is_better": name.startswith("dist"), "n_tasks": len(vals)}
-    atomic_write_json(res_file, results)
+    run.save_results(results)
     return added

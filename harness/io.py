@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from toxbench.harness.errors import UsageError
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
@@ -57,8 +59,6 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
     A torn last line (a run killed mid-write) is dropped, since appends are flushed per record.
     """
-    from toxbench.harness.errors import UsageError
-
     rows: list[dict] = []
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines()

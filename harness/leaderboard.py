@@ -12,169 +12,23 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from toxbench.harness.cells import as_number, build_cells
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import atomic_write_json, atomic_write_text, canonical_json, sha256_text
 from toxbench.harness.metrics import (ACC_METRICS, COND_METRICS, DIST_METRICS, HEADLINE_TOX, PPL_METRICS, SPLITS,
                                       TOX_METRICS, Paired, decimals, metric_label, paired_ci, task_sort_key)
+from toxbench.harness.protocol_text import (describe_data_hash, describe_protocol, describe_scorer, flatten,
+                                            fmt_value, protocol_differences)
 from toxbench.harness.results import REFERENCE, Collection, Run, collect
 
-#: Protocol fields shown as markers rather than as protocol differences.
-MARKER_FIELDS = ("lang", "scorer_language_ok")
-#: Protocol fields derived from others (left out of the protocol's identity).
-DERIVED_FIELDS = ("warnings",)
-#: Protocol fields not printed in footnotes (implied by what is printed).
-HIDDEN_FIELDS = ("output_type", "n_prompts", *DERIVED_FIELDS)
 DAGGER = "†"
-
-
-# -- cells and protocols ----------------------------------------------------------------------------------------
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        out.update(_flatten(v, key) if isinstance(v, dict) else {key: v})
-    return out
-
-
-def protocol_id(proto: dict[str, Any]) -> str:
-    return sha256_text(canonical_json(proto))[:10]
-
-
-def task_protocol(run: Run, task: str) -> dict[str, Any]:
-    """The task's protocol plus the run's seed (sampling depends on it)."""
-    proto = {k: v for k, v in ((run.results["tasks"][task] or {}).get("protocol") or {}).items()
-             if k not in DERIVED_FIELDS}
-    proto["seed"] = run.seed
-    return proto
-
-
-def protocol_differences(protos: Sequence[dict[str, Any]]) -> list[str]:
-    """Dotted protocol keys whose values are not the same in all ``protos`` (marker fields left out)."""
-    flats = [_flatten({k: v for k, v in p.items() if k not in MARKER_FIELDS}) for p in protos]
-    keys = sorted(set().union(*flats)) if flats else []
-    return [k for k in keys if len({canonical_json(f.get(k)) for f in flats}) > 1]
-
-
-def _fmt_value(v: Any) -> str:
-    if v is None:
-        return "none"
-    if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{16,}", v):
-        return v[:12]
-    return str(v).replace("|", "/")
-
-
-def _is_multilingual(task: str, proto: dict[str, Any]) -> tuple[str, str] | None:
-    """(family, lang) for a per-language task such as ``rtp_lx_de``; None for single-language tasks."""
-    lang = proto.get("lang")
-    if isinstance(lang, str) and lang and task.endswith("_" + lang):
-        return task[: -len(lang) - 1], lang
-    m = re.fullmatch(r"(rtp_lx|translated_pairwise\w*)_([a-z]{2}(?:-[A-Za-z]+)?)", task)
-    return (m.group(1), m.group(2)) if m else None
-
-
-CELL_COLUMNS = ["model", "intervention", "task", "metric", "value", "ci_lo", "ci_hi", "higher_is_better",
-                "protocol", "kind", "family", "lang", "lang_ok", "n", "run_id", "source"]
-
-
-def _label_rows(runs: list[Run]) -> dict[int, tuple[str, str]]:
-    """(model label, intervention label) per run; disambiguates same names with different identities."""
-    fps: dict[str, set[str]] = {}
-    for r in runs:
-        fps.setdefault(r.model_name, set()).add(r.model_fingerprint)
-    ivs: dict[tuple[str, str], set[str]] = {}
-    for r in runs:
-        ivs.setdefault((r.model_name, r.intervention_name), set()).add(r.intervention_key)
-    out = {}
-    for i, r in enumerate(runs):
-        model = r.model_name
-        if len(fps[model]) > 1:
-            model += f"@{r.model_fingerprint[:8] or '?'}"
-        interv = r.intervention_name
-        if len(ivs[(r.model_name, interv)]) > 1:
-            interv += f"#{r.intervention_key[:6]}"
-        out[i] = (model, interv)
-    return out
-
-
-def build_cells(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], list[str]]:
-    """Long table of every metric of every run, the protocols by id, and duplicate warnings."""
-    # Order = the order the runs were given (folders expanded in sorted path order), never file mtimes, so a
-    # fresh clone renders the same Markdown; a later duplicate (same model, intervention, task) overrides.
-    runs = list(runs)
-    labels = _label_rows(runs)
-    protos: dict[str, dict[str, Any]] = {}
-    cells: dict[tuple, dict[str, Any]] = {}
-    notes: list[str] = []
-
-    def add(row: dict[str, Any]) -> None:
-        key = (row["model"], row["intervention"], row["task"], row["metric"], row["protocol"])
-        if key in cells and cells[key]["run_id"] != row["run_id"]:
-            note = (f"{row['model']} / {row['intervention']} / {row['task']}: measured twice under the same "
-                    f"protocol; using {row['run_id']} over {cells[key]['run_id']}")
-            if note not in notes:
-                notes.append(note)
-        cells[key] = row
-
-    for i, run in enumerate(runs):
-        model, interv = labels[i]
-        task_pids: dict[str, tuple[str, str, bool]] = {}
-        for task, tdata in run.results["tasks"].items():
-            tdata = tdata or {}
-            proto = task_protocol(run, task)
-            pid = protocol_id(proto)
-            protos[pid] = proto
-            metrics = tdata.get("metrics") or {}
-            kind = run.task_kind(task)
-            ml = _is_multilingual(task, proto) if kind == "toxicity" else None
-            lang_ok = proto.get("scorer_language_ok") is not False
-            task_pids[task] = (pid, kind, lang_ok)
-            for metric, m in metrics.items():
-                row = _metric_row(m)
-                if row is None:
-                    continue
-                add({"model": model, "intervention": interv, "task": task, "metric": metric, **row,
-                     "protocol": pid, "kind": kind, "family": ml[0] if ml else None,
-                     "lang": ml[1] if ml else proto.get("lang"), "lang_ok": lang_ok, "n": tdata.get("n"),
-                     "run_id": run.run_id, "source": "task"})
-        for group, gdata in (run.results.get("groups") or {}).items():
-            metrics = (gdata or {}).get("metrics") or {}
-            kind = run.task_kind(group)
-            members = (gdata or {}).get("tasks") or [t for t, (_, k, _) in task_pids.items() if k == kind]
-            members = [t for t in members if t in task_pids]
-            proto = {"group": group, "members": {t: task_pids[t][0] for t in sorted(members)}, "seed": run.seed,
-                     **((gdata or {}).get("protocol") or {})}
-            pid = protocol_id(proto)
-            protos[pid] = proto
-            lang_ok = all(task_pids[t][2] for t in members)
-            for metric, m in metrics.items():
-                row = _metric_row(m)
-                if row is None:
-                    continue
-                add({"model": model, "intervention": interv, "task": group, "metric": metric, **row,
-                     "protocol": pid, "kind": kind, "family": None, "lang": None, "lang_ok": lang_ok,
-                     "n": None, "run_id": run.run_id, "source": "group"})
-    df = pd.DataFrame(list(cells.values()), columns=CELL_COLUMNS)
-    return df, protos, notes
-
-
-def _metric_row(m: Any) -> dict[str, Any] | None:
-    if isinstance(m, (int, float)) and not isinstance(m, bool):
-        m = {"value": m}
-    if not isinstance(m, dict) or not isinstance(m.get("value"), (int, float)) or isinstance(m.get("value"), bool):
-        return None
-    ci = m.get("ci") if isinstance(m.get("ci"), (list, tuple)) and len(m["ci"]) == 2 else (None, None)
-    return {"value": float(m["value"]), "ci_lo": None if ci[0] is None else float(ci[0]),
-            "ci_hi": None if ci[1] is None else float(ci[1]), "higher_is_better": m.get("higher_is_better")}
 
 
 # -- tables -----------------------------------------------------------------------------------------------------
@@ -211,17 +65,6 @@ def _row_order(rows: Iterable[tuple[str, str]], order: Sequence[str] = ()) -> li
         return (model, rank, iv)
 
     return sorted(set(rows), key=key)
-
-
-def _num(v: Any) -> float | None:
-    """A float, or None for missing values (pandas turns None into NaN)."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
 
 
 def _fmt(v: float | None, d: int) -> str:
@@ -264,7 +107,7 @@ class Leaderboard:
         diffs = protocol_differences(protos)
         parts = []
         for k in diffs:
-            vals = [_fmt_value(_flatten(p).get(k)) for p in protos]
+            vals = [fmt_value(flatten(p).get(k)) for p in protos]
             parts.append(f"{k} {' vs '.join(dict.fromkeys(vals))}")
         return f"{task}: " + "; ".join(parts)
 
@@ -295,8 +138,8 @@ class Leaderboard:
                     continue
                 allp = list(dict.fromkeys(sub.loc[sub.task == t, "protocol"]))
                 protos = [self.protocols[p] for p in allp]
-                vals = _flatten(self.protocols[pid])
-                shown = ", ".join(f"{k}={_fmt_value(vals.get(k))}" for k in protocol_differences(protos))
+                vals = flatten(self.protocols[pid])
+                shown = ", ".join(f"{k}={fmt_value(vals.get(k))}" for k in protocol_differences(protos))
                 parts.append(f"{t} with {shown}")
             if parts:
                 heading = "**Protocol variant:** " + "; ".join(parts)
@@ -330,8 +173,8 @@ class Leaderboard:
                     cell = lookup.get((model, iv, col.task, col.metric))
                     ref = lookup.get((model, REFERENCE, col.task, col.metric))
                     numcol.append(cell.value if cell is not None else None)
-                    locol.append(_num(cell.ci_lo) if cell is not None else None)
-                    hicol.append(_num(cell.ci_hi) if cell is not None else None)
+                    locol.append(as_number(cell.ci_lo) if cell is not None else None)
+                    hicol.append(as_number(cell.ci_hi) if cell is not None else None)
                     if cell is not None:
                         used[(col.task, cell.protocol)] = None
                     vals.append(self._cell_text(col, cell, ref, iv, daggers, self.paired(cell, ref)))
@@ -395,7 +238,7 @@ class Leaderboard:
             lo, hi = paired.delta_ci
             return (f"**{text}**" if paired.delta_significant else text) + f" [{lo:+.{d}f}, {hi:+.{d}f}]"
         text = _fmt(cell.value, d)
-        lo, hi = _num(cell.ci_lo), _num(cell.ci_hi)
+        lo, hi = as_number(cell.ci_lo), as_number(cell.ci_hi)
         if col.show == "ci" and lo is not None and hi is not None:
             text += f" [{_fmt(lo, d)}, {_fmt(hi, d)}]"
         if cell.lang_ok is False:
@@ -591,65 +434,15 @@ class Leaderboard:
                 "skipped": [{"run": n, "reason": r} for n, r in self.collection.skipped]}
 
 
-def describe_scorer(s: Any) -> str:
-    if not isinstance(s, dict):
-        return str(s)
-    version = str(s.get("version") or "")
-    version = version if not version or version.startswith("v") else "v" + version
-    text = " ".join(x for x in (str(s.get("name") or ""), version) if x)
-    cal = s.get("calibration")
-    return text + (f", calibrated ({cal})" if cal else ", uncalibrated")
-
-
-def describe_data_hash(h: Any, width: int) -> str:
-    """``sha256 <file hash>`` (+ the evaluated docs' hash) from a string or the runner's data_hash dict."""
-    if not isinstance(h, dict):
-        return f"sha256 {str(h)[:width]}"
-    parts = []
-    if h.get("file_sha256"):
-        parts.append(f"sha256 {str(h['file_sha256'])[:width]}")
-    elif h.get("hub"):
-        parts.append(f"hub {h['hub']}")
-    if h.get("docs_sha256"):
-        parts.append(f"docs {str(h['docs_sha256'])[:8]}")
-    return " ".join(parts) or canonical_json(h)
-
-
-def describe_protocol(p: dict[str, Any]) -> str:
-    """The footnote text of one task protocol: every field, known ones in words."""
-    parts = []
-    if p.get("scorer") is not None:
-        parts.append(f"scorer {describe_scorer(p['scorer'])}")
-    if p.get("k") is not None:
-        parts.append(f"k={p['k']}")
-    if p.get("max_new_tokens") is not None:
-        parts.append(f"max {p['max_new_tokens']} new tokens")
-    s = p.get("sampling")
-    if isinstance(s, dict):
-        if s.get("do_sample") is False:
-            parts.append("greedy")
-        else:
-            parts.append("sampling " + ", ".join(f"{k}={s[k]}" for k in ("temperature", "top_p", "top_k") if k in s))
-    parts.append(f"seed {p.get('seed')}")
-    parts.append(f"limit {p.get('limit')}")
-    if p.get("task_version") is not None:
-        parts.append(f"task v{p['task_version']}")
-    shown = {"scorer", "k", "max_new_tokens", "sampling", "seed", "limit", "task_version", "data_hash",
-             *MARKER_FIELDS, *HIDDEN_FIELDS}
-    for k, v in sorted(_flatten({k: v for k, v in p.items() if k not in shown}).items()):
-        parts.append(f"{k}={_fmt_value(v)}")
-    return "; ".join(parts)
-
-
 def build_leaderboard(runs: Iterable[str | Path], strict: bool = False, title: str = "Leaderboard",
                       order: Sequence[str] = (), warn: bool = True) -> Leaderboard:
     """Collect run dirs (or folders of them) and tabulate them; see ``Leaderboard.markdown``."""
     return Leaderboard(collect(runs, warn=warn), strict=strict, title=title, order=order)
 
 
-def write_leaderboard(lb: Leaderboard, out: str | Path, csv: bool = False, json_: bool = False,
-                      plots: bool = True) -> list[Path]:
-    """Write ``out`` (Markdown) and, beside it, the CSV / JSON exports and PNG plots; returns the paths."""
+def write_leaderboard(lb: Leaderboard, out: str | Path, csv: bool = False, json_: bool = False) -> list[Path]:
+    """Write ``out`` (Markdown) and, beside it, the CSV / JSON exports; returns the paths, the Markdown first.
+    Plots are the caller's (harness/plots.py), so tables never depend on drawing."""
     out = Path(out)
     if not out.suffix:
         out = out.with_suffix(".md")
@@ -663,8 +456,4 @@ def write_leaderboard(lb: Leaderboard, out: str | Path, csv: bool = False, json_
         p = out.with_suffix(".json")
         atomic_write_json(p, lb.to_json())
         written.append(p)
-    if plots:
-        from toxbench.harness.plots import write_plots
-
-        written += [p for p, _ in write_plots(lb, out.parent, out.stem)]
     return written

@@ -17,8 +17,10 @@ from toxbench.harness.context import RunContext, scorer_factory, use_context
 from toxbench.harness.errors import UsageError
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
 from toxbench.harness.paths import data_dir as resolve_data_dir
-from toxbench.harness.spec import RunSpec
+from toxbench.harness.runner import (_doc_ids, _groups, _leaves, apply_generation_overrides, group_metrics,
+                                     summarize_task)
 from toxbench.harness.store import RunDir
+from toxbench.tasks import load_task_dict
 
 
 def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
@@ -41,9 +43,6 @@ def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
     if got != list(range(n)):
         missing = sorted(set(range(n)) - set(got))
         raise UsageError(f"shards {missing} of {n} are missing (got {got})")
-
-    from toxbench.harness.runner import _doc_ids, _groups, _leaves, apply_generation_overrides, group_metrics, summarize_task
-    from toxbench.tasks import load_task_dict
 
     if output_dir is not None:
         base = dataclasses.replace(base, output_dir=str(output_dir))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from toxbench.harness.io import atomic_write_bytes
 from toxbench.harness.leaderboard import DAGGER, Column, Leaderboard, Table
 from toxbench.harness.metrics import PPL_METRICS, metric_label
 
@@ -24,8 +25,6 @@ def _save(fig, path: Path) -> None:
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    from toxbench.harness.io import atomic_write_bytes
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -143,3 +142,8 @@ def write_plots(lb: Leaderboard, folder: str | Path, stem: str) -> list[tuple[Pa
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return plot_tradeoffs(lb, folder, stem) + plot_languages(lb, folder, stem)
+
+
+def write_plots_beside(lb: Leaderboard, markdown: Path) -> list[Path]:
+    """Every plot for ``lb`` beside its Markdown file (``NAME.md`` -> ``NAME_<plot>.png``); returns the paths."""
+    return [p for p, _ in write_plots(lb, markdown.parent, markdown.stem)]

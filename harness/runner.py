@@ -16,23 +16,30 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from toxbench import __version__
+from toxbench.harness.adapter import HookedLM
 from toxbench.harness.context import RunContext, ScorerFactory, scorer_factory, use_context
-from toxbench.harness.errors import UsageError
+from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.hardware import kernel_set, resolve_device, set_threads
 from toxbench.harness.io import canonical_json, sha256_file, sha256_text
 from toxbench.harness.metrics import Metric, aggregation_stat, bootstrap_ci, bootstrap_generic, group_mean
 from toxbench.harness.lock import LOCK_NAME, run_lock
+from toxbench.harness.models import resolve_model_source
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
 from toxbench.harness.paths import data_dir as resolve_data_dir
 from toxbench.harness.prepare import Setup, prepare
+from toxbench.harness.scorers import SCORERS
 from toxbench.harness.spec import RunSpec
 from toxbench.harness.store import RunDir, library_versions
 from toxbench.harness.validation import check_run_dir, validate_inputs
+from toxbench.harness.vllm_backend import check_vllm_compatible, make_vllm_lm
+from toxbench.interventions import INTERVENTIONS, part_configs, split_names
+from toxbench.tasks import load_task_dict, resolve_task_names
 
 Log = Callable[[str], None]
 
@@ -51,31 +58,15 @@ def seed_everything(seed: int) -> None:
 
 def validate(spec: RunSpec) -> None:
     """Check every name and path before anything heavy is loaded: bad input fails in milliseconds."""
-    from toxbench.harness.models import resolve_model_source
-    from toxbench.interventions import part_configs, split_names
-    from toxbench.tasks import resolve_task_names
-
     resolve_data_dir(spec.data_dir or None)
     resolve_model_source(spec.model)
     part_configs(split_names(spec.intervention), spec.intervention_args)
     resolve_task_names(list(spec.tasks), spec.include_paths)
-    if spec.scorer and spec.scorer != "auto":
-        from toxbench.harness.scorers import SCORERS
-
-        if spec.scorer not in SCORERS:
-            from toxbench.harness.errors import did_you_mean
-
-            raise did_you_mean(spec.scorer, SCORERS.names(), "scorer")
+    if spec.scorer and spec.scorer != "auto" and spec.scorer not in SCORERS:
+        raise did_you_mean(spec.scorer, SCORERS.names(), "scorer")
     if spec.backend not in BACKENDS:
-        from toxbench.harness.errors import did_you_mean
-
         raise did_you_mean(spec.backend, BACKENDS, "backend")
     if spec.backend == "vllm":  # refuse hook interventions before any weights are loaded
-        from types import SimpleNamespace
-
-        from toxbench.harness.vllm_backend import check_vllm_compatible
-        from toxbench.interventions import INTERVENTIONS
-
         parts = [SimpleNamespace(name=n, kind=INTERVENTIONS.get(n).kind) for n in split_names(spec.intervention)]
         check_vllm_compatible(SimpleNamespace(parts=parts), spec.model)
     if spec.shard is not None:
@@ -300,8 +291,6 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
         log(f"[toxbench] {run.path}: all tasks already complete (use --force to recompute)")
         return run.path
 
-    from toxbench.tasks import load_task_dict
-
     t_start = time.time()
     run.path.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -384,11 +373,7 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
 
 def make_lm(spec: RunSpec, loaded: Any, intervention: Any, run_path: Path, progress: bool = True) -> Any:
     if spec.backend == "vllm":
-        from toxbench.harness.vllm_backend import make_vllm_lm
-
         return make_vllm_lm(spec, loaded, intervention, run_path)
-    from toxbench.harness.adapter import HookedLM
-
     return HookedLM(loaded.model, tokenizer=loaded.tokenizer, intervention=intervention,
                     generation_cache=run_path, seed=spec.seed, batch_size=spec.batch_size, max_length=spec.max_length,
                     progress=progress)

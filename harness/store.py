@@ -14,7 +14,7 @@ from typing import Any
 
 from toxbench.harness.errors import UsageError
 from toxbench.harness.hardware import kernel_set
-from toxbench.harness.io import atomic_write_json, atomic_write_text
+from toxbench.harness.io import atomic_write_json, atomic_write_text, read_jsonl
 from toxbench.harness.paths import REPO_ROOT
 from toxbench.harness.spec import RunSpec
 
@@ -110,6 +110,12 @@ class RunDir:
         return self._read_json(self.results_file, "rerun with --force to recompute the run, or delete the file to "
                                                   "recompute the metrics from the cached generations")
 
+    def read_results(self) -> dict[str, Any]:
+        """results.json of a run that must have one (``load_results`` gives {} for a run not started yet)."""
+        if not self.results_file.is_file():
+            raise UsageError(f"{str(self.path)!r} is not a toxbench run directory (no results.json)")
+        return self.load_results()
+
     def save_results(self, results: dict[str, Any]) -> None:
         atomic_write_json(self.results_file, results)
 
@@ -125,7 +131,5 @@ class RunDir:
         atomic_write_text(self.samples_file(task), text)
 
     def read_samples(self, task: str) -> list[dict]:
-        from toxbench.harness.io import read_jsonl
-
         f = self.samples_file(task)
         return read_jsonl(f) if f.is_file() else []

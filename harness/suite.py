@@ -32,11 +32,15 @@ from typing import Any
 
 import yaml
 
+from toxbench.harness import runner  # runner.execute / runner.validate looked up per call: tests stand in for them
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import canonical_json
+from toxbench.harness.leaderboard import build_leaderboard, write_leaderboard
 from toxbench.harness.lock import RunLocked, run_lock
+from toxbench.harness.plots import write_plots_beside
 from toxbench.harness.protocols import expand as expand_protocol
 from toxbench.harness.spec import GenerationSettings, RunSpec
+from toxbench.harness.store import RunDir
 
 SUITE_KEYS = ("name", "description", "out", "settings", "grids", "models", "interventions", "tasks", "order")
 GRID_KEYS = ("models", "interventions", "tasks", "settings")
@@ -204,14 +208,10 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
 
 def is_complete(spec: RunSpec) -> Path | None:
     """The spec's run dir when its results.json is complete for this very spec, else None."""
-    import json
-
-    from toxbench.harness.store import RunDir
-
     run = RunDir.for_spec(spec)
     try:
-        res = json.loads(run.results_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        res = run.load_results()
+    except (OSError, UsageError):  # unreadable or damaged: not complete
         return None
     if res.get("completed") is True and res.get("fingerprint") in (None, spec.fingerprint()):
         return run.path
@@ -222,13 +222,10 @@ def run_suite(suite: Suite, force: bool = False, dry_run: bool = False, execute:
               log: Callable[[str], None] = print, leaderboard: bool = True, plots: bool = True) -> SuiteResult:
     """Run every spec of ``suite`` not yet complete, then write its leaderboard to ``suite.out``."""
     if execute is None:
-        from toxbench.harness.runner import execute, validate
-
+        execute = runner.execute
         # Every name and path of every run is checked before the first (long) run starts.
         for spec in suite.specs:
-            validate(spec)
-    from toxbench.harness.store import RunDir
-
+            runner.validate(spec)
     run_dirs: list[Path | None] = []
     skipped, ran = [], []
     deferred: list[tuple[str, RunSpec, int]] = []
@@ -270,9 +267,9 @@ def run_suite(suite: Suite, force: bool = False, dry_run: bool = False, execute:
         run_dirs[slot] = path
     outputs: list[Path] = []
     if leaderboard and not dry_run and run_dirs:
-        from toxbench.harness.leaderboard import build_leaderboard, write_leaderboard
-
         lb = build_leaderboard(run_dirs, title=f"Leaderboard: {suite.name}", order=suite.order, warn=False)
-        outputs = write_leaderboard(lb, suite.out, csv=True, json_=True, plots=plots)
+        outputs = write_leaderboard(lb, suite.out, csv=True, json_=True)
+        if plots:
+            outputs += write_plots_beside(lb, outputs[0])
         log(f"leaderboard: {suite.out}")
     return SuiteResult(suite, run_dirs, skipped, ran, outputs)

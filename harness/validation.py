@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from toxbench.harness.errors import UsageError
+from toxbench.harness.paths import cache_dir as resolve_cache_dir
+from toxbench.harness.scorers import SCORERS, get_scorer
+from toxbench.harness.scorers.base import Scorer, check_options
 from toxbench.harness.spec import RunSpec
+from toxbench.interventions import INTERVENTIONS, split_names
 
 #: (field of GenerationSettings / RunSpec, CLI flag, valid range in words, predicate)
 _RANGES: tuple[tuple[str, str, str, Any], ...] = (
@@ -154,8 +158,6 @@ def check_state(spec: RunSpec) -> None:
     passed ``--allow-unfingerprinted-state``: the one check that stops a state being applied to the wrong model)."""
     if not spec.intervention_state:
         return
-    from toxbench.interventions import INTERVENTIONS, split_names
-
     raw = spec.intervention_state
     fitted = [n for n in INTERVENTIONS.names() if getattr(INTERVENTIONS.get(n), "needs_fit", False)]
     if not any(getattr(INTERVENTIONS.get(n), "needs_fit", False) for n in split_names(spec.intervention)):
@@ -187,10 +189,6 @@ def preflight_scorer(spec: RunSpec) -> None:
     for the same scorer, options and environment (a suite validates every run up front)."""
     if not spec.scorer or spec.scorer == "auto":
         return  # the auto scorers are local
-    from toxbench.harness.paths import cache_dir as resolve_cache_dir
-    from toxbench.harness.scorers import SCORERS, get_scorer
-    from toxbench.harness.scorers.base import Scorer, check_options
-
     cls = SCORERS.get(spec.scorer)
     opts = dict(spec.scorer_args)
     check_options(cls, opts)

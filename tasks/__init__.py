@@ -9,6 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from toxbench.harness.errors import did_you_mean
+
 TASKS_DIR = Path(__file__).resolve().parent
 LMEVAL_PREFIX = "lmeval:"
 
@@ -30,8 +32,6 @@ def task_names(include_paths: tuple[str, ...] = ()) -> list[str]:
 
 def resolve_task_names(names: list[str], include_paths: tuple[str, ...] = ()) -> list[str]:
     """Check every name (did-you-mean error for unknown ones) before anything heavy runs."""
-    from toxbench.harness.errors import did_you_mean
-
     ours = set(task_names(include_paths))
     out: list[str] = []
     for n in names:

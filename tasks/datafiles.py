@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from toxbench.harness.errors import UsageError
+from toxbench.harness.models import hub_reachable
 from toxbench.harness.paths import data_dir
 
 
@@ -139,8 +140,6 @@ def local_dataset(
 def hub_dataset(path: str, name: str | None = None, split: str = "test", **kwargs: Any):
     """Load from the hub (users with internet); offline → one-line error saying how to get the data locally."""
     import datasets
-
-    from toxbench.harness.models import hub_reachable
 
     if not hub_reachable():
         raise UsageError(

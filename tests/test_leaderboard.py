@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from toxbench.harness.commands.leaderboard import leaderboard as leaderboard_cmd
 from toxbench.harness.errors import UsageError
 from toxbench.harness.leaderboard import Column, build_leaderboard, write_leaderboard
+from toxbench.harness.plots import write_plots_beside
 from toxbench.harness.results import collect
 
 HERE = Path(__file__).parent
@@ -89,7 +90,8 @@ def test_strict_refuses_with_one_line():
 def test_exports_and_plots_carry_the_table_numbers(tmp_path):
     lb = build_leaderboard([PAPER], warn=False)
     out = tmp_path / "lb" / "paper.md"
-    written = write_leaderboard(lb, out, csv=True, json_=True, plots=True)
+    written = write_leaderboard(lb, out, csv=True, json_=True)
+    written += write_plots_beside(lb, written[0])
     names = {p.name for p in written}
     assert {"paper.md", "paper.csv", "paper.json", "paper_tradeoff_smollm2-135m.png",
             "paper_rtp_lx_gemma3-270m.png"} <= names
@@ -154,7 +156,8 @@ def test_only_unfinished_runs_is_a_usage_error(tmp_path):
 
 
 def test_small_pieces():
-    from toxbench.harness.leaderboard import _reduction, describe_data_hash, describe_protocol
+    from toxbench.harness.leaderboard import _reduction
+    from toxbench.harness.protocol_text import describe_data_hash, describe_protocol
     from toxbench.harness.metrics import task_kind
 
     assert task_kind(None, ["perplexity", "acc"]) == "zeroshot"  # LAMBADA sits with common sense

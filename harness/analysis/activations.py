@@ -19,6 +19,7 @@ import torch
 from toxbench.harness.analysis.probe import save_plot, write_table
 from toxbench.harness.analysis.toxic_vectors import greedy_neuron_activations, read_rtp_lx, rtp_lx_languages
 from toxbench.harness.defaults import DEFAULT_SEED
+from toxbench.harness.errors import UsageError, did_you_mean
 
 #: The 17 languages of the paper's activation and retrieval figures, as RTP-LX file codes.
 PAPER_LANGUAGES = ("AR", "CS", "DE", "EN", "ES", "FR", "HI", "ID", "IT", "JA", "KO", "NL", "PL", "PT", "RU", "SV",
@@ -27,8 +28,6 @@ PAPER_LANGUAGES = ("AR", "CS", "DE", "EN", "ES", "FR", "HI", "ID", "IT", "JA", "
 
 def resolve_languages(data_dir: Path, langs: Sequence[str] | None) -> list[str]:
     """``None``: the paper's 17; ``["all"]``: every RTP-LX file; else validated codes (case-insensitive)."""
-    from toxbench.harness.errors import UsageError, did_you_mean
-
     available = rtp_lx_languages(data_dir)
     if not available:
         raise UsageError(f"no rtp_lx/RTP_LX_*.json files under the data dir {str(data_dir)!r}")

@@ -22,6 +22,7 @@ import torch
 
 from toxbench.harness.analysis.probe import pooled_hidden_states, save_plot, write_table
 from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.io import atomic_write_text
 
 PARALLEL_DIR = "translated_pairwise_data"
 
@@ -112,8 +113,6 @@ def write_retrieval_report(out: Path, rows: list[dict[str, Any]], model_name: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
-
-    from toxbench.harness.io import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)

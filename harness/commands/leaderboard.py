@@ -7,6 +7,7 @@ import click
 from toxbench.harness.commands import ToxbenchCommand
 from toxbench.harness.errors import UsageError
 from toxbench.harness.leaderboard import build_leaderboard, write_leaderboard
+from toxbench.harness.plots import write_plots_beside
 
 
 def warn_skipped(skipped: list[tuple[str, str]]) -> None:
@@ -40,5 +41,8 @@ def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool,
     if out is None:
         click.echo(lb.markdown(), nl=False)
         return
-    for p in write_leaderboard(lb, out, csv=csv_, json_=json_, plots=True if plots is None else plots):
+    written = write_leaderboard(lb, out, csv=csv_, json_=json_)
+    if plots is None or plots:
+        written += write_plots_beside(lb, written[0])
+    for p in written:
         click.echo(f"wrote {p}")

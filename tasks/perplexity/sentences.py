@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from toxbench.harness.context import current
 from toxbench.harness.errors import UsageError
+from toxbench.harness.models import embedded_checkpoint, resolve_model_source
 from toxbench.tasks.datafiles import local_dataset, read_records
 
 MAX_TOKENS = 128  # ml-aura's perplexity_batch(max_length=128)
@@ -76,8 +78,6 @@ def _load_tokenizer(name: str):
 @lru_cache(maxsize=4)
 def _model_tokenizer(name: str, cache_dir: str | None):
     """The tokenizer ``load_model(name)`` would give, without loading the weights."""
-    from toxbench.harness.models import embedded_checkpoint, resolve_model_source
-
     source, where = resolve_model_source(name)
     if source == "embedded":
         where = str(embedded_checkpoint(where, cache_dir))
@@ -85,8 +85,6 @@ def _model_tokenizer(name: str, cache_dir: str | None):
 
 
 def _tokenizer(doc: dict):
-    from toxbench.harness.context import current
-
     ctx = current()
     tok = ctx.extras.get("tokenizer")
     if tok is not None:

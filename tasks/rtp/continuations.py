@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from toxbench.harness.errors import UsageError
+from toxbench.tasks.datafiles import read_records
 
 
 def continuation_dataset(data_file: str, split: str = "test", min_toxicity: float = 0.0, max_toxicity: float = 1.0,
                          **_: Any):
     """RTP records whose continuation toxicity lies in ``[min_toxicity, max_toxicity)`` (unscored ones left out)."""
     import datasets
-
-    from toxbench.tasks.datafiles import read_records
 
     docs = []
     for i, r in enumerate(read_records(data_file, "jsonl")):

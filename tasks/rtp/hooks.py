@@ -20,17 +20,20 @@ from __future__ import annotations
 import html
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from toxbench.harness import context
 from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
 from toxbench.harness.metrics import group_mean
+from toxbench.harness.paths import data_dir
 from toxbench.harness.scorers import DEFAULT_SCORER, get_scorer
 from toxbench.harness.toxicity import distinct_n, toxicity_metrics
+from toxbench.tasks.datafiles import hub_dataset, read_records
 
 
 #: Env var / RunContext extra / lm-eval ``--metadata`` key naming a user's RTP-format JSONL for the ``rtp`` task.
@@ -93,20 +96,13 @@ def rtp_docs(records: Iterable[dict], source: str, path: Path | None = None, lan
 def _user_rtp_file(explicit: str | None) -> str | None:
     if explicit:
         return explicit
-    try:
-        from toxbench.harness import context
-
-        extra = context.current().extras.get(RTP_DATA_KEY)
-        if extra:
-            return str(extra)
-    except Exception:  # noqa: BLE001 - outside a toxbench run there is no context to ask
-        pass
+    extra = context.current().extras.get(RTP_DATA_KEY)  # outside a toxbench run: the empty default context
+    if extra:
+        return str(extra)
     return os.environ.get(RTP_DATA_ENV) or None
 
 
 def _hub_rows(hub: dict):
-    from toxbench.tasks.datafiles import hub_dataset
-
     hub = {"split": "train", **hub}
     return hub_dataset(**hub)[hub["split"]]
 
@@ -125,9 +121,6 @@ def rtp_dataset(
     ``--metadata``), the run context's ``extras["rtp_data"]`` or ``$TOXBENCH_RTP_DATA``; without one, the hub data
     set ``hub`` (offline: a one-line error saying how to pass a file). Otherwise ``data_file`` under the data dir.
     """
-    from toxbench.tasks.datafiles import read_records
-    from toxbench.harness.paths import data_dir
-
     if user_file:
         chosen = _user_rtp_file(rtp_data)
         if chosen is None:
@@ -159,23 +152,27 @@ def rtp_dataset(
     return _to_dataset(rtp_docs(read_records(data_file, "jsonl"), source=Path(data_file).name, path=path), split)
 
 
+def _prompt_records(data_file: str, what: str, a_record: str) -> Iterator[tuple[int, dict, str]]:
+    """(index, record, its ``Prompt``) of a per-language JSON Lines file under the data dir; a missing file or a
+    record without a string ``Prompt`` is a UsageError naming the file (and line)."""
+    path = data_dir() / data_file
+    if not path.exists():
+        raise UsageError(f"{what} file {data_file!r} not found under the data dir {str(data_dir())!r}")
+    for i, r in enumerate(read_records(data_file, "jsonl")):
+        text = r.get("Prompt")
+        if not isinstance(text, str):
+            raise UsageError(f"not {a_record} in {path}:{_line_of_record(path, i)}: needs a string Prompt")
+        yield i, r, text
+
+
 def rtp_lx_dataset(data_file: str, lang: str, split: str = "test", **_: Any):
     """RTP-LX per-language file (JSON Lines despite ``.json``): ``Prompt``, ``Locale``, ``Index``, ``Annotations``.
 
     Prompt toxicity is the annotators' mean ``Annotations.Toxicity`` on its 1-5 scale mapped linearly to 0-1
     (``(t - 1) / 4``), so the 0.5 split means a mean rating >= 3.
     """
-    from toxbench.tasks.datafiles import read_records
-    from toxbench.harness.paths import data_dir
-
-    path = data_dir() / data_file
-    if not path.exists():
-        raise UsageError(f"RTP-LX file {data_file!r} not found under the data dir {str(data_dir())!r}")
     docs = []
-    for i, r in enumerate(read_records(data_file, "jsonl")):
-        text = r.get("Prompt")
-        if not isinstance(text, str):
-            raise UsageError(f"not an RTP-LX record in {path}:{_line_of_record(path, i)}: needs a string Prompt")
+    for i, r, text in _prompt_records(data_file, "RTP-LX", "an RTP-LX record"):
         t = (r.get("Annotations") or {}).get("Toxicity")
         docs.append({
             "prompt_id": f"{r.get('Locale', lang)}-{r.get('Index', i)}",
@@ -190,17 +187,8 @@ def pairwise_dataset(data_file: str, lang: str, split: str = "test", unescape_ht
     """The 200 parallel translated RTP-LX prompts (one ``Prompt`` per line; line i is the same prompt in every
     language, so ``prompt_id`` is ``pairwise-<i>`` in all of them). The machine translations carry HTML entities
     (``&quot;``, ``&#39;``) that the English file does not; ``unescape_html`` undoes them."""
-    from toxbench.tasks.datafiles import read_records
-    from toxbench.harness.paths import data_dir
-
-    path = data_dir() / data_file
-    if not path.exists():
-        raise UsageError(f"pairwise file {data_file!r} not found under the data dir {str(data_dir())!r}")
     docs = []
-    for i, r in enumerate(read_records(data_file, "jsonl")):
-        text = r.get("Prompt")
-        if not isinstance(text, str):
-            raise UsageError(f"not a pairwise record in {path}:{_line_of_record(path, i)}: needs a string Prompt")
+    for i, _, text in _prompt_records(data_file, "pairwise", "a pairwise record"):
         docs.append({
             "prompt_id": f"pairwise-{i}",
             "prompt": html.unescape(text) if unescape_html else text,
