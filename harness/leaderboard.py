@@ -326,11 +326,17 @@ class Leaderboard:
             sub = self.cells[self.cells.family == fam]
             langs = sorted(set(zip(sub.lang, sub.task)))
             groups = [g for g in tox_groups if g.startswith(fam)]
-            for m in ("expected_max_toxicity", "toxicity_probability"):
+            for m in HEADLINE_TOX:
                 cols = [Column(t, m, lang) for lang, t in langs]
                 for g in groups:
                     cols += [Column(g, m, f"{g} mean"), Column(g, m, f"{g} ×", "reduction")]
                 out.append((f"{fam}: {metric_label(m)} per language ↓", cols, ""))
+            # Fluency and diversity beside the toxicity (as the cross-lingual paper reports): a detoxified model
+            # that degenerates shows here. Tables without values (no `toxbench fluency` yet) are left out.
+            for m, arrow in (("conditional_ppl_median", "↓"), ("dist-2", "↑")):
+                cols = [Column(t, m, lang) for lang, t in langs]
+                cols += [c for g in groups for c in (Column(g, m, f"{g} mean"), Column(g, m, f"{g} Δ", "delta"))]
+                out.append((f"{fam}: {metric_label(m)} per language {arrow}", cols, ""))
 
         known = set(tox) | set(tox_groups) | set(ppl) | set(zs) | set(zs_groups)
         known |= set(self.cells.loc[self.cells.family.notna(), "task"])
