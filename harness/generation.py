@@ -193,24 +193,9 @@ def generate_samples(
         tokenizer=tokenizer_fingerprint(tokenizer),
     )
     digest = settings.digest()
-
-    # Stable keys: text hash + occurrence, so duplicate prompts still get independent samples.
-    seen: dict[str, int] = {}
-    keys: list[str] = []
-    for c in contexts:
-        h = _hash(c)[:32]
-        keys.append(f"{h}:{seen.get(h, 0)}")
-        seen[h] = seen.get(h, 0) + 1
-
-    enc = tokenizer(list(contexts), add_special_tokens=add_special_tokens)["input_ids"]
-    fallback = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    max_pos = getattr(cfg, "max_position_embeddings", None)
-    ids: list[list[int]] = []
-    for e in enc:
-        e = list(e) or [fallback]  # an empty prompt still needs one position to condition on
-        if max_pos and len(e) + max_new_tokens > max_pos:
-            e = e[-(max_pos - max_new_tokens):]  # keep the end of an over-long prompt
-        ids.append(e)
+    keys = _prompt_keys(contexts)
+    ids = _encode(tokenizer, contexts, add_special_tokens, getattr(cfg, "max_position_embeddings", None),
+                  max_new_tokens)
 
     order = sorted(range(len(contexts)), key=lambda i: (len(ids[i]), keys[i]))
     per_batch = max(1, int(batch_size))
@@ -222,12 +207,20 @@ def generate_samples(
         log.info("generation cache: %d of %d batches already done", len(batches) - len(todo), len(batches))
 
     runner = _BatchRunner(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, top_k, until, seed)
+    _run_batches(runner, todo, ids, keys, k, digest, done, cache_path, len(contexts) if progress else None)
+    return [list(done[key]) for key in keys]
+
+
+def _run_batches(runner: _BatchRunner, todo: list[list[int]], ids: list[list[int]], keys: list[str], k: int,
+                 digest: str, done: dict[str, list[str]], cache_path: Path | None, total: int | None) -> None:
+    """Decode every batch of ``todo`` into ``done`` (key -> samples), appending each finished batch to the cache;
+    ``total``: the number of prompts for a progress bar (None: no bar)."""
     bar = None
-    if progress:
+    if total is not None:
         from tqdm.auto import tqdm
 
-        initial = len(contexts) - sum(len(b) for b in todo)
-        bar = tqdm(total=len(contexts), initial=initial, desc="generate", unit="prompt")
+        initial = total - sum(len(b) for b in todo)
+        bar = tqdm(total=total, initial=initial, desc="generate", unit="prompt")
     try:
         for b in todo:
             outs = runner.run([ids[i] for i in b], [keys[i] for i in b], k)
@@ -241,7 +234,31 @@ def generate_samples(
     finally:
         if bar is not None:
             bar.close()
-    return [list(done[key]) for key in keys]
+
+
+def _prompt_keys(contexts: list[str]) -> list[str]:
+    """Stable keys: text hash + occurrence, so duplicate prompts still get independent samples."""
+    seen: dict[str, int] = {}
+    keys: list[str] = []
+    for c in contexts:
+        h = _hash(c)[:32]
+        keys.append(f"{h}:{seen.get(h, 0)}")
+        seen[h] = seen.get(h, 0) + 1
+    return keys
+
+
+def _encode(tokenizer: Any, contexts: list[str], add_special_tokens: bool, max_pos: int | None,
+            max_new_tokens: int) -> list[list[int]]:
+    """Token ids per context: never empty, and cut from the left so that prompt + new tokens fit ``max_pos``."""
+    enc = tokenizer(list(contexts), add_special_tokens=add_special_tokens)["input_ids"]
+    fallback = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    ids: list[list[int]] = []
+    for e in enc:
+        e = list(e) or [fallback]  # an empty prompt still needs one position to condition on
+        if max_pos and len(e) + max_new_tokens > max_pos:
+            e = e[-(max_pos - max_new_tokens):]  # keep the end of an over-long prompt
+        ids.append(e)
+    return ids
 
 
 class _BatchRunner:

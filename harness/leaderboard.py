@@ -321,8 +321,20 @@ class Leaderboard:
                     cols.append(Column(t, m, f"{t} {m} ↑", "ci"))
             out.append(("Common sense (zero-shot)", cols, "acc_norm where lm-eval reports it, else acc."))
 
-        families = sorted(set(self.cells.family.dropna()))
-        for fam in families:
+        out += self._language_sections(tox_groups)
+
+        known = set(tox) | set(tox_groups) | set(ppl) | set(zs) | set(zs_groups)
+        known |= set(self.cells.loc[self.cells.family.notna(), "task"])
+        other = sorted(set(self.cells.task) - known, key=task_sort_key)
+        if other:
+            cols = [Column(t, m, f"{t} {m}", "ci") for t in other for m in self._metrics(t)]
+            out.append(("Other metrics", cols, ""))
+        return out
+
+    def _language_sections(self, tox_groups: Sequence[str]) -> list[tuple[str, list[Column], str]]:
+        """Per-language tables of each multilingual family (RTP-LX...), its group means beside them."""
+        out: list[tuple[str, list[Column], str]] = []
+        for fam in sorted(set(self.cells.family.dropna())):
             sub = self.cells[self.cells.family == fam]
             langs = sorted(set(zip(sub.lang, sub.task)))
             groups = [g for g in tox_groups if g.startswith(fam)]
@@ -337,13 +349,6 @@ class Leaderboard:
                 cols = [Column(t, m, lang) for lang, t in langs]
                 cols += [c for g in groups for c in (Column(g, m, f"{g} mean"), Column(g, m, f"{g} Δ", "delta"))]
                 out.append((f"{fam}: {metric_label(m)} per language {arrow}", cols, ""))
-
-        known = set(tox) | set(tox_groups) | set(ppl) | set(zs) | set(zs_groups)
-        known |= set(self.cells.loc[self.cells.family.notna(), "task"])
-        other = sorted(set(self.cells.task) - known, key=task_sort_key)
-        if other:
-            cols = [Column(t, m, f"{t} {m}", "ci") for t in other for m in self._metrics(t)]
-            out.append(("Other metrics", cols, ""))
         return out
 
     def rendered(self) -> list[tuple[str, str, list[Table]]]:

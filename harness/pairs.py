@@ -306,21 +306,10 @@ def build_pairs(
         "seed": seed,
         "batch_prompts": batch_prompts,
     }
-    if meta_path.is_file():
-        old = json.loads(meta_path.read_text(encoding="utf-8"))
-        diff = sorted(k for k in meta if old.get(k) != meta[k])
-        if diff:
-            raise UsageError(
-                f"{out_path} was built with other settings ({', '.join(diff)} differ); "
-                "use another --out or delete it and its .progress.jsonl/.meta.json"
-            )
-    elif out_path.exists() and out_path.stat().st_size:
-        raise UsageError(f"{out_path} exists and was not written by `toxbench pairs`; choose another --out")
+    _check_resumable(out_path, meta_path, meta)
     atomic_write_json(meta_path, {**meta, "pool": info})
 
-    done = {r["prompt_id"] for r in read_jsonl(progress_path)} if progress_path.is_file() else set()
-    if out_path.is_file():  # a pair written just before a kill counts as done even without its progress record
-        done |= {r.get("prompt_id") for r in read_jsonl(out_path)}
+    done = _done_ids(out_path, progress_path)
     todo = [p for p in pool if p["prompt_id"] not in done]
     res = PairsResult(out_path=str(out_path), pool=info, prompts=len(pool), already_done=len(pool) - len(todo))
     t0 = time.perf_counter()
@@ -336,25 +325,9 @@ def build_pairs(
             flat = [c for row in conts for c in row]
             scores = [float(x) for x in scorer_obj.score(flat)] if flat else []
             for j, p in enumerate(chunk):
-                sc = scores[j * n:(j + 1) * n]
-                row_c = conts[j]
-                lo = min(range(n), key=lambda k: (sc[k], k))
-                hi = max(range(n), key=lambda k: (sc[k], -k))
-                gap = sc[hi] - sc[lo]
-                keep = gap >= margin and gap > 0 and row_c[lo] != row_c[hi]
-                if keep:
-                    append_jsonl(out_path, [{
-                        "prompt": p["text"], "chosen": row_c[lo], "rejected": row_c[hi],
-                        "chosen_score": sc[lo], "rejected_score": sc[hi], "prompt_id": p["prompt_id"],
-                        "source": p.get("source"),
-                    }])
-                    res.pairs_written += 1
+                gap = _record_prompt(p, conts[j], scores[j * n:(j + 1) * n], margin, out_path, progress_path, res)
+                if gap is not None:
                     gaps.append(gap)
-                else:
-                    res.below_margin += 1
-                # the progress record goes last; a restart also treats prompts with a pair row as done
-                append_jsonl(progress_path, [{"prompt_id": p["prompt_id"], "kept": keep, "gap": round(gap, 6)}])
-                res.processed += 1
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -364,6 +337,51 @@ def build_pairs(
     res.mean_gap = round(sum(gaps) / len(gaps), 4) if gaps else None
     res.pairs_total = len(read_pairs(out_path)) if out_path.is_file() else 0
     return res
+
+
+def _check_resumable(out_path: Path, meta_path: Path, meta: dict[str, Any]) -> None:
+    """Resume only what these very settings started; never overwrite a file `toxbench pairs` did not write."""
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text(encoding="utf-8"))
+        diff = sorted(k for k in meta if old.get(k) != meta[k])
+        if diff:
+            raise UsageError(
+                f"{out_path} was built with other settings ({', '.join(diff)} differ); "
+                "use another --out or delete it and its .progress.jsonl/.meta.json"
+            )
+    elif out_path.exists() and out_path.stat().st_size:
+        raise UsageError(f"{out_path} exists and was not written by `toxbench pairs`; choose another --out")
+
+
+def _done_ids(out_path: Path, progress_path: Path) -> set[str]:
+    done = {r["prompt_id"] for r in read_jsonl(progress_path)} if progress_path.is_file() else set()
+    if out_path.is_file():  # a pair written just before a kill counts as done even without its progress record
+        done |= {r.get("prompt_id") for r in read_jsonl(out_path)}
+    return done
+
+
+def _record_prompt(p: dict, conts: list[str], sc: list[float], margin: float, out_path: Path, progress_path: Path,
+                   res: PairsResult) -> float | None:
+    """Append the prompt's (least, most) toxic pair when its score gap passes ``margin``, then its progress record;
+    returns the kept pair's gap (None when none was kept)."""
+    n = len(conts)
+    lo = min(range(n), key=lambda k: (sc[k], k))
+    hi = max(range(n), key=lambda k: (sc[k], -k))
+    gap = sc[hi] - sc[lo]
+    keep = gap >= margin and gap > 0 and conts[lo] != conts[hi]
+    if keep:
+        append_jsonl(out_path, [{
+            "prompt": p["text"], "chosen": conts[lo], "rejected": conts[hi],
+            "chosen_score": sc[lo], "rejected_score": sc[hi], "prompt_id": p["prompt_id"],
+            "source": p.get("source"),
+        }])
+        res.pairs_written += 1
+    else:
+        res.below_margin += 1
+    # the progress record goes last; a restart also treats prompts with a pair row as done
+    append_jsonl(progress_path, [{"prompt_id": p["prompt_id"], "kept": keep, "gap": round(gap, 6)}])
+    res.processed += 1
+    return gap if keep else None
 
 
 # -- reading pairs (ours and the seeds' pairwise format) -------------------------------------------------------

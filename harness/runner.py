@@ -323,41 +323,12 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     results.setdefault("top_level_done", [])
     results["completed"] = False
 
-    from lm_eval.evaluator import evaluate
-
     for noisy in ("lm_eval", "lm-eval"):  # config-default chatter on every task load
         logging.getLogger(noisy).setLevel(logging.ERROR)
     for top in todo:
         t0 = time.time()
         with use_context(ctx):
-            task_dict = load_task_dict([top], spec.include_paths)
-            leaves = _leaves(task_dict)
-            samples_sel: dict[str, list[int]] = {}
-            for name, task in leaves:
-                apply_generation_overrides(task, spec)
-                samples_sel[name] = _doc_ids(task, spec.limit, spec.shard)
-            pending = [(n, t) for n, t in leaves if n not in done]
-            if pending:
-                log(f"[toxbench] {top}: evaluating {', '.join(n for n, _ in pending)}")
-                seed_everything(spec.seed)
-                sub = {k: v for k, v in task_dict.items()}
-                out = evaluate(lm, sub, samples={n: samples_sel[n] for n, _ in leaves}, log_samples=True,
-                               bootstrap_iters=0, verbosity="WARNING")
-                if rank != 0:  # lm-eval gathered every rank's samples on rank 0, which writes the run dir
-                    continue
-                logged = (out or {}).get("samples", {})
-                for name, task in pending:
-                    rows = sample_rows(logged.get(name, []))
-                    summary = summarize_task(name, task, rows, spec, samples_sel[name], scorers)
-                    run.write_samples(name, summary.pop("samples", None) or rows)
-                    summary["wall_s"] = round(time.time() - t0, 2)
-                    results["tasks"][name] = summary
-                    done.add(name)
-                    run.save_results(results)
-            for gkey, gleaves in _groups(task_dict):
-                gname = getattr(gkey, "group_name", str(gkey))
-                results["groups"][gname] = {"tasks": gleaves,
-                                            "metrics": group_metrics(gkey, gleaves, results["tasks"])}
+            _evaluate_top(top, spec, lm, scorers, run, results, done, rank, log, t0)
         if rank != 0:
             continue
         results["top_level_done"].append(top)
@@ -369,6 +340,41 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     run.save_results(results)
     log(f"[toxbench] wrote {run.results_file} in {time.time() - t_start:.1f}s")
     return run.path
+
+
+def _evaluate_top(top: str, spec: RunSpec, lm: Any, scorers: ScorerFactory, run: RunDir, results: dict[str, Any],
+                  done: set[str], rank: int, log: Log, t0: float) -> None:
+    """Evaluate the leaves of one top-level task (or group) not yet ``done``, in the run context; rank 0 writes
+    each finished leaf's samples and results, then the group aggregates."""
+    from lm_eval.evaluator import evaluate
+
+    task_dict = load_task_dict([top], spec.include_paths)
+    leaves = _leaves(task_dict)
+    samples_sel: dict[str, list[int]] = {}
+    for name, task in leaves:
+        apply_generation_overrides(task, spec)
+        samples_sel[name] = _doc_ids(task, spec.limit, spec.shard)
+    pending = [(n, t) for n, t in leaves if n not in done]
+    if pending:
+        log(f"[toxbench] {top}: evaluating {', '.join(n for n, _ in pending)}")
+        seed_everything(spec.seed)
+        sub = {k: v for k, v in task_dict.items()}
+        out = evaluate(lm, sub, samples={n: samples_sel[n] for n, _ in leaves}, log_samples=True,
+                       bootstrap_iters=0, verbosity="WARNING")
+        if rank != 0:  # lm-eval gathered every rank's samples on rank 0, which writes the run dir
+            return
+        logged = (out or {}).get("samples", {})
+        for name, task in pending:
+            rows = sample_rows(logged.get(name, []))
+            summary = summarize_task(name, task, rows, spec, samples_sel[name], scorers)
+            run.write_samples(name, summary.pop("samples", None) or rows)
+            summary["wall_s"] = round(time.time() - t0, 2)
+            results["tasks"][name] = summary
+            done.add(name)
+            run.save_results(results)
+    for gkey, gleaves in _groups(task_dict):
+        gname = getattr(gkey, "group_name", str(gkey))
+        results["groups"][gname] = {"tasks": gleaves, "metrics": group_metrics(gkey, gleaves, results["tasks"])}
 
 
 def make_lm(spec: RunSpec, loaded: Any, intervention: Any, run_path: Path, progress: bool = True) -> Any:

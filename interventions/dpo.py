@@ -312,14 +312,7 @@ def fit_dpo(model: torch.nn.Module, tokenizer: Any, cfg: dict, *, data_dir: Path
     """Train, merge, save; returns the weight-space State (no tensors, metadata only)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    if not cfg.get("pairs"):
-        raise UsageError("dpo needs pairs=PATH (build them with `toxbench pairs`, or import the seeds' pairwise data)")
-    pairs_path = Path(cfg["pairs"]).expanduser().resolve()
-    rows = read_pairs(pairs_path)
-    if cfg.get("max_pairs"):
-        rows = rows[: int(cfg["max_pairs"])]
-    if not rows:
-        raise UsageError(f"no pairs in {pairs_path}")
+    pairs_path, rows = _config_pairs(cfg)
     if cache_dir is None:
         cache_dir = default_cache()
     model_fp = model_fingerprint or models.model_fingerprint(model)
@@ -349,14 +342,7 @@ def fit_dpo(model: torch.nn.Module, tokenizer: Any, cfg: dict, *, data_dir: Path
     dtype = _dtype_name(model)
     probe = _probe_ids(tok, rows, next(trainer.model.parameters()).device)
     merge_info = merge_and_save(trainer.model, tok, merged_dir, probe, dtype)
-    held_out = {"n": 0, "margin": None, "accuracy": None}
-    if eval_rows:
-        from transformers import AutoModelForCausalLM
-
-        merged = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=getattr(torch, dtype)).eval()
-        base = model.eval()
-        held_out = reward_margins(merged.to(next(base.parameters()).device), base, tok, eval_rows, cfg["beta"])
-        del merged
+    held_out = _held_out_margins(merged_dir, model, tok, eval_rows, cfg["beta"], dtype)
 
     meta = {
         "method": "dpo",
@@ -375,12 +361,8 @@ def fit_dpo(model: torch.nn.Module, tokenizer: Any, cfg: dict, *, data_dir: Path
         "steps_this_run": counter.steps,
         "global_step": trainer.state.global_step,
         "train_wall_s": round(train_s, 2),
-        "train_log": {
-            "first": {k: history[0][k] for k in ("step", "loss", "rewards/margins", "rewards/accuracies")
-                      if k in history[0]} if history else None,
-            "last": {k: history[-1][k] for k in ("step", "loss", "rewards/margins", "rewards/accuracies")
-                     if k in history[-1]} if history else None,
-        },
+        "train_log": {"first": _log_entry(history[0]) if history else None,
+                      "last": _log_entry(history[-1]) if history else None},
         "held_out": held_out,
         "dtype": dtype,
         "versions": _versions(),
@@ -391,6 +373,36 @@ def fit_dpo(model: torch.nn.Module, tokenizer: Any, cfg: dict, *, data_dir: Path
     atomic_write_json(merged_dir / "toxbench_dpo.json", meta)
     del trainer
     return state
+
+
+def _config_pairs(cfg: dict) -> tuple[Path, list[dict]]:
+    """The pairs file of ``cfg`` (``pairs``, cut to ``max_pairs``) and its rows; none is a UsageError."""
+    if not cfg.get("pairs"):
+        raise UsageError("dpo needs pairs=PATH (build them with `toxbench pairs`, or import the seeds' pairwise data)")
+    pairs_path = Path(cfg["pairs"]).expanduser().resolve()
+    rows = read_pairs(pairs_path)
+    if cfg.get("max_pairs"):
+        rows = rows[: int(cfg["max_pairs"])]
+    if not rows:
+        raise UsageError(f"no pairs in {pairs_path}")
+    return pairs_path, rows
+
+
+def _held_out_margins(merged_dir: Path, base: torch.nn.Module, tok: Any, eval_rows: list[dict], beta: float,
+                      dtype: str) -> dict[str, Any]:
+    """Reward margins of the merged checkpoint against ``base`` on the held-out pairs (n=0 when there are none)."""
+    if not eval_rows:
+        return {"n": 0, "margin": None, "accuracy": None}
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=getattr(torch, dtype)).eval()
+    base = base.eval()
+    return reward_margins(merged.to(next(base.parameters()).device), base, tok, eval_rows, beta)
+
+
+def _log_entry(h: dict) -> dict:
+    """The trainer log fields a fitted state records for its first and last logged step."""
+    return {k: h[k] for k in ("step", "loss", "rewards/margins", "rewards/accuracies") if k in h}
 
 
 def _finished_state(merged_dir: Path, cfg: dict, pairs_hash: str, model_fp: str) -> State | None:

@@ -97,14 +97,7 @@ def collect_responses(
     ``sort_by_length=False`` keeps arrival order (the benchmark's baseline); results are identical either way
     because every sentence's row is written back to its own index.
     """
-    if pooling not in POOLINGS:
-        raise did_you_mean(pooling, POOLINGS, "pooling")
-    if padding_side not in ("left", "right"):
-        raise UsageError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
-    if not module_names:
-        raise UsageError("no modules to collect responses from")
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, not {batch_size}")
+    _check_settings(pooling, padding_side, module_names, batch_size)
     ids = tokenize(tokenizer, texts, seq_len)
     n = len(ids)
     y = torch.as_tensor(labels).reshape(-1).to(torch.bool)
@@ -128,43 +121,77 @@ def collect_responses(
     names = list(module_names)
     module_order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     last = max(names, key=module_order.__getitem__)
-    buffers: dict[str, torch.Tensor] = {}
-    current: dict[str, Any] = {}
+    pooler = _Pooler(n, pooling, last if stop_early else None)
+    n_tokens = _forward_batches(model, pooler, names, ids, batches, pad_id, padding_side, dev, progress)
+    missing = [name for name in names if name not in pooler.buffers]
+    if missing:
+        raise UsageError(f"module {missing[0]!r} never ran during the forward pass; choose another module")
+    if world > 1:
+        n_tokens = _all_reduce(pooler.buffers, names, n_tokens, dev)
+    return Responses(per_module={name: pooler.buffers[name] for name in names}, labels=y, n_tokens=n_tokens)
 
-    def make_hook(name: str):
+
+def _check_settings(pooling: str, padding_side: str, module_names: Sequence[str], batch_size: int) -> None:
+    if pooling not in POOLINGS:
+        raise did_you_mean(pooling, POOLINGS, "pooling")
+    if padding_side not in ("left", "right"):
+        raise UsageError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+    if not module_names:
+        raise UsageError("no modules to collect responses from")
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, not {batch_size}")
+
+
+class _Pooler:
+    """Forward hooks that pool each module's per-token output over the batch's real tokens into a ``[units, n]``
+    buffer (one column per sentence); the hook of ``stop_after`` ends the forward pass."""
+
+    def __init__(self, n: int, pooling: str, stop_after: str | None) -> None:
+        self.n, self.pooling, self.stop_after = n, pooling, stop_after
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.rows: torch.Tensor | None = None  # the batch's sentence indices
+        self.mask: torch.Tensor | None = None  # the batch's attention mask (bool)
+
+    def hook(self, name: str) -> Any:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
             out = output[0] if isinstance(output, tuple) else output
-            mask = current["mask"]
+            mask = self.mask
             if out.dim() != 3 or out.shape[:2] != mask.shape:
                 raise UsageError(
                     f"module {name!r} outputs shape {tuple(out.shape)}, not [batch, tokens, units]; "
                     "choose modules whose output is per token"
                 )
             m = mask.to(out.device).unsqueeze(-1)
-            if pooling == "max":
+            if self.pooling == "max":
                 pooled = out.masked_fill(~m, float("-inf")).amax(dim=1)
             else:
                 pooled = (out * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
-            buf = buffers.get(name)
+            buf = self.buffers.get(name)
             if buf is None:
-                buf = buffers[name] = torch.zeros((out.shape[-1], n), dtype=torch.float32)
-            buf[:, current["rows"]] = pooled.T.to(device="cpu", dtype=torch.float32)
-            if stop_early and name == last:
+                buf = self.buffers[name] = torch.zeros((out.shape[-1], self.n), dtype=torch.float32)
+            buf[:, self.rows] = pooled.T.to(device="cpu", dtype=torch.float32)
+            if name == self.stop_after:
                 raise _StopForward
 
         return hook
 
+
+def _forward_batches(model: torch.nn.Module, pooler: _Pooler, names: list[str], ids: list[list[int]],
+                     batches: list[list[int]], pad_id: int, padding_side: str, dev: torch.device,
+                     progress: bool) -> int:
+    """Run each batch of sentence indices with the pooling hooks attached, in eval mode (restored after); returns
+    the number of real tokens seen."""
     from tqdm.auto import tqdm
 
     n_tokens = 0
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), hooked(model, {name: make_hook(name) for name in names}):
+        with torch.inference_mode(), hooked(model, {name: pooler.hook(name) for name in names}):
             for rows in tqdm(batches, desc="responses", unit="batch", disable=not progress):
                 input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, padding_side)
-                current["rows"] = torch.tensor(rows)
-                current["mask"] = mask.bool()
+                pooler.rows = torch.tensor(rows)
+                pooler.mask = mask.bool()
                 n_tokens += int(mask.sum())
                 kwargs: dict[str, Any] = {"attention_mask": mask.to(dev), "use_cache": False}
                 if padding_side == "left":
@@ -176,19 +203,19 @@ def collect_responses(
                     pass
     finally:
         model.train(was_training)
-    missing = [name for name in names if name not in buffers]
-    if missing:
-        raise UsageError(f"module {missing[0]!r} never ran during the forward pass; choose another module")
-    if world > 1:
-        import torch.distributed as dist
+    return n_tokens
 
-        for name in names:
-            buf = buffers[name]
-            if dist.get_backend() == "nccl":
-                buf = buf.to(dev)
-            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
-            buffers[name] = buf.cpu()
-        tokens = torch.tensor([n_tokens], dtype=torch.int64, device=dev if dist.get_backend() == "nccl" else "cpu")
-        dist.all_reduce(tokens, op=dist.ReduceOp.SUM)
-        n_tokens = int(tokens.item())
-    return Responses(per_module={name: buffers[name] for name in names}, labels=y, n_tokens=n_tokens)
+
+def _all_reduce(buffers: dict[str, torch.Tensor], names: list[str], n_tokens: int, dev: torch.device) -> int:
+    """Sum every rank's buffers (in place in ``buffers``) and token counts; returns the total token count."""
+    import torch.distributed as dist
+
+    for name in names:
+        buf = buffers[name]
+        if dist.get_backend() == "nccl":
+            buf = buf.to(dev)
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+        buffers[name] = buf.cpu()
+    tokens = torch.tensor([n_tokens], dtype=torch.int64, device=dev if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(tokens, op=dist.ReduceOp.SUM)
+    return int(tokens.item())
