@@ -1,4 +1,4 @@
-"""One registry idiom for interventions, scorers and models: lazy, did-you-mean, entry points.
+"""One registry idiom for interventions and scorers: lazy, did-you-mean, entry points.
 
 Built-ins are registered as ``"module:attr"`` strings so nothing heavy is imported until a name is used.
 Third-party packages add entries through the entry-point group given to the registry.
