@@ -51,8 +51,16 @@ def part_configs(names: list[str], args: Iterable[tuple[str, Any]]) -> list[dict
     return configs
 
 
-def state_path(cache_dir: Path, model_fingerprint: str, name: str, config: dict[str, Any]) -> Path:
-    key = sha256_text(canonical_json(config))[:12]
+def fit_dtype(model: Any) -> str:
+    """The dtype a state is fitted in: part of its identity, since a fit in bf16 ranks units differently from a fit
+    in fp32 (AurA's alphas differ by up to 0.3 on SmolLM2)."""
+    param = next(iter(model.parameters()), None) if model is not None else None
+    return str(param.dtype).removeprefix("torch.") if param is not None else "unknown"
+
+
+def state_path(cache_dir: Path, model_fingerprint: str, name: str, config: dict[str, Any], dtype: str) -> Path:
+    """Where the state fitted for (model, intervention config, fit dtype) is cached."""
+    key = sha256_text(canonical_json({**config, "fit_dtype": dtype}))[:12]
     return cache_dir / "states" / model_fingerprint[:16] / f"{name}-{key}.safetensors"
 
 
@@ -97,7 +105,7 @@ def build(
             continue
         if cache_dir is None or model_fingerprint is None:
             raise UsageError(f"intervention {name!r} needs a fitted state: pass --intervention-state PATH")
-        path = state_path(cache_dir, model_fingerprint, name, cfg)
+        path = state_path(cache_dir, model_fingerprint, name, cls(**cfg).config, fit_dtype(model))
         if path.is_file() and not refit:
             parts.append(cls(state=State.load(path, model_fingerprint), **cfg))
             continue
@@ -125,8 +133,7 @@ def build(
     return Composite(parts)
 
 
-def state_files(intervention: Intervention, cache_dir: Path, model_fingerprint: str) -> list[Path]:
+def state_files(intervention: Intervention, cache_dir: Path, model_fingerprint: str, model: Any) -> list[Path]:
     """Where each fitted part's state is cached (for `toxbench fit` to print)."""
-    return [
-        state_path(cache_dir, model_fingerprint, p.name, p.config) for p in intervention.parts if p.state is not None
-    ]
+    return [state_path(cache_dir, model_fingerprint, p.name, p.config, fit_dtype(model))
+            for p in intervention.parts if p.state is not None]

@@ -331,3 +331,14 @@ def test_length_match_removes_the_length_confound(tmp_path):
 def test_length_match_is_recorded_only_when_on():
     assert "length_match" not in AurA().config  # states and runs fitted before the option keep their identity
     assert AurA(length_match="true").config["length_match"] is True
+
+
+def test_state_cache_key_names_the_fit_dtype(tmp_path):
+    """A state fitted in bf16 is not silently reused by an fp32 run (its alphas differ), and an option left at its
+    default keeps the key of a state fitted before the option existed."""
+    from toxbench.interventions import state_path
+
+    p32 = state_path(tmp_path, "f" * 16, "aura", AurA().config, "float32")
+    assert p32 != state_path(tmp_path, "f" * 16, "aura", AurA().config, "bfloat16")
+    assert p32 == state_path(tmp_path, "f" * 16, "aura", AurA(length_match=False).config, "float32")
+    assert p32 != state_path(tmp_path, "f" * 16, "aura", AurA(length_match=True).config, "float32")

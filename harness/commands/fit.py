@@ -46,7 +46,7 @@ def fit(**kw: Any) -> None:
                   batch_size=kw["batch_size"], seed=kw["seed"], refit=kw["refit"])
     # the merged checkpoint of a weight-space intervention is printed, not loaded
     prepared = prepare(setup, load_override=False)
-    for p in state_files(prepared.intervention, cache, prepared.loaded.fingerprint):
+    for p in state_files(prepared.intervention, cache, prepared.loaded.fingerprint, prepared.loaded.model):
         click.echo(str(p))
     for part in prepared.intervention.parts:  # weight-space: the merged checkpoint, usable as --model DIR
         if part.model_override() is not None:
