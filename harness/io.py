@@ -61,7 +61,11 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """
     rows: list[dict] = []
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085, form feeds..., which generated text
+    # (written raw with ensure_ascii=False) contains
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue

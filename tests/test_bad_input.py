@@ -486,3 +486,13 @@ def test_pretrained_not_str_warning_silenced():
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert [r.getMessage() for r in seen] == ["some other warning"]
+
+
+def test_jsonl_rows_with_unicode_line_separators_round_trip(tmp_path):
+    """Generated text can hold U+2028, U+0085 or a form feed: a cache line must still be one line."""
+    from toxbench.harness.io import append_jsonl, read_jsonl
+
+    f = tmp_path / "g.jsonl"
+    rows = [{"key": "a", "samples": ["x\u2028y", "p\x85q", "f\x0cg", "r\rs"]}, {"key": "b", "samples": ["ok"]}]
+    append_jsonl(f, rows)
+    assert read_jsonl(f) == rows
