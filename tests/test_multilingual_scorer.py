@@ -149,6 +149,30 @@ def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
     assert again.version == scorer.version
 
 
+def test_language_deviation_weights(tmp_path: Path) -> None:
+    """Per-language deviations of the embedding weights: stored per language, selected by `lang` at scoring time,
+    absent for unknown languages (only the shared weights apply)."""
+    assert mt.language_key("de-DE", ["de", "nb", "zh-Hans"]) == 0
+    assert mt.language_key("no", ["de", "nb", "zh-Hans"]) == 1
+    assert mt.language_key("zh", ["de", "nb", "zh-Hans"]) == 2 and mt.language_key("ZH-HANS", ["zh-Hans"]) == 0
+    assert mt.language_key("sw", ["de"]) is None and mt.language_key(None, ["de"]) is None
+    enc = HashEncoder()
+    texts = [f"{lang} you {w} {i}" for lang in ("de", "fr") for i in range(30) for w in ("hate", "flower")]
+    langs = [t.split()[0] for t in texts]
+    y = np.array([int("hate" in t) for t in texts])
+    head = mt.fit_head(enc.encode(texts), texts, y, meta={"format": mt.HEAD_FORMAT, "encoder": enc.id}, langs=langs)
+    assert head.meta["languages"] == ["de", "fr"] and head.lang_weight.shape == (2, enc.dim)
+    path = tmp_path / "h.safetensors"
+    head.save(path)
+    scorer = MultilingualScorer(cache_dir=tmp_path, encoder=enc, head_file=path)
+    probe = ["de you hate it", "de a flower"]
+    de, none, sw = scorer.score(probe, lang="de"), scorer.score(probe), scorer.score(probe, lang="sw")
+    np.testing.assert_array_equal(none, sw)
+    assert not np.allclose(de, none) and de[0] > 0.5 > de[1]
+    off = mt.fit_head(enc.encode(texts), texts, y, cfg=mt.HeadConfig(language_scale=0.0), langs=langs)
+    assert off.lang_weight.shape == (0, enc.dim) and off.meta["languages"] == []
+
+
 def test_head_trained_on_another_encoder_is_refused(tmp_path: Path) -> None:
     enc = HashEncoder()
     texts = ["a hate", "b flower", "c hate", "d flower"]

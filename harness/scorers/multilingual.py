@@ -63,14 +63,14 @@ class MultilingualScorer(Scorer):
         self.version = f"{HEAD_FORMAT}+{self.head_sha256[:12]}"
 
     def score_heads(self, texts: list[str], lang: str | None = None) -> dict[str, np.ndarray]:
-        # The head is language-agnostic: the encoder maps all languages into one space, so `lang` is unused.
+        # `lang` selects the head's per-language deviation of the embedding weights (none for an unknown language)
         texts = list(texts)
         if not texts:
             return {"toxicity": np.zeros(0, np.float64)}
         parts = []
         for i in range(0, len(texts), self.batch_size):
             chunk = texts[i : i + self.batch_size]
-            parts.append(self.head.predict(self.encoder.encode(chunk), chunk))
+            parts.append(self.head.predict(self.encoder.encode(chunk), chunk, langs=lang))
         return {"toxicity": np.concatenate(parts).astype(np.float64)}
 
     def describe(self) -> dict:
