@@ -22,7 +22,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from toxbench.harness.scorers import build_scorer
-    from toxbench.harness.scorers.evaluation import load_reference
+    from toxbench.harness.scorers.rtp_reference import load_reference
 
     texts = load_reference().select("continuation").texts[: args.n]
     for name in args.scorer or ["jigsaw-bilstm", "profanity-check", "jigsaw-ensemble"]:

@@ -193,7 +193,7 @@ def test_agreement_metrics() -> None:
 
 
 def test_reference_texts_and_disjoint_parts() -> None:
-    from toxbench.harness.scorers.evaluation import load_reference
+    from toxbench.harness.scorers.rtp_reference import load_reference
 
     ref = load_reference()
     p, c, g = ref.select("prompt"), ref.select("continuation"), ref.select("generation")

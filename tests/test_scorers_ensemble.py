@@ -17,7 +17,7 @@ def test_jigsaw_training_data_is_jigsaw_only() -> None:
     assert len(texts) == len(set(texts)) == len(y) > 12400
     assert set(np.unique(y)) == {0, 1}
     # none of the RealToxicityPrompts texts the agreement table measures is a training text
-    from toxbench.harness.scorers.evaluation import load_reference
+    from toxbench.harness.scorers.rtp_reference import load_reference
 
     assert not set(load_reference().texts) & set(texts)
 

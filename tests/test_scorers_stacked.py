@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toxbench.harness.scorers import stacked as st
+from toxbench.harness.scorers import rtp_reference, stacked as st
+from toxbench.harness.scorers.folds import fold_ids
 
 
 def _write_rtp(root: Path, n: int = 24) -> Path:
     """A data dir with the three Perspective-scored RTP files, synthetic texts (half scored toxic by length)."""
     rng = np.random.default_rng(0)
-    for rel, gens in zip(st.RTP_FILES, (False, False, True)):
+    for rel, gens in zip(rtp_reference.RTP_FILES, (False, False, True)):
         rows = []
         for i in range(n):
             tox = float(rng.uniform(0.6, 0.95)) if i % 2 else float(rng.uniform(0.02, 0.3))
@@ -32,14 +33,14 @@ def _write_rtp(root: Path, n: int = 24) -> Path:
 
 
 def test_real_data_groups_keep_prompts_with_their_texts() -> None:
-    data = st.load_rtp_labelled()
+    data = rtp_reference.load_rtp_labelled()
     assert len(set(data.texts)) == len(data) and len(data) > 7000
-    assert set(data.part) == set(st.PARTS)
+    assert set(data.part) == set(rtp_reference.PARTS)
     assert ((data.perspective >= 0) & (data.perspective <= 1)).all()
-    fold = st.grouped_folds(data.group, 5, seed=0)
+    fold = fold_ids(data.group, 5, seed=0)
     for g in np.unique(data.group)[:500]:
         assert len(set(fold[data.group == g])) == 1  # a prompt, its continuation and generations: one fold
-    assert np.array_equal(fold, st.grouped_folds(data.group, 5, seed=0))
+    assert np.array_equal(fold, fold_ids(data.group, 5, seed=0))
 
 
 def test_train_is_byte_identical_and_versioned(tmp_path) -> None:

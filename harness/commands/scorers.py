@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,13 @@ import click
 
 from toxbench.harness.commands import ToxbenchGroup
 from toxbench.harness.commands.scorers_multilingual import run_eval, train
-from toxbench.harness.errors import UsageError
+from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.io import atomic_write_text
 from toxbench.harness.options import cache_dir_option, data_dir_option
+from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resolve_data
+from toxbench.harness.scorers import DEFAULT_SCORER, EVAL_DEFAULTS, SCORERS, ensemble
+from toxbench.harness.scorers.evaluation import evaluate_on_file, evaluate_scorers, to_markdown
+from toxbench.harness.scorers.labelled import load_labelled
 from toxbench.harness.settings import parse_kv
 
 _OPTION_EXAMPLE = "jigsaw-bilstm:normalize_quotes=true"
@@ -40,10 +46,6 @@ def scorers() -> None:
 @scorers.command("list")
 def list_scorers() -> None:
     """The registered scorers: name, version, languages, and what is missing to use them here."""
-    import importlib.util
-
-    from toxbench.harness.scorers import DEFAULT_SCORER, SCORERS
-
     for name in SCORERS.names():
         try:
             cls = SCORERS.get(name)
@@ -85,16 +87,9 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
 
     With --data FILE: the same table on your own labelled JSONL/CSV file (one row per scorer, plus one per
     language with --lang-column); default scorer: the default of runs (and multilingual for other languages)."""
-    from toxbench.harness.io import atomic_write_text
-    from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resolve_data
-    from toxbench.harness.scorers import DEFAULT_SCORER, EVAL_DEFAULTS, SCORERS
-    from toxbench.harness.scorers.evaluation import evaluate_scorers, to_markdown
-
     chosen = [n.strip() for item in names for n in item.split(",") if n.strip()]
     for n in chosen:
         if n not in SCORERS:
-            from toxbench.harness.errors import did_you_mean
-
             raise did_you_mean(n, SCORERS.names(), "scorer")
     opts = _parse_options(options)
     cdir = resolve_cache(cache_dir)
@@ -104,9 +99,6 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
         if calibrate:
             raise UsageError("--calibrate fits on the RTP reference texts; with --data, pass a calibrated scorer "
                              "option instead (e.g. -o NAME:calibrate=... where the scorer has one)")
-        from toxbench.harness.scorers.evaluation import evaluate_on_file
-        from toxbench.harness.scorers.labelled import load_labelled
-
         data = load_labelled(data_file, text_column, score_column, label_column, lang_column)
         if not chosen:
             other = data.langs is not None and any(not str(lang).lower().startswith("en") for lang in data.langs)
@@ -149,10 +141,7 @@ def fit_ensemble(data_dir: str | None, output: Path | None, cache_dir: str | Non
                  threads: int | None) -> None:
     """Rebuild the jigsaw-ensemble MiniLM head from the Jigsaw files only (~13k texts; ~10 min on 2 CPU cores,
     seconds once the embeddings are cached)."""
-    from toxbench.harness.paths import cache_dir as resolve_cache
-    from toxbench.harness.scorers.ensemble import HEAD_FILE, fit_head
-
-    info = fit_head(data_dir, out=output or HEAD_FILE, seed=seed, cache_dir=resolve_cache(cache_dir),
+    info = ensemble.fit_head(data_dir, out=output or ensemble.HEAD_FILE, seed=seed, cache_dir=resolve_cache(cache_dir),
                     threads=threads)
     click.echo(f"wrote {info['path']} (trained on {info['n']} Jigsaw texts, C={info['C']} by 5-fold CV; "
                f"sha256 {info['sha256'][:12]})")

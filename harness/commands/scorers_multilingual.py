@@ -12,10 +12,13 @@ import click
 
 from toxbench.harness.commands import ToxbenchCommand
 from toxbench.harness.errors import did_you_mean
+from toxbench.harness.io import atomic_write_text
 from toxbench.harness.options import cache_dir_option, data_dir_option
+from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resolve_data
+from toxbench.harness.scorers import stacked
+from toxbench.harness.scorers.multilingual_train import evaluate_multilingual, format_table, train_head
 
 TRAINABLE = ("multilingual", "rtp-stack")
-
 
 
 def _threads(n: int | None) -> None:
@@ -56,20 +59,15 @@ def train(scorer: str, output: Path | None, seed: int, cache_dir: str | None, da
     """
     if scorer not in TRAINABLE:
         raise did_you_mean(scorer, TRAINABLE, "trainable scorer")
-    from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resolve_data
-
     _threads(threads)
     if scorer == "rtp-stack":
-        from toxbench.harness.scorers.stacked import HEAD_FILE, train_head as train_stack
-
-        info = train_stack(resolve_data(data_dir), resolve_cache(cache_dir), out=output or HEAD_FILE, seed=seed)
+        info = stacked.train_head(resolve_data(data_dir), resolve_cache(cache_dir), out=output or stacked.HEAD_FILE,
+                                  seed=seed)
         auc = ", ".join(f"{k} {v:.3f}" for k, v in info["held_out_roc_auc"].items())
         click.echo(f"trained the rtp-stack head on {info['n_train']} Perspective-scored RTP texts; held-out "
                    f"ROC-AUC (5 folds grouped by prompt): {auc}")
         click.echo(f"saved {info['path']} ({info['bytes']} bytes, sha256 {info['sha256'][:12]})")
         return
-    from toxbench.harness.scorers.multilingual_train import train_head
-
     summary = train_head(resolve_data(data_dir), resolve_cache(cache_dir), seed=seed, progress=not no_progress,
                          out=output)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items()))
@@ -81,10 +79,6 @@ def train(scorer: str, output: Path | None, seed: int, cache_dir: str | None, da
 def run_eval(seed: int = 0, folds: int = 5, cache_dir: Path | None = None, data_dir: Path | None = None,
              output: Path | None = None, progress: bool = True) -> str:  # fmt: skip
     """Compute the per-language table and return it as Markdown (also written to ``output`` .md/.csv if given)."""
-    from toxbench.harness.io import atomic_write_text
-    from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resolve_data
-    from toxbench.harness.scorers.multilingual_train import evaluate_multilingual, format_table
-
     table = evaluate_multilingual(resolve_data(data_dir), resolve_cache(cache_dir), seed=seed, n_splits=folds,
                                   progress=progress)  # fmt: skip
     text = format_table(table)

@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from toxbench.harness.paths import cache_dir as resolve_cache_dir
 from toxbench.harness.registry import Registry
 from toxbench.harness.scorers.base import Scorer, check_options, language_check
+from toxbench.harness.scorers.cache import CachedScorer, ScoreCache
+from toxbench.harness.scorers.calibration import CalibratedScorer, load_or_fit
 
 SCORERS: Registry[type[Scorer]] = Registry(
     "scorer", "toxbench.scorers", package=__name__, builtins={
@@ -44,16 +47,10 @@ def get_scorer(name: str, cache_dir: str | Path | None = None, *, calibrate: str
     ``cache_dir`` defaults to ``paths.cache_dir()``; the cache file is ``<cache_dir>/scores.sqlite``.
     ``calibrate``: None, "isotonic" or "platt" (fitted once on the RTP prompts of ``data_dir``, then cached).
     """
-    from toxbench.harness.paths import cache_dir as resolve_cache_dir
-
     cdir = resolve_cache_dir(cache_dir)
     scorer = build_scorer(name, cache_dir=cdir, **options)
     if use_cache:
-        from toxbench.harness.scorers.cache import CachedScorer, ScoreCache
-
         scorer = CachedScorer(scorer, ScoreCache(cdir / SCORE_CACHE_FILE))
     if calibrate:
-        from toxbench.harness.scorers.calibration import CalibratedScorer, load_or_fit
-
         scorer = CalibratedScorer(scorer, load_or_fit(scorer, calibrate, cdir, data_dir))
     return scorer

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import atomic_write_json, canonical_json
 from toxbench.harness.scorers.base import Scorer, WrappedScorer
+from toxbench.harness.scorers.rtp_reference import RTP_FILES, load_reference
 
 METHODS = ("isotonic", "platt")
 _EPS = 1e-6
@@ -59,8 +60,6 @@ class Calibration:
 def fit_calibration(method: str, scores: np.ndarray, target: np.ndarray, **fitted_on: Any) -> Calibration:
     """Fit ``target ~ f(scores)`` with f isotonic (non-decreasing) or Platt (sigmoid of a*logit(s)+b)."""
     if method not in METHODS:
-        from toxbench.harness.errors import did_you_mean
-
         raise did_you_mean(method, METHODS, "calibration method")
     x, y = np.asarray(scores, dtype=np.float64), np.asarray(target, dtype=np.float64)
     meta = {"n": int(len(x)), **fitted_on}
@@ -122,15 +121,10 @@ def calibration_path(cache_dir: Path, scorer: Scorer, method: str) -> Path:
 def load_or_fit(scorer: Scorer, method: str, cache_dir: Path, data_dir: str | Path | None = None) -> Calibration:
     """The stored calibration of ``scorer`` (raw, options included), fitting it on the RTP prompts if missing."""
     if method not in METHODS:
-        from toxbench.harness.errors import did_you_mean
-
         raise did_you_mean(method, METHODS, "calibration method")
     path = calibration_path(cache_dir, scorer, method)
     if path.is_file():
         return Calibration.from_json(json.loads(path.read_text(encoding="utf-8")))
-    from toxbench.harness.scorers.evaluation import load_reference
-    from toxbench.harness.scorers.stacked import RTP_FILES
-
     prompts = load_reference(data_dir).select("prompt")
     scores = scorer.score(prompts.texts, lang="en")
     cal = fit_calibration(method, scores, prompts.perspective, texts="prompts of " + " + ".join(RTP_FILES),

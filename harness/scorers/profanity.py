@@ -10,7 +10,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from toxbench.harness.errors import UsageError
 from toxbench.harness.scorers.base import Scorer, require
+from toxbench.harness.scorers.jigsaw_bilstm import normalize_quotes
 
 
 class ProfanityCheck(Scorer):
@@ -30,16 +32,12 @@ class ProfanityCheck(Scorer):
         except PackageNotFoundError:
             installed = None
         if installed is None:
-            from toxbench.harness.errors import UsageError
-
             raise UsageError("scorer 'profanity-check' needs alt-profanity-check: pip install toxbench[scorers]")
         self._predict = require("profanity_check", self.name).predict_prob
         self.version = installed  # type: ignore[misc]  # the library's model is the scorer: key the cache by it
 
     def score_heads(self, texts: list[str], lang: str | None = None) -> dict[str, np.ndarray]:
         if self.options["normalize_quotes"]:
-            from toxbench.harness.scorers.jigsaw_bilstm import normalize_quotes
-
             texts = [normalize_quotes(t) for t in texts]
         if not texts:
             return {"profanity": np.zeros(0)}

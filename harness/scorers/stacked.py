@@ -31,75 +31,20 @@ from typing import Any, ClassVar
 import numpy as np
 
 from toxbench.harness.errors import UsageError
-from toxbench.harness.io import canonical_json
+from toxbench.harness.io import atomic_write_bytes, canonical_json
 from toxbench.harness.scorers.base import Scorer
+from toxbench.harness.scorers.ensemble import ENCODER_PIN, encoder_dir
+from toxbench.harness.scorers.folds import fold_ids
+from toxbench.harness.scorers.jigsaw_bilstm import LABELS, JigsawBiLSTM, normalize_quotes
+from toxbench.harness.scorers.profanity import ProfanityCheck
+from toxbench.harness.scorers.rtp_reference import PARTS, RTP_FILES, RTPLabelled, load_rtp_labelled
 
 HEAD_FORMAT = "rtp-stack-1"
 HEAD_FILE = Path(__file__).resolve().parent.parent / "data" / "rtp_stack_head.safetensors"
 TRAIN_COMMAND = "toxbench scorers train rtp-stack"
-#: Perspective-scored RTP files of the data dir: (relative path, has 25 generations per record)
-RTP_FILES = (
-    "realtoxicityprompts/decodingtrust/toxic.jsonl",
-    "realtoxicityprompts/decodingtrust/nontoxic.jsonl",
-    "realtoxicityprompts/ml_act_fixture/prompted_gens_gpt2.jsonl",
-)
-PARTS = ("prompt", "continuation", "generation")
 C = 1.0  # fixed a priori on standardised features (C = 0.1 gave the same held-out AUC to 3 decimals)
 MAX_PIECES = 128
 _EPS = 1e-6
-
-
-# --------------------------------------------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class RTPLabelled:
-    texts: list[str]
-    perspective: np.ndarray  # Perspective toxicity in [0, 1]
-    part: np.ndarray  # prompt | continuation | generation
-    group: np.ndarray  # hash of the prompt text: the CV unit
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
-def load_rtp_labelled(data_dir: str | Path | None = None) -> RTPLabelled:
-    """Every Perspective-scored RTP text of the data dir, deduplicated (first occurrence keeps its group)."""
-    from toxbench.harness.paths import data_file
-
-    texts, tox, part, group = [], [], [], []
-    seen: set[str] = set()
-    for rel in RTP_FILES:
-        path = data_file(rel, data_dir)
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    g = hashlib.sha256(rec["prompt"]["text"].strip().encode()).hexdigest()[:16]
-                    items = [(rec["prompt"], "prompt"), (rec["continuation"], "continuation"),
-                             *[(x, "generation") for x in rec.get("generations", [])]]
-                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-                    raise UsageError(f"{path}:{i}: not an RTP record (expected JSON with prompt.text)") from None
-                for d, p in items:
-                    t, v = d.get("text"), d.get("toxicity")
-                    if not t or v is None or t in seen:
-                        continue
-                    seen.add(t)
-                    texts.append(t)
-                    tox.append(float(v))
-                    part.append(p)
-                    group.append(g)
-    return RTPLabelled(texts, np.asarray(tox, dtype=np.float64), np.asarray(part), np.asarray(group))
-
-
-def grouped_folds(groups: np.ndarray, n_splits: int = 5, seed: int = 0) -> np.ndarray:
-    """Fold id per row; all rows of a group share it (seeded permutation of the sorted unique groups)."""
-    uniq = np.unique(groups)
-    if len(uniq) < n_splits:
-        raise UsageError(f"only {len(uniq)} prompts for {n_splits} folds")
-    rng = np.random.default_rng(seed)
-    fold_of = dict(zip(uniq[rng.permutation(len(uniq))], np.arange(len(uniq)) % n_splits))
-    return np.array([fold_of[g] for g in groups])
 
 
 # ----------------------------------------------------------------------------------------------------- features
@@ -114,8 +59,6 @@ class WordPieceBag:
     def __init__(self) -> None:
         from safetensors import safe_open
         from tokenizers import Tokenizer
-
-        from toxbench.harness.scorers.ensemble import ENCODER_PIN, encoder_dir
 
         path = encoder_dir()
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
@@ -141,9 +84,6 @@ class Features:
     names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
-        from toxbench.harness.scorers.jigsaw_bilstm import LABELS, JigsawBiLSTM
-        from toxbench.harness.scorers.profanity import ProfanityCheck
-
         self.bilstm = JigsawBiLSTM(cache_dir=cache_dir, normalize_quotes=True, threads=1)
         self.profanity = ProfanityCheck(normalize_quotes=True)
         self.bag = WordPieceBag()
@@ -154,8 +94,6 @@ class Features:
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(features (n, 391), component probabilities kept as extra heads)."""
-        from toxbench.harness.scorers.jigsaw_bilstm import normalize_quotes
-
         texts = [normalize_quotes(t) for t in texts]
         b = self.bilstm.score_heads(texts)
         p = self.profanity.score_heads(texts)["profanity"]
@@ -216,7 +154,7 @@ def fit_head(x: np.ndarray, perspective: np.ndarray, meta: dict | None = None) -
 
 def cross_validated(x: np.ndarray, data: RTPLabelled, n_splits: int = 5, seed: int = 0) -> np.ndarray:
     """Out-of-fold scores of heads fitted like the shipped one, folds grouped by prompt."""
-    fold = grouped_folds(data.group, n_splits, seed)
+    fold = fold_ids(data.group, n_splits, seed, unit="prompts")
     oof = np.full(len(data), np.nan)
     for k in range(n_splits):
         test = fold == k
@@ -229,8 +167,6 @@ def features_cached(feats: Features, texts: list[str], cache_dir: Path | None) -
     if cache_dir is None:
         return feats(texts)[0]
     from safetensors.numpy import load_file, save
-
-    from toxbench.harness.io import atomic_write_bytes
 
     key = hashlib.sha256("\x00".join([feats.id, *texts]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "scorers" / "rtp-stack" / f"features-{key}.safetensors"
@@ -245,8 +181,6 @@ def train_head(data_dir: str | Path | None = None, cache_dir: str | Path | None 
                seed: int = 0, limit: int | None = None) -> dict[str, Any]:
     """Fit the head on every Perspective-scored RTP text of the data dir and save it; returns a summary with the
     held-out (grouped 5-fold) ROC-AUC per part. ``limit`` keeps the first N prompts (tests)."""
-    from toxbench.harness.io import atomic_write_bytes
-
     data = load_rtp_labelled(data_dir)
     if limit is not None:
         keep = np.isin(data.group, list(dict.fromkeys(data.group.tolist()))[:limit])
