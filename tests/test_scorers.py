@@ -183,7 +183,7 @@ def test_get_scorer_calibrate_fits_on_prompts_once(tmp_path, fake_registered) ->
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def test_agreement_metrics() -> None:
-    from toxbench.harness.scorers.evaluation import agreement
+    from toxbench.harness.scorers.agreement import agreement
 
     persp = np.array([0.1, 0.2, 0.6, 0.9])
     m = agreement(np.array([0.0, 0.1, 0.7, 0.8]), persp)

@@ -72,7 +72,7 @@ def test_shipped_head_loads_and_records_held_out_auc(tmp_path) -> None:
 
 
 def test_eval_reports_held_out_folds_for_a_scorer_trained_on_the_reference(tmp_path, monkeypatch) -> None:
-    from toxbench.harness.scorers.evaluation import evaluate_scorers
+    from toxbench.harness.scorers.agreement import evaluate_scorers
 
     root = _write_rtp(tmp_path / "data")
     head = tmp_path / "head.safetensors"

@@ -18,7 +18,7 @@ from toxbench.harness.io import atomic_write_text
 from toxbench.harness.options import cache_dir_option, data_dir_option
 from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resolve_data
 from toxbench.harness.scorers import DEFAULT_SCORER, EVAL_DEFAULTS, SCORERS, ensemble
-from toxbench.harness.scorers.evaluation import evaluate_on_file, evaluate_scorers, to_markdown
+from toxbench.harness.scorers.agreement import evaluate_on_file, evaluate_scorers, to_markdown
 from toxbench.harness.scorers.labelled import load_labelled
 from toxbench.harness.settings import parse_kv
 

@@ -20,7 +20,7 @@ SCORERS: Registry[type[Scorer]] = Registry(
     "scorer", "toxbench.scorers", package=__name__, builtins={
         "jigsaw-bilstm": "jigsaw_bilstm:JigsawBiLSTM", "jigsaw-ensemble": "ensemble:JigsawEnsemble",
         "rtp-stack": "stacked:RTPStack", "detoxify": "detoxify_scorer:DetoxifyScorer",
-        "evaluate-toxicity": "evaluate_scorer:EvaluateToxicity", "perspective": "perspective:PerspectiveScorer",
+        "evaluate-toxicity": "hf_evaluate:EvaluateToxicity", "perspective": "perspective:PerspectiveScorer",
         "profanity-check": "profanity:ProfanityCheck", "multilingual": "multilingual:MultilingualScorer"})
 
 #: the offline default of runs (English tasks): held-out ROC-AUC >= 0.95 against Perspective on RTP prompts,
