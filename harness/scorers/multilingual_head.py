@@ -151,19 +151,19 @@ class Head:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """How the head is fit; the defaults were chosen by prompt-grouped CV on RTP-LX (see the module docstring).
+    """How the head is fit; the defaults were chosen by prompt-grouped CV on RTP-LX (see the module docstring)."""
 
-    ``alpha``: ridge penalty. ``embedding_scale``: multiplier of the standardised embedding block relative to the
-    l2-normalised character block (so one penalty suits both: the embedding's effective penalty is
-    alpha / embedding_scale**2). ``consensus``: share of the regression target taken from the mean rating of the same
-    prompt over all RTP-LX languages (less rater noise than one language's three raters). ``jigsaw_weight``: weight
-    of a Jigsaw row relative to an RTP-LX row; ``jigsaw_target``: graded target of a toxic Jigsaw comment.
-    """
-
+    #: ridge penalty
     alpha: float = 1.0
+    #: multiplier of the standardised embedding block relative to the l2-normalised character block, so one penalty
+    #: suits both (the embedding's effective penalty is alpha / embedding_scale**2)
     embedding_scale: float = 0.025
+    #: share of the regression target taken from the mean rating of the same prompt over all RTP-LX languages (less
+    #: rater noise than one language's three raters)
     consensus: float = 0.5
+    #: weight of a Jigsaw row relative to an RTP-LX row
     jigsaw_weight: float = 0.5
+    #: graded target of a toxic Jigsaw comment
     jigsaw_target: float = 0.75
     #: per-language deviations of the embedding weights, scaled like the shared block (1.0: same penalty); 0: off
     language_scale: float = 1.0
