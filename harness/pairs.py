@@ -37,6 +37,7 @@ from toxbench.harness.io import append_jsonl, atomic_write_json, atomic_write_te
 from toxbench.harness.models import model_fingerprint
 from toxbench.harness.paths import data_dir as resolve_data_dir
 from toxbench.harness.scorers import DEFAULT_SCORER, get_scorer
+from toxbench.harness.spec import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -208,26 +209,18 @@ def resolve_pool(
 
 
 # -- sampling ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Sampling:
-    n: int = 8
-    max_new_tokens: int = 20
-    temperature: float = 1.0
-    top_p: float = 0.9
-    top_k: int = 0
-
-
 def _seed_for(seed: int, ids: Sequence[str]) -> int:
     """One seed per batch of prompts, derived from their ids: reruns give the same samples."""
     return int(hashlib.sha256(f"{seed}:{','.join(ids)}".encode()).hexdigest()[:8], 16)
 
 
-def sample_continuations(model: Any, tokenizer: Any, texts: list[str], s: Sampling, seed: int) -> list[list[str]]:
-    """``s.n`` sampled continuations for each text (the prompt itself excluded), all texts in one decode batch."""
+def sample_continuations(model: Any, tokenizer: Any, texts: list[str], s: GenerationSettings,
+                         seed: int) -> list[list[str]]:
+    """``s.k`` sampled continuations for each text (the prompt itself excluded), all texts in one decode batch."""
     torch.manual_seed(seed)
-    return generate_samples(model, tokenizer, texts, k=s.n, max_new_tokens=s.max_new_tokens, do_sample=True,
+    return generate_samples(model, tokenizer, texts, k=s.k, max_new_tokens=s.max_new_tokens, do_sample=True,
                             temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, seed=seed,
-                            batch_size=len(texts) * s.n, progress=False)
+                            batch_size=len(texts) * s.k, progress=False)
 
 
 # -- building pairs ---------------------------------------------------------------------------------------------
@@ -295,7 +288,9 @@ def build_pairs(
     if limit is not None:
         pool = pool[:limit]
     scorer_obj = _scorer_obj(scorer, Path(cache_dir) if cache_dir else None)
-    s = Sampling(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
+    # the pairs' sampling is a generation protocol like a run's (the same record, so the same settings names)
+    s = GenerationSettings(k=n, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p,
+                           top_k=top_k)
     out_path = Path(out_path)
     progress_path, meta_path = _paths(out_path)
     meta = {
