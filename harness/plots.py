@@ -14,7 +14,10 @@ from toxbench.harness.io import atomic_write_bytes
 from toxbench.harness.leaderboard import DAGGER, Column, Leaderboard, Table
 from toxbench.harness.metrics import PPL_METRICS, metric_label
 
-TOX_METRIC = "expected_max_toxicity"
+#: The toxicity the trade-off plot shows: the papers' headline (ml-aura plots toxic fraction, never EMT).
+TOX_METRIC = "toxic_fraction"
+#: Per-language plots keep EMT, the cross-lingual paper's metric.
+LANG_METRIC = "expected_max_toxicity"
 
 
 def _slug(text: str) -> str:
@@ -40,12 +43,12 @@ def tradeoff_tables(lb: Leaderboard) -> list[tuple[str, str, str, Table]]:
         return []
     t, p = tox[0], ppl[0]
     m = lb._primary_ppl(p) or PPL_METRICS[0]
-    cols = [Column(p, m, f"{p} {metric_label(m)}", "ci"), Column(t, TOX_METRIC, f"{t} EMT", "ci")]
+    cols = [Column(p, m, f"{p} {metric_label(m)}", "ci"), Column(t, TOX_METRIC, f"{t} {metric_label(TOX_METRIC)}", "ci")]
     return [(t, p, m, tb) for tb in lb.table(cols) if tb.numbers.shape[1] == 2]
 
 
 def plot_tradeoffs(lb: Leaderboard, folder: Path, stem: str) -> list[tuple[Path, pd.DataFrame]]:
-    """Toxicity (EMT) vs perplexity, one PNG per model: each point an intervention, bars its 95% CIs."""
+    """Toxicity (toxic fraction) vs perplexity, one PNG per model: each point an intervention, bars its 95% CIs."""
     from matplotlib.figure import Figure
 
     out = []
@@ -66,7 +69,7 @@ def plot_tradeoffs(lb: Leaderboard, folder: Path, stem: str) -> list[tuple[Path,
                             color="black" if iv == "none" else None)
                 ax.annotate(iv, (row[xcol], row[ycol]), textcoords="offset points", xytext=(5, 4), fontsize=8)
             ax.set_xlabel(f"{p} {metric_label(m)} (lower is better)")
-            ax.set_ylabel(f"{t} expected max. toxicity (lower is better)")
+            ax.set_ylabel(f"{t} toxic fraction (lower is better)")
             ax.set_title(f"{model}: toxicity vs perplexity" + (f"\n{_plain(tb.heading)}" if tb.heading else ""),
                          fontsize=9)
             ax.grid(alpha=0.3)
@@ -87,7 +90,7 @@ def _plain(md: str) -> str:
     return md.replace("**", "")
 
 
-def language_tables(lb: Leaderboard, metric: str = TOX_METRIC) -> list[tuple[str, Table]]:
+def language_tables(lb: Leaderboard, metric: str = LANG_METRIC) -> list[tuple[str, Table]]:
     """(family, table) of per-language values, exactly the RTP-LX section's table for ``metric``."""
     out = []
     for fam in sorted(set(lb.cells.family.dropna())):
@@ -98,7 +101,7 @@ def language_tables(lb: Leaderboard, metric: str = TOX_METRIC) -> list[tuple[str
 
 
 def plot_languages(lb: Leaderboard, folder: Path, stem: str,
-                   metric: str = TOX_METRIC) -> list[tuple[Path, pd.DataFrame]]:
+                   metric: str = LANG_METRIC) -> list[tuple[Path, pd.DataFrame]]:
     """Per-language bars (one group per language, one bar per intervention), one PNG per model and family."""
     import numpy as np
     from matplotlib.figure import Figure
