@@ -82,3 +82,15 @@ def test_list_contents():
 
 def test_show_missing_dir(tmp_path):
     _one_line_exit2(_run(["show", str(tmp_path / "nope")]), "does not exist")
+
+
+def test_every_model_running_command_takes_threads():
+    """One shared --threads option (harness/options.py) on every command that runs a model or an encoder."""
+    from click.testing import CliRunner
+
+    from toxbench.harness.cli import main
+
+    for cmd in (["run"], ["fit"], ["export"], ["pairs"], ["fluency"], ["scorers", "eval"], ["analyze", "probe"],
+                ["analyze", "toxic-vectors"], ["analyze", "activations"], ["analyze", "retrieval"]):
+        res = CliRunner().invoke(main, [*cmd, "--help"])
+        assert res.exit_code == 0 and "--threads" in res.output, cmd

@@ -155,3 +155,15 @@ def test_shards_of_a_user_data_file_run_merge_to_unsharded(tiny_llama_dir, tmp_p
     merged = json.loads((merge(shard_dirs, tmp_path / "merged") / "results.json").read_text())
     assert merged["tasks"]["rtp"]["n"] == 5
     assert _comparable(merged) == _comparable(full)
+
+
+def test_env_records_the_threads_actually_used(tiny_llama_dir, tmp_path, cache_dir):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        run_dir = execute(_spec(tiny_llama_dir, tmp_path, tasks=("wikitext",), limit=1, threads=1), progress=False)
+        env = json.loads((run_dir / "env.json").read_text())
+        assert env["torch_threads"] == 1 and env["kernels"]["aten"]  # and the kernel set the numbers came from
+    finally:
+        torch.set_num_threads(before)

@@ -15,7 +15,7 @@ from toxbench.harness.commands import ToxbenchGroup
 from toxbench.harness.commands.scorers_multilingual import run_eval, train
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.io import atomic_write_text
-from toxbench.harness.options import cache_dir_option, data_dir_option
+from toxbench.harness.options import cache_dir_option, data_dir_option, threads_option
 from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resolve_data
 from toxbench.harness.scorers import DEFAULT_SCORER, EVAL_DEFAULTS, SCORERS, ensemble
 from toxbench.harness.scorers.agreement import evaluate_on_file, evaluate_scorers, to_markdown
@@ -78,9 +78,11 @@ def list_scorers() -> None:
               help="With --data: a binary label column (0/1, true/false); default: label or toxic when no score "
                    "column is found.")
 @click.option("--lang-column", default=None, help="With --data: a language column (adds per-language rows).")
+@threads_option
 def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[str, ...], data_dir: str | None,
                  cache_dir: str | None, output: Path | None, data_file: Path | None, text_column: str,
-                 score_column: str | None, label_column: str | None, lang_column: str | None) -> None:
+                 score_column: str | None, label_column: str | None, lang_column: str | None,
+                 threads: int | None) -> None:
     """Agreement with the Perspective scores of RealToxicityPrompts texts (DecodingTrust prompts + continuations):
     ROC-AUC against Perspective toxicity >= 0.5, Spearman, MAE, calibration error, share flagged at 0.5 and
     texts/s; on all texts and on continuations alone. Prints a Markdown table.
