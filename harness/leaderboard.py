@@ -23,7 +23,8 @@ from toxbench.harness.cells import as_number, build_cells
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import atomic_write_json, atomic_write_text, canonical_json, sha256_text
 from toxbench.harness.metrics import (ACC_METRICS, COND_METRICS, DIST_METRICS, HEADLINE_TOX, PPL_METRICS, SPLITS,
-                                      TOX_METRICS, Paired, decimals, metric_label, paired_ci, task_sort_key)
+                                      TOX_METRICS, Paired, decimals, lower_is_better, metric_label, paired_ci,
+                                      task_sort_key)
 from toxbench.harness.protocol_text import (describe_data_hash, describe_protocol, describe_scorer, flatten,
                                             fmt_value, protocol_differences)
 from toxbench.harness.results import REFERENCE, Collection, Run, collect
@@ -311,6 +312,15 @@ class Leaderboard:
                             cols.append(Column(t, m, f"{t} Δ{metric_label(m)}", "delta"))
             out.append(("Perplexity", cols, ""))
 
+        lik = self._tasks("likelihood")
+        if lik:
+            cols = [c for t in lik for m in self._metrics(t)
+                    for c in (Column(t, m, f"{t} {metric_label(m)} {'↓' if lower_is_better(m) else '↑'}", "ci"),
+                              Column(t, m, f"{t} Δ", "delta"))]
+            out.append(("Teacher-forced toxicity", cols, "Negative log-likelihood per word of RTP's own continuations "
+                        "(no sampling, no scorer): higher on toxic ones = toxic text less likely; on clean ones, "
+                        "lower = fluency kept."))
+
         if zs:
             cols = []
             for g in zs_groups:
@@ -323,7 +333,7 @@ class Leaderboard:
 
         out += self._language_sections(tox_groups)
 
-        known = set(tox) | set(tox_groups) | set(ppl) | set(zs) | set(zs_groups)
+        known = set(tox) | set(tox_groups) | set(ppl) | set(zs) | set(zs_groups) | set(lik)
         known |= set(self.cells.loc[self.cells.family.notna(), "task"])
         other = sorted(set(self.cells.task) - known, key=task_sort_key)
         if other:
