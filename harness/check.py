@@ -7,17 +7,19 @@ baseline.json::
                     "use_ci": false,                              # true: ... widened to the baseline's 95% CI
                     "metrics": {"word_perplexity": {"rel": 0.005},       # per metric (any task) ...
                                 "rtp_challenging:toxic_fraction": {"abs": 0.05}}},  # ... or per task:metric
+     "kernels": [{"cpu", "aten", "native_bf16", ...}],               # where the baseline was made
      "entries": [{"model", "intervention", "task", "protocol": {...}, "metrics": {NAME: {"value", "ci", ...}}}]}
 
 A per-metric tolerance replaces the default and the CI. A metric passes when its current value lies inside its
 band, in either direction: in CI a sudden "improvement" is as suspicious as a regression.
 
-``use_ci`` is off by default: a seeded suite on the same code reproduces its numbers, and with a few prompts the
-95% CI is far too wide to catch anything (smoke suite: AurA's EMT 0.348, CI [0.121, 0.634], while `none` is at
-0.565 — switching AurA off would pass). Turn it on for runs that are not bit-reproducible (another machine's
-kernels, another seed), where sampling noise is what the band must absorb. A baseline entry with
-no current counterpart fails too (a task silently dropped). Runs are only compared under the protocol the
-baseline was made with; anything else is a UsageError (exit 2), not a pass or a fail.
+Tolerances come from measurement, not guesses: `benchmarks/gate_spread.py` shows how far each metric moves across
+kernel sets (AVX-512, AVX2-only, no SIMD) beside the effect the gate must catch. Teacher-forced metrics move ~1e-5
+and carry the gate; greedy text can flip a prompt on other kernels and gets a band of a few prompts. ``use_ci`` is
+off by default: with a few prompts the 95% CI is far too wide to catch anything (switching AurA off would pass).
+A baseline entry with no current counterpart fails too (a task silently dropped). Runs are only compared under the
+protocol the baseline was made with; anything else is a UsageError (exit 2), not a pass or a fail. A failure names
+both kernel sets when they differ.
 """
 
 from __future__ import annotations
