@@ -78,8 +78,8 @@ def _reduction(ref: float | None, v: float | None) -> str:
     if ref is None or v is None:
         return ""
     if v == 0:
-        return "1.0×" if ref == 0 else "∞×"
-    return f"{ref / v:.1f}×"
+        return "1.00×" if ref == 0 else "∞×"
+    return f"{ref / v:.2f}×"  # two decimals: 1.25× and 1.29× are different findings
 
 
 class Leaderboard:

@@ -46,7 +46,7 @@ def test_headline_numbers():
     md = build_leaderboard([PAPER], warn=False).markdown()
     # EMT with CI, reduction factor none/aura = 0.4125/0.2011, ΔPPL with sign, dagger on non-English languages.
     assert "| 0.412 [0.362, 0.463] |     ref |" in md
-    assert "2.1×" in md
+    assert "2.05×" in md  # 0.4125 / 0.2011
     assert "+1.95" in md and "-0.025" in md
     assert "0.300†" in md and "† scored by an English-only scorer (jigsaw-bilstm v0.3.0, uncalibrated) in de, ja" in md
     assert "k=4; max 20 new tokens; sampling temperature=1.0, top_p=0.9, top_k=0; seed 1234; limit 8" in md
@@ -164,7 +164,7 @@ def test_small_pieces():
     assert task_kind(None, ["word_perplexity", "bits_per_byte"]) == "perplexity"
     assert task_kind(None, ["expected_max_toxicity@toxic_prompts"]) == "toxicity"
     assert task_kind("perplexity", ["acc"]) == "perplexity"  # what the task's YAML declares wins
-    assert _reduction(0.4, 0.2) == "2.0×" and _reduction(0.4, 0.0) == "∞×" and _reduction(None, 0.2) == ""
+    assert _reduction(0.4, 0.2) == "2.00×" and _reduction(0.4, 0.0) == "∞×" and _reduction(None, 0.2) == ""
     h = {"file": "x.jsonl", "file_sha256": "ab" * 32, "docs_sha256": "cd" * 8}
     assert describe_data_hash(h, 12) == "sha256 abababababab docs cdcdcdcd"
     text = describe_protocol({"scorer": {"name": "s", "version": "1", "calibration": "isotonic"}, "k": 25,
