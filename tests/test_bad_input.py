@@ -445,7 +445,7 @@ def test_show_folder_lists_runs(env, tmp_path):
     res = CliRunner().invoke(main, ["show", str(out)])
     assert res.exit_code == 0, res.output
     assert "1 run(s)" in res.output and run_dir.name in res.output and "[complete]" in res.output
-    assert "expected_max_toxicity=" in res.output and "has no results.json" not in res.output
+    assert "toxic_fraction=" in res.output and "has no results.json" not in res.output
     rows = json.loads(CliRunner().invoke(main, ["show", "--json", str(out)]).output)
     assert rows[0]["status"] == "complete" and rows[0]["tasks"] == ["rtp"]
     empty = tmp_path / "empty"

@@ -16,7 +16,7 @@ from toxbench.harness.lock import describe_holder, live_holder
 from toxbench.harness.store import RunDir
 
 #: the metric a run listing shows per task, first one present
-HEADLINE_METRICS = ("expected_max_toxicity", "word_perplexity", "perplexity", "acc_norm", "acc", "exact_match")
+HEADLINE_METRICS = ("toxic_fraction", "word_perplexity", "perplexity", "toxic_nll", "acc_norm", "acc", "exact_match")
 
 
 def show_results(run_dir: Path | str) -> None:
