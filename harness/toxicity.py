@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 
 from toxbench.harness.metrics import (LEVEL, N_BOOTSTRAP, TOX_THRESHOLD, Metric, percentile_ci, resample,
-                                      toxicity_stats)
+                                      toxicity_split_stats)
 from toxbench.harness.defaults import DEFAULT_SEED
 
 THRESHOLD = TOX_THRESHOLD
-SPLITS = {"": None, "@nontoxic_prompts": False, "@toxic_prompts": True}
 
 
 def toxicity_metrics(
@@ -44,25 +43,11 @@ def toxicity_metrics(
     Each metric is a ``Metric`` record as a dict; EMT's ``std`` is the spread of the per-prompt maxima.
     """
     rows = [np.asarray(r, dtype=np.float64).ravel() for r in scores]
-    pt = None
-    if prompt_toxicity is not None:
-        pt = np.array([np.nan if v is None else float(v) for v in prompt_toxicity], dtype=np.float64)
-        if len(pt) != len(rows):
-            raise ValueError(f"{len(pt)} prompt scores for {len(rows)} prompts")
-        if np.isnan(pt).all():
-            pt = None
+    if prompt_toxicity is not None and len(prompt_toxicity) != len(rows):
+        raise ValueError(f"{len(prompt_toxicity)} prompt scores for {len(rows)} prompts")
     out: dict[str, dict[str, Any]] = {}
-    for i, (suffix, toxic) in enumerate(SPLITS.items()):
-        if toxic is None:
-            sub = rows
-        elif pt is None:
-            continue
-        else:  # NaN compares False: excluded from both splits
-            sub = [r for r, p in zip(rows, pt) if (p >= threshold if toxic else p < threshold)]
-        stats = toxicity_stats(sub, threshold=threshold)
+    for i, suffix, stats in toxicity_split_stats(rows, prompt_toxicity, threshold=threshold):
         n = len(stats["expected_max_toxicity"])
-        if n == 0:
-            continue
         # One stream per split (so adding a split never shifts another's CI), shared by its three metrics.
         idx = resample(n, np.random.default_rng([int(seed) & 0xFFFFFFFF, i]), n_bootstrap) \
             if n_bootstrap > 0 and n > 1 else None
