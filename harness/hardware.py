@@ -33,26 +33,26 @@ DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "fp32": torch.float3
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's /proc/cpuinfo fields (lower-case keys), read once; empty off Linux."""
     info = Path("/proc/cpuinfo")
-    if not info.is_file():
-        return frozenset()
-    for line in info.read_text(errors="replace").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            return frozenset(value.split())
-    return frozenset()
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_model() -> str:
-    info = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
     if info.is_file():
         for line in info.read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")
-            if key.strip().lower() in ("model name", "cpu model", "hardware"):
-                return value.strip()
-    return platform.processor() or platform.machine()
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    info = _cpuinfo()
+    return frozenset((info.get("flags") or info.get("features") or "").split())
+
+
+def cpu_model() -> str:
+    info = _cpuinfo()
+    return (info.get("model name") or info.get("cpu model") or info.get("hardware")
+            or platform.processor() or platform.machine())
 
 
 def aten_capability() -> str:
@@ -102,13 +102,21 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def resolve_dtype_name(dtype: str, device: str = "auto") -> str:
-    """The concrete dtype a run computes in (``auto`` resolved for ``device``), as recorded in its protocol."""
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> torch.dtype:
+    """``auto``: bf16 where it is native, fp32 on CPUs that would emulate it; names as in DTYPES."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
     if dtype == "auto":
-        return dtype_name(auto_dtype(resolve_device(device)))
+        return auto_dtype(device)
     if dtype not in DTYPES:
         raise did_you_mean(str(dtype), [*DTYPES, "auto"], "dtype")
-    return dtype_name(DTYPES[dtype])
+    return DTYPES[dtype]
+
+
+def resolve_dtype_name(dtype: str, device: str = "auto") -> str:
+    """The concrete dtype a run computes in (``auto`` resolved for ``device``), as recorded in its protocol."""
+    # only `auto` depends on the device: an explicit dtype names itself on any device
+    return dtype_name(resolve_dtype(dtype, resolve_device(device) if dtype == "auto" else device))
 
 
 def kernel_set(device: str = "cpu") -> dict[str, Any]:

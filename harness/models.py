@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from toxbench.harness.errors import UsageError, did_you_mean
-from toxbench.harness.hardware import DTYPES, auto_dtype, resolve_device
+from toxbench.harness.hardware import resolve_device, resolve_dtype
 from toxbench.harness.io import atomic_write_json, sha256_file
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
 
@@ -81,17 +81,6 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "revision": self.revision, "fingerprint": self.fingerprint}
-
-
-def resolve_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> torch.dtype:
-    """``auto``: bf16 where it is native (see harness/hardware.py), fp32 on CPUs that would emulate it."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return auto_dtype(device)
-    if dtype not in DTYPES:
-        raise did_you_mean(str(dtype), [*DTYPES, "auto"], "dtype")
-    return DTYPES[dtype]
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError, did_you_mean
+from toxbench.harness.hardware import dtype_name
 from toxbench.harness.io import canonical_json, sha256_text
 from toxbench.harness.registry import Registry
 from toxbench.interventions.base import Intervention, State
@@ -55,7 +56,7 @@ def fit_dtype(model: Any) -> str:
     """The dtype a state is fitted in: part of its identity, since a fit in bf16 ranks units differently from a fit
     in fp32 (AurA's alphas differ by up to 0.3 on SmolLM2)."""
     param = next(iter(model.parameters()), None) if model is not None else None
-    return str(param.dtype).removeprefix("torch.") if param is not None else "unknown"
+    return dtype_name(param.dtype) if param is not None else "unknown"
 
 
 def state_path(cache_dir: Path, model_fingerprint: str, name: str, config: dict[str, Any], dtype: str) -> Path:

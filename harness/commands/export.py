@@ -15,7 +15,8 @@ import torch
 from toxbench.harness.commands import ToxbenchCommand
 from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
-from toxbench.harness.models import resolve_dtype, resolve_model_source
+from toxbench.harness.hardware import resolve_dtype
+from toxbench.harness.models import resolve_model_source
 from toxbench.harness.options import (cache_dir_option, data_dir_option, device_option, model_option, seed_option,
                                       threads_option)
 from toxbench.harness.paths import cache_dir as resolve_cache
