@@ -88,6 +88,7 @@ class Leaderboard:
     def __init__(self, collection: Collection, strict: bool = False, title: str = "Leaderboard",
                  order: Sequence[str] = ()) -> None:
         self.collection = collection
+        self.runs_by_id: dict[str, Run] = {r.run_id: r for r in collection.runs}
         self.title = title
         self.order = tuple(order)
         self.cells, self.protocols, self.notes = build_cells(collection.runs)
@@ -202,8 +203,7 @@ class Leaderboard:
         documents."""
         if cell is None or ref is None or cell.run_id == ref.run_id or cell.source != "task":
             return None
-        runs = self._runs_by_id()
-        a, b = runs.get(ref.run_id), runs.get(cell.run_id)
+        a, b = self.runs_by_id.get(ref.run_id), self.runs_by_id.get(cell.run_id)
         if a is None or b is None:
             return None
         sa, sb = a.sample_stats(cell.task).get(cell.metric), b.sample_stats(cell.task).get(cell.metric)
@@ -211,11 +211,6 @@ class Leaderboard:
             return None
         seed = int(sha256_text(f"{cell.task}|{cell.metric}|{cell.intervention}")[:8], 16)
         return paired_ci(sa, sb, seed)
-
-    def _runs_by_id(self) -> dict[str, Run]:
-        if not hasattr(self, "_by_id"):
-            self._by_id = {r.run_id: r for r in self.collection.runs}
-        return self._by_id
 
     @staticmethod
     def _cell_text(col: Column, cell: Any, ref: Any, iv: str, daggers: dict, paired: Paired | None = None) -> str:
