@@ -5,6 +5,7 @@ Uses matplotlib's object API with the Agg canvas: no global backend switch, no d
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -25,8 +26,6 @@ def _slug(text: str) -> str:
 
 
 def _save(fig, path: Path) -> None:
-    import io
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)

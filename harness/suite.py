@@ -25,6 +25,7 @@ not finish it, so no run is computed twice and every machine ends with the compl
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +112,6 @@ def _intervention(item: Any, where: str) -> tuple[str, tuple[tuple[str, Any], ..
             raise UsageError(f"{where}: intervention {item['name']!r} args must be a mapping")
         state = item.get("state")
         if state is not None:  # `state: ${TOXBENCH_DPO_STATE}` or `~/...`: fitted states live outside the repo
-            import os
-
             raw = str(state)
             state = os.path.expanduser(os.path.expandvars(raw))
             if "$" in state:

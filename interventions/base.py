@@ -11,6 +11,7 @@ generic (see ``compose.py``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -79,8 +80,6 @@ class State:
 
     def hash(self) -> str:
         """Content hash over metadata and tensors, independent of the file it came from."""
-        import hashlib
-
         h = hashlib.sha256(canonical_json(self.metadata).encode())
         for k in sorted(self.tensors):
             t = self.tensors[k].detach().cpu().contiguous()

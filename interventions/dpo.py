@@ -15,6 +15,8 @@ automatically: the run key ignores the training length, so a longer ``max_steps`
 from __future__ import annotations
 
 import copy
+import importlib.metadata as md
+import json
 import logging
 import os
 import shutil
@@ -423,14 +425,10 @@ def _finished_state(merged_dir: Path, cfg: dict, pairs_hash: str, model_fp: str)
 
 def json_roundtrip(obj: Any) -> Any:
     """``obj`` as it reads back from the state's JSON metadata (tuples become lists...)."""
-    import json
-
     return json.loads(canonical_json(obj))
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
     out = {}
     for pkg in ("trl", "peft", "transformers", "torch"):
         try:

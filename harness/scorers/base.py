@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,8 +90,6 @@ def language_check(scorer: Scorer, lang: str | None) -> tuple[bool, str]:
 
 def require(module: str, scorer: str, extra: str = "scorers") -> Any:
     """Import an optional dependency, or a one-line UsageError naming the extra to install."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError:

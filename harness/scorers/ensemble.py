@@ -14,7 +14,9 @@ which the agreement table measures), seeded and deterministic; it ships as ``har
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -186,16 +188,12 @@ C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)
 
 def _jigsaw_embeddings(texts: list[str], cache_dir: Path | None, threads: int | None, progress: bool) -> np.ndarray:
     """Embeddings of the training texts, cached as .npy (loaded with allow_pickle=False) so refits take seconds."""
-    import hashlib
-
     key = hashlib.sha256("\x00".join([ENCODER_PIN, str(TRAIN_MAXLEN), *texts]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "scorers" / "jigsaw-ensemble" / f"jigsaw-embeddings-{key}.npy" if cache_dir else None
     if path is not None and path.is_file():
         return np.load(path, allow_pickle=False)
     X = MiniLMEncoder(threads=threads).embed(texts, maxlen=TRAIN_MAXLEN, progress=progress)
     if path is not None:
-        import io
-
         buf = io.BytesIO()
         np.save(buf, X, allow_pickle=False)
         atomic_write_bytes(path, buf.getvalue())
@@ -210,8 +208,6 @@ def fit_head(data_dir: str | Path | None = None, out: Path = HEAD_FILE, seed: in
     The regularisation C is chosen by 5-fold cross-validated ROC-AUC on the same Jigsaw texts (seeded folds);
     lbfgs is deterministic, so the same data give the same head.
     """
-    import hashlib
-
     from safetensors.numpy import save_file
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
