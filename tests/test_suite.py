@@ -127,6 +127,16 @@ def test_shipped_suites_parse():
     assert all(sp.limit is None for sp in paper.specs)
 
 
+
+def test_dpo_suite_shares_the_none_runs_of_the_smollm2_suite(monkeypatch, tmp_path):
+    """The DPO row is paired with the others only if its `none` runs are the very runs of suites/smollm2.yaml."""
+    monkeypatch.setenv("TOXBENCH_DPO_STATE", str(tmp_path))
+    main, dpo = load_suite(REPO / "suites" / "smollm2.yaml"), load_suite(REPO / "suites" / "smollm2_dpo.yaml")
+    ids = {sp.run_id() for sp in main.specs}
+    dpo_none = [sp for sp in dpo.specs if sp.intervention == "none"]
+    assert len(dpo_none) == 4 and all(sp.run_id() in ids for sp in dpo_none)
+    assert {sp.intervention for sp in dpo.specs} == {"none", "dpo"}
+
 # -- CLI --------------------------------------------------------------------------------------------------------
 def test_cli_help():
     r = CliRunner().invoke(suite_cmd, ["--help"])
