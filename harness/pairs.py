@@ -175,6 +175,7 @@ def resolve_pool(
 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """The prompt pool and a summary of how it was built; refuses evaluation prompts unless told otherwise."""
     default = pool is None
+    label = "default" if default else "custom"
     if default:
         prompts = load_prompts(list(DEFAULT_POOL), data_root)
     elif isinstance(pool, (list, tuple)) and pool and all(isinstance(p, dict) for p in pool):
@@ -184,6 +185,7 @@ def resolve_pool(
             p.setdefault("source", "<memory>")
     else:
         paths = [pool] if isinstance(pool, (str, Path)) else list(pool)
+        label = "+".join(str(p) if str(p) in NAMED_POOLS else "custom" for p in paths)
         prompts = []
         for p in paths:
             prompts += NAMED_POOLS[str(p)](data_root) if str(p) in NAMED_POOLS else load_prompts(p, data_root)
@@ -191,7 +193,7 @@ def resolve_pool(
         prompts = list(unique.values())
     keys = eval_prompt_keys(data_root, eval_files)
     overlap = [p for p in prompts if normalize(p["text"]) in keys]
-    info = {"pool": "default" if default else "custom", "size": len(prompts), "overlap": len(overlap)}
+    info = {"pool": label, "size": len(prompts), "overlap": len(overlap)}
     if overlap and not allow_overlap:
         if default or drop_overlap:
             ids = {p["prompt_id"] for p in overlap}

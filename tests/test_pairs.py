@@ -190,8 +190,6 @@ def test_cli_import_pairwise(tmp_path):
 
 
 def test_named_pool_jigsaw_openings(tmp_path):
-    from toxbench.harness.pairs import resolve_pool
-
     jig = tmp_path / "jigsaw" / "robtest_balanced"
     jig.mkdir(parents=True)
     rows = ['"one two three four five six seven eight nine ten",1', '"a b c d e f g h i j k l m n o p q r s t u v w",1',
@@ -203,3 +201,4 @@ def test_named_pool_jigsaw_openings(tmp_path):
     # toxic rows only, half the words capped at 12, at least 4, duplicates once
     assert texts == ["one two three four five", "a b c d e f g h i j k"]
     assert info["used"] == 2 and all(p["source"] == "jigsaw-openings" for p in prompts)
+    assert info["pool"] == "jigsaw-openings"  # the summary names the pool it was given
