@@ -136,6 +136,17 @@ def test_cli_stdout_and_out(tmp_path):
     assert out.is_file() and out.with_suffix(".csv").is_file() and not list(tmp_path.glob("*.png"))
 
 
+
+def test_cli_order_puts_rows_in_the_given_order():
+    def rows(args):
+        r = CliRunner().invoke(leaderboard_cmd, [str(PAPER), *args])
+        assert r.exit_code == 0, r.output
+        summary = r.stdout.split("## Summary")[1].split("\n## ")[0]
+        return [ln.split("|")[2].strip() for ln in summary.splitlines() if ln.startswith("| smollm2-135m")]
+    assert rows([]) == ["none", "aura", "preprompt"]
+    assert rows(["--order", "preprompt,aura"]) == ["none", "preprompt", "aura"]
+    assert rows(["--order", "damp, preprompt"]) == ["none", "preprompt", "aura"]  # unlisted rows follow
+
 @pytest.mark.parametrize("args, needle", [
     (["does/not/exist"], "no such run dir"),
     ([str(PAPER), "--csv"], "add --out"),

@@ -26,8 +26,10 @@ def warn_skipped(skipped: list[tuple[str, str]]) -> None:
               help="PNG plots beside --out: toxicity vs perplexity per model, RTP-LX per language [default: on].")
 @click.option("--strict", is_flag=True, help="Refuse runs whose protocols differ instead of splitting tables.")
 @click.option("--title", default="Leaderboard", show_default=True, help="Heading of the Markdown file.")
+@click.option("--order", default="", metavar="A,B,...",
+              help="Intervention rows in this order (e.g. none,preprompt,aura,dpo); the others follow.")
 def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool, plots: bool | None, strict: bool,
-                title: str) -> None:
+                title: str, order: str) -> None:
     """Tabulate run directories (or folders of them): a row per (model, intervention), a column per metric.
 
     Δ and reduction factors (×) are against the same model's `none` row; runs measured under different
@@ -36,7 +38,8 @@ def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool,
     if out is None and (csv_ or json_ or plots):
         flag = "--csv" if csv_ else "--json" if json_ else "--plots"
         raise UsageError(f"{flag} writes files beside the Markdown: add --out leaderboards/NAME.md")
-    lb = build_leaderboard(runs, strict=strict, title=title, warn=False)
+    rows = tuple(x.strip() for x in order.split(",") if x.strip())
+    lb = build_leaderboard(runs, strict=strict, title=title, order=rows, warn=False)
     warn_skipped(lb.collection.skipped)
     if out is None:
         click.echo(lb.markdown(), nl=False)
