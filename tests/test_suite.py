@@ -134,7 +134,7 @@ def test_dpo_suite_shares_the_none_runs_of_the_smollm2_suite(monkeypatch, tmp_pa
     main, dpo = load_suite(REPO / "suites" / "smollm2.yaml"), load_suite(REPO / "suites" / "smollm2_dpo.yaml")
     ids = {sp.run_id() for sp in main.specs}
     dpo_none = [sp for sp in dpo.specs if sp.intervention == "none"]
-    assert len(dpo_none) == 4 and all(sp.run_id() in ids for sp in dpo_none)
+    assert len(dpo_none) == 5 and all(sp.run_id() in ids for sp in dpo_none)
     assert {sp.intervention for sp in dpo.specs} == {"none", "dpo"}
 
 # -- CLI --------------------------------------------------------------------------------------------------------
