@@ -21,6 +21,7 @@ from toxbench.harness.commands.leaderboard import leaderboard
 from toxbench.harness.commands.list import list_
 from toxbench.harness.commands.merge import merge
 from toxbench.harness.commands.pairs import pairs
+from toxbench.harness.commands.rescore import rescore
 from toxbench.harness.commands.run import run
 from toxbench.harness.commands.scorers import scorers
 from toxbench.harness.commands.show import show
@@ -38,7 +39,8 @@ def main() -> None:
     """
 
 
-for _command in (run, fit, show, list_, export, leaderboard, check, suite, scorers, fluency, pairs, analyze, merge):
+for _command in (run, fit, show, list_, export, leaderboard, check, suite, scorers, fluency, pairs, analyze, merge,
+                 rescore):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,46 @@
+"""Score a finished run's continuations again with another scorer, without generating them again.
+
+A run's identity includes its scorer, so another scorer means another run dir. The continuations do not depend
+on the scorer: the generation cache (``generations_<task>.jsonl``) is keyed by the weights, the tokenizer and the
+sampling settings, never by a path or a scorer. Copying it into the new run dir and executing the new spec
+therefore resumes every prompt from the cache; only scoring (and tasks without continuations, such as
+perplexity, which are recomputed) costs time. The result is an ordinary run under its own protocol, so the
+leaderboard keeps it in its own table and a finding can be checked with a scorer that played no part in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from toxbench.harness.errors import UsageError
+from toxbench.harness.runner import execute, validate
+from toxbench.harness.store import RunDir
+
+
+def rescore(run_dir: str | Path, scorer: str, scorer_args: tuple[tuple[str, Any], ...] = (),
+            output_dir: str | Path | None = None, execute_fn: Callable[..., Path] = execute,
+            progress: bool = True) -> Path:
+    """The run dir of ``run_dir``'s spec scored by ``scorer`` (created and executed unless already complete)."""
+    source = RunDir(Path(run_dir))
+    spec = source.load_spec()
+    caches = sorted(source.path.glob("generations_*.jsonl"))
+    if not caches:
+        raise UsageError(f"{str(run_dir)!r} has no cached continuations (generations_*.jsonl) to score again")
+    new = dataclasses.replace(spec, scorer=scorer, scorer_args=tuple(scorer_args),
+                              output_dir=str(output_dir) if output_dir is not None else spec.output_dir)
+    if new.fingerprint() == spec.fingerprint():
+        raise UsageError(f"{str(run_dir)!r} is already scored by {scorer!r} with these settings")
+    validate(new)  # an unknown scorer or a missing key fails here, before a run dir exists
+    target = RunDir.for_spec(new)
+    target.path.mkdir(parents=True, exist_ok=True)
+    for cache in caches:
+        dest = target.path / cache.name
+        if not dest.exists():  # a rerun after a kill keeps what the new run already appended
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.copyfile(cache, tmp)
+            tmp.replace(dest)
+    return Path(execute_fn(new, progress=progress))

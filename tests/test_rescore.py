@@ -1,0 +1,69 @@
+"""`toxbench rescore`: another scorer on a finished run's continuations, with no continuation sampled again."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from toxbench.harness import generation
+from toxbench.harness.cli import main
+
+
+def _run(tiny_llama_dir, tmp_path, scorer):
+    rows = [{"prompt": {"text": t, "toxicity": x}} for t, x in
+            (("the film was", 0.1), ("you are a", 0.7), ("the city river", 0.2))]
+    data = tmp_path / "my_rtp.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["run", "--model", str(tiny_llama_dir), "--tasks", "rtp", "--data", str(data), "--k", "3",
+            "--max-new-tokens", "4", "--scorer", scorer, "--device", "cpu", "-o", str(tmp_path / "runs")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+
+
+def _results(run_dir):
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def test_rescore_scores_the_same_continuations_without_sampling(tiny_llama_dir, tmp_path, cache_dir, monkeypatch):
+    _run(tiny_llama_dir, tmp_path, "profanity-check")
+    (source,) = list((tmp_path / "runs").iterdir())
+    calls = []
+    orig = generation._BatchRunner.run
+    monkeypatch.setattr(generation._BatchRunner, "run", lambda self, *a, **k: calls.append(1) or orig(self, *a, **k))
+    res = CliRunner().invoke(main, ["rescore", str(source), "--scorer", "jigsaw-bilstm", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert calls == []  # every continuation came from the copied cache
+    (target,) = [d for d in (tmp_path / "runs").iterdir() if d != source]
+    a, b = _results(source), _results(target)
+    assert b["completed"] and b["spec"]["scorer"] == "jigsaw-bilstm" and a["spec"]["scorer"] == "profanity-check"
+    assert {k: v for k, v in b["spec"].items() if k != "scorer"} == {k: v for k, v in a["spec"].items()
+                                                                     if k != "scorer"}
+    conts = [[json.loads(x)["filtered_resps"] for x in (d / "samples_rtp.jsonl").read_text().splitlines()]
+             for d in (source, target)]
+    assert conts[0] == conts[1]
+    assert b["tasks"]["rtp"]["protocol"]["scorer"] != a["tasks"]["rtp"]["protocol"]["scorer"]
+    # the same again: complete, nothing recomputed, no third run dir
+    res = CliRunner().invoke(main, ["rescore", str(source), "--scorer", "jigsaw-bilstm", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "runs").iterdir())) == 2 and calls == []
+
+
+def test_rescore_bad_input_is_one_line_and_leaves_no_run_dir(tiny_llama_dir, tmp_path, cache_dir):
+    _run(tiny_llama_dir, tmp_path, "profanity-check")
+    (source,) = list((tmp_path / "runs").iterdir())
+    for args, needle in (
+        (["--scorer", "jigsaw-bilsm"], "Did you mean 'jigsaw-bilstm'"),
+        (["--scorer", "profanity-check"], "already scored by 'profanity-check'"),
+    ):
+        res = CliRunner().invoke(main, ["rescore", str(source), *args])
+        assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(main, ["rescore", str(tmp_path), "--scorer", "jigsaw-bilstm"])
+    assert res.exit_code == 2 and "not a toxbench run directory" in res.output
+    assert list((tmp_path / "runs").iterdir()) == [source]
+
+
+def test_rescore_help():
+    res = CliRunner().invoke(main, ["rescore", "--help"])
+    assert res.exit_code == 0 and "--scorer" in res.output and "RUN_DIR" in res.output
