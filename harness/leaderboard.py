@@ -24,7 +24,7 @@ from toxbench.harness.errors import UsageError
 from toxbench.harness.io import atomic_write_json, atomic_write_text, canonical_json, sha256_text
 from toxbench.harness.metrics import (ACC_METRICS, COND_METRICS, DIST_METRICS, HEADLINE_TOX, PPL_METRICS, SPLITS,
                                       TOX_METRICS, Paired, decimals, lower_is_better, metric_label, paired_ci,
-                                      task_sort_key)
+                                      paired_mean_ci, task_sort_key)
 from toxbench.harness.protocol_text import (describe_data_hash, describe_protocol, describe_scorer, flatten,
                                             fmt_value, protocol_differences)
 from toxbench.harness.results import REFERENCE, Collection, Run, collect
@@ -201,16 +201,41 @@ class Leaderboard:
         """The cell against its reference row, documents resampled jointly (both runs' samples files), or None
         when either has no per-document statistic for this metric (group means, older runs) or they share no
         documents."""
-        if cell is None or ref is None or cell.run_id == ref.run_id or cell.source != "task":
+        if cell is None or ref is None or cell.run_id == ref.run_id or cell.source not in ("task", "group"):
             return None
         a, b = self.runs_by_id.get(ref.run_id), self.runs_by_id.get(cell.run_id)
         if a is None or b is None:
             return None
+        seed = int(sha256_text(f"{cell.task}|{cell.metric}|{cell.intervention}")[:8], 16)
+        if cell.source == "group":
+            return self._paired_group(a, b, cell.task, cell.metric, seed)
         sa, sb = a.sample_stats(cell.task).get(cell.metric), b.sample_stats(cell.task).get(cell.metric)
         if sa is None or sb is None:
             return None
-        seed = int(sha256_text(f"{cell.task}|{cell.metric}|{cell.intervention}")[:8], 16)
         return paired_ci(sa, sb, seed)
+
+    def _paired_group(self, a: Run, b: Run, group: str, metric: str, seed: int) -> Paired | None:
+        """A group's accuracy average (``acc_avg``: each member's acc_norm where it has one, else acc) against
+        the reference, stratified by member task; None for other group metrics or when the members' per-document
+        values do not reproduce both runs' group values (then the pairing would test something else)."""
+        if metric not in ("acc_avg", "acc_norm_avg"):
+            return None
+        members = [t for t in ((a.results.get("groups") or {}).get(group) or {}).get("tasks") or []]
+        pairs, used = [], []
+        for t in members:
+            m = self._acc_metric(t)
+            sa, sb = a.sample_stats(t).get(m or ""), b.sample_stats(t).get(m or "")
+            if sa is None or sb is None:
+                return None
+            pairs.append((sa, sb))
+            used.append((a.results["tasks"][t]["metrics"][m]["value"], b.results["tasks"][t]["metrics"][m]["value"]))
+        if not pairs:
+            return None
+        for run, col in ((a, 0), (b, 1)):
+            group_value = ((run.results["groups"][group].get("metrics") or {}).get(metric) or {}).get("value")
+            if group_value is None or abs(sum(u[col] for u in used) / len(used) - group_value) > 1e-9:
+                return None
+        return paired_mean_ci(pairs, seed)
 
     @staticmethod
     def _cell_text(col: Column, cell: Any, ref: Any, iv: str, daggers: dict, paired: Paired | None = None) -> str:
@@ -323,7 +348,7 @@ class Leaderboard:
                     cols += [Column(g, m, f"{g} {metric_label(m)} ↑", "ci"), Column(g, m, f"{g} Δ", "delta")]
             for t in zs:
                 if m := self._acc_metric(t):
-                    cols.append(Column(t, m, f"{t} {m} ↑", "ci"))
+                    cols += [Column(t, m, f"{t} {m} ↑", "ci"), Column(t, m, f"{t} Δ", "delta")]
             out.append(("Common sense (zero-shot)", cols, "acc_norm where lm-eval reports it, else acc."))
 
         out += self._language_sections(tox_groups)

@@ -233,6 +233,30 @@ def paired_ci(ref: RatioStat, other: RatioStat, seed: int | Sequence[int], n_boo
     return Paired(ratio, percentile_ci(ratios, level), ov - rv, percentile_ci(ob - rb, level), len(r))
 
 
+
+def paired_mean_ci(pairs: Sequence[tuple[RatioStat, RatioStat]], seed: int | Sequence[int],
+                   n_bootstrap: int = N_BOOTSTRAP, level: float = LEVEL) -> Paired | None:
+    """Like ``paired_ci`` for an unweighted mean over tasks (a group such as ``commonsense``): each replicate
+    resamples every task's documents jointly for the two variants (stratified by task) and averages the tasks."""
+    aligned = [align(r, o) for r, o in pairs]
+    if not aligned or any(a is None for a in aligned):
+        return None
+    rv = float(np.mean([r.value() for r, _ in aligned]))
+    ov = float(np.mean([o.value() for _, o in aligned]))
+    ratio = rv / ov if ov else (1.0 if rv == 0 else math.inf)
+    n = sum(len(r) for r, _ in aligned)
+    if n_bootstrap <= 0 or any(len(r) < 2 for r, _ in aligned):
+        return Paired(ratio, None, ov - rv, None, n)
+    rng = np.random.default_rng(seed)
+    rb, ob = np.zeros(n_bootstrap), np.zeros(n_bootstrap)
+    for r, o in aligned:
+        idx = resample(len(r), rng, n_bootstrap)
+        rb += r.replicates(idx) / len(aligned)
+        ob += o.replicates(idx) / len(aligned)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(ob != 0, rb / ob, np.where(rb == 0, 1.0, np.inf))
+    return Paired(ratio, percentile_ci(ratios, level), ov - rv, percentile_ci(ob - rb, level), n)
+
 # -- per-document statistics from results ---------------------------------------------------------------------
 #: lm-eval aggregation functions whose statistic is a ratio of sums over documents: name -> (how to read a
 #: document's value as (a, b), transform). Anything else falls back to a resampling loop (``bootstrap_generic``).

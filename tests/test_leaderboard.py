@@ -230,3 +230,43 @@ def test_summary_shows_paired_cis_and_marks_real_effects(tmp_path):
     assert not ppl_delta.startswith("**") and "[" in ppl_delta  # noise only: CI includes 0, not bold
     lo, hi = (float(x) for x in ppl_delta.split("[")[1].rstrip("]").split(","))
     assert lo < 0 < hi
+
+
+def _zeroshot_run(root, name, iv, answers):
+    """A run with a two-task common-sense group whose per-document answers are ``answers[task]``."""
+    from toxbench.harness.metrics import sample_stats
+
+    d = root / name
+    d.mkdir(parents=True)
+    tasks = {}
+    for task, (metric, vals) in answers.items():
+        rows = [{"doc_id": i, "doc_hash": f"{task}{i}", "metrics": [metric], metric: v} for i, v in enumerate(vals)]
+        (d / f"samples_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        stats = sample_stats(rows)
+        tasks[task] = {"n": len(rows), "kind": "zeroshot", "protocol": {"limit": None},
+                       "metrics": {metric: {"value": stats[metric].value(), "ci": None, "higher_is_better": True}}}
+    avg = sum(t["metrics"][m]["value"] for t, (m, _) in zip(tasks.values(), answers.values())) / len(tasks)
+    res = {"completed": True, "run_id": name, "spec": {"intervention": iv, "model": "m"},
+           "protocol": {"model": {"name": "m", "fingerprint": "f"}, "intervention": {"name": iv}, "seed": 1},
+           "tasks": tasks, "groups": {"commonsense": {"tasks": sorted(answers), "metrics": {
+               "acc_avg": {"value": avg, "ci": None, "higher_is_better": True}}}}}
+    (d / "results.json").write_text(json.dumps(res))
+    return d
+
+
+def test_common_sense_average_gets_a_paired_ci_over_its_tasks(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    arc, piqa = rng.integers(0, 2, 60).astype(float), rng.integers(0, 2, 40).astype(float)
+    worse = arc.copy()
+    worse[arc == 1] = 0  # every right ARC answer lost: a real drop
+    none = _zeroshot_run(tmp_path, "m__none", "none", {"arc_easy": ("acc_norm", arc), "piqa": ("acc", piqa)})
+    aura = _zeroshot_run(tmp_path, "m__aura", "aura", {"arc_easy": ("acc_norm", worse), "piqa": ("acc", piqa)})
+    md = build_leaderboard([none, aura]).markdown()
+    section = md.split("## Common sense (zero-shot)")[1].split("\n## ")[0]
+    row = [c.strip() for c in next(ln for ln in section.splitlines() if "| aura" in ln).strip("|").split("|")]
+    delta = row[3]  # model, intervention, avg, avg Δ
+    assert delta.startswith("**-") and "[" in delta  # the drop, bold, with its CI
+    assert abs(float(delta.strip("*").split()[0].rstrip("*")) + arc.mean() / 2) < 5e-4
+    assert row[7].startswith("+0.000") or row[7].startswith("+0.00")  # piqa unchanged, paired CI [0, 0]

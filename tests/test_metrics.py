@@ -110,3 +110,25 @@ def test_task_kind_prefers_the_declared_kind():
     assert task_kind("likelihood", ["toxic_nll"]) == "likelihood"
     assert task_kind(None, ["toxic_nll"]) == "likelihood"
     assert task_kind("bogus", ["acc"]) == "zeroshot"
+
+
+def test_paired_mean_ci_is_a_stratified_paired_bootstrap():
+    import numpy as np
+
+    from toxbench.harness.metrics import RatioStat, paired_ci, paired_mean_ci
+
+    rng = np.random.default_rng(1)
+    a1, a2 = rng.integers(0, 2, 80).astype(float), rng.integers(0, 2, 50).astype(float)
+    t1 = (RatioStat.mean(a1, [f"a{i}" for i in range(80)]), RatioStat.mean(a1, [f"a{i}" for i in range(80)]))
+    flipped = a2.copy()
+    flipped[:10] = 1 - flipped[:10]  # 10 of 50 answers change in the second task
+    t2 = (RatioStat.mean(a2, [f"b{i}" for i in range(50)]), RatioStat.mean(flipped, [f"b{i}" for i in range(50)]))
+    one = paired_mean_ci([t1], seed=3)
+    assert one.delta == 0 and one.delta_ci == (0.0, 0.0)  # identical answers: no change, no width
+    # one task: exactly the plain paired bootstrap (same documents, same seed)
+    assert paired_mean_ci([t2], seed=3).delta_ci == paired_ci(*t2, seed=3).delta_ci
+    both = paired_mean_ci([t1, t2], seed=3)
+    assert abs(both.delta - (flipped.mean() - a2.mean()) / 2) < 1e-12  # the unweighted mean over tasks
+    lo, hi = both.delta_ci
+    assert lo <= both.delta <= hi and hi - lo < paired_ci(*t2, seed=3).delta_ci[1] - paired_ci(*t2, seed=3).delta_ci[0]
+    assert paired_mean_ci([t1, (t2[0], RatioStat.mean([1.0], ["zz"]))], seed=3) is None  # a task shares no document
