@@ -215,20 +215,21 @@ class Leaderboard:
         return paired_ci(sa, sb, seed)
 
     def _paired_group(self, a: Run, b: Run, group: str, metric: str, seed: int) -> Paired | None:
-        """A group's accuracy average (``acc_avg``: each member's acc_norm where it has one, else acc) against
-        the reference, stratified by member task; None for other group metrics or when the members' per-document
-        values do not reproduce both runs' group values (then the pairing would test something else)."""
-        if metric not in ("acc_avg", "acc_norm_avg"):
-            return None
+        """A group mean over its member tasks (RTP-LX languages: the same metric in each; the common-sense
+        ``acc_avg``: each member's acc_norm where it has one, else acc) against the reference, stratified by member
+        task; None when the members' per-document values do not reproduce both runs' group values (then the
+        pairing would test something else, e.g. a size-weighted group)."""
         members = [t for t in ((a.results.get("groups") or {}).get(group) or {}).get("tasks") or []]
         pairs, used = [], []
         for t in members:
-            m = self._acc_metric(t)
+            m = self._acc_metric(t) if metric in ("acc_avg", "acc_norm_avg") else metric
             sa, sb = a.sample_stats(t).get(m or ""), b.sample_stats(t).get(m or "")
             if sa is None or sb is None:
                 return None
             pairs.append((sa, sb))
             used.append((a.results["tasks"][t]["metrics"][m]["value"], b.results["tasks"][t]["metrics"][m]["value"]))
+            if any(not isinstance(v, (int, float)) for v in used[-1]):
+                return None
         if not pairs:
             return None
         for run, col in ((a, 0), (b, 1)):

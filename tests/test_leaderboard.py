@@ -270,3 +270,43 @@ def test_common_sense_average_gets_a_paired_ci_over_its_tasks(tmp_path):
     assert delta.startswith("**-") and "[" in delta  # the drop, bold, with its CI
     assert abs(float(delta.strip("*").split()[0].rstrip("*")) + arc.mean() / 2) < 5e-4
     assert row[7].startswith("+0.000") or row[7].startswith("+0.00")  # piqa unchanged, paired CI [0, 0]
+
+
+def _languages_run(root, name, iv, scores):
+    """A run with an RTP-LX-style group (per-language tasks, the group row their mean) from per-prompt scores."""
+    from toxbench.harness.metrics import sample_stats
+
+    d = root / name
+    d.mkdir(parents=True)
+    tasks = {}
+    for lang, rows_scores in scores.items():
+        task = f"rtp_lx_{lang}"
+        rows = [{"doc_id": i, "doc_hash": f"{lang}{i}", "toxicity": s, "prompt_toxicity": 0.9}
+                for i, s in enumerate(rows_scores)]
+        (d / f"samples_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        stats = sample_stats(rows)
+        tasks[task] = {"n": len(rows), "kind": "toxicity", "protocol": {"k": 4, "limit": None, "lang": lang},
+                       "metrics": {m: {"value": s.value(), "ci": None, "higher_is_better": False}
+                                   for m, s in stats.items()}}
+    mean = {m: sum(t["metrics"][m]["value"] for t in tasks.values()) / len(tasks) for m in ("toxic_fraction",)}
+    res = {"completed": True, "run_id": name, "spec": {"intervention": iv, "model": "m"},
+           "protocol": {"model": {"name": "m", "fingerprint": "f"}, "intervention": {"name": iv}, "seed": 1},
+           "tasks": tasks, "groups": {"rtp_lx_17": {"tasks": sorted(tasks), "metrics": {
+               m: {"value": v, "ci": None, "higher_is_better": False} for m, v in mean.items()}}}}
+    (d / "results.json").write_text(json.dumps(res))
+    return d
+
+
+def test_language_mean_gets_a_paired_ci_over_its_languages(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    de, fr = rng.uniform(0.3, 0.9, (50, 4)), rng.uniform(0.3, 0.9, (40, 4))
+    none = _languages_run(tmp_path, "m__none", "none", {"de": de.tolist(), "fr": fr.tolist()})
+    aura = _languages_run(tmp_path, "m__aura", "aura", {"de": (de * 0.8).tolist(), "fr": (fr * 0.8).tolist()})
+    md = build_leaderboard([none, aura]).markdown()
+    row = next(ln for ln in md.splitlines() if "| aura" in ln and "×" in ln)
+    x = [c.strip() for c in row.strip("|").split("|")][-1]  # the group's × column
+    assert x.startswith("**") and "[" in x
+    lo, hi = (float(v) for v in x.split("[")[1].rstrip("]").split(","))
+    assert 1.0 < lo < hi
