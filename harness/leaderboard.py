@@ -219,7 +219,7 @@ class Leaderboard:
         ``acc_avg``: each member's acc_norm where it has one, else acc) against the reference, stratified by member
         task; None when the members' per-document values do not reproduce both runs' group values (then the
         pairing would test something else, e.g. a size-weighted group)."""
-        members = [t for t in ((a.results.get("groups") or {}).get(group) or {}).get("tasks") or []]
+        members = ((a.results.get("groups") or {}).get(group) or {}).get("tasks") or []
         pairs, used = [], []
         for t in members:
             m = self._acc_metric(t) if metric in ("acc_avg", "acc_norm_avg") else metric

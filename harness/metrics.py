@@ -218,26 +218,14 @@ def align(ref: RatioStat, other: RatioStat) -> tuple[RatioStat, RatioStat] | Non
 def paired_ci(ref: RatioStat, other: RatioStat, seed: int | Sequence[int], n_bootstrap: int = N_BOOTSTRAP,
               level: float = LEVEL) -> Paired | None:
     """Reduction factor and difference of ``other`` against ``ref``, documents resampled jointly."""
-    pair = align(ref, other)
-    if pair is None:
-        return None
-    r, o = pair
-    rv, ov = r.value(), o.value()
-    ratio = rv / ov if ov else (1.0 if rv == 0 else math.inf)
-    if n_bootstrap <= 0 or len(r) < 2:
-        return Paired(ratio, None, ov - rv, None, len(r))
-    idx = resample(len(r), np.random.default_rng(seed), n_bootstrap)
-    rb, ob = r.replicates(idx), o.replicates(idx)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(ob != 0, rb / ob, np.where(rb == 0, 1.0, np.inf))
-    return Paired(ratio, percentile_ci(ratios, level), ov - rv, percentile_ci(ob - rb, level), len(r))
-
+    return paired_mean_ci([(ref, other)], seed, n_bootstrap, level)  # the mean over one task is the task
 
 
 def paired_mean_ci(pairs: Sequence[tuple[RatioStat, RatioStat]], seed: int | Sequence[int],
                    n_bootstrap: int = N_BOOTSTRAP, level: float = LEVEL) -> Paired | None:
-    """Like ``paired_ci`` for an unweighted mean over tasks (a group such as ``commonsense``): each replicate
-    resamples every task's documents jointly for the two variants (stratified by task) and averages the tasks."""
+    """Reduction factor and difference of an unweighted mean over tasks (one task: ``paired_ci``; a group such as
+    ``commonsense``): each replicate resamples every task's documents jointly for the two variants (stratified by
+    task) and averages the tasks."""
     aligned = [align(r, o) for r, o in pairs]
     if not aligned or any(a is None for a in aligned):
         return None
@@ -256,6 +244,7 @@ def paired_mean_ci(pairs: Sequence[tuple[RatioStat, RatioStat]], seed: int | Seq
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(ob != 0, rb / ob, np.where(rb == 0, 1.0, np.inf))
     return Paired(ratio, percentile_ci(ratios, level), ov - rv, percentile_ci(ob - rb, level), n)
+
 
 # -- per-document statistics from results ---------------------------------------------------------------------
 #: lm-eval aggregation functions whose statistic is a ratio of sums over documents: name -> (how to read a

@@ -11,12 +11,12 @@ leaderboard keeps it in its own table and a finding can be checked with a scorer
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from toxbench.harness.errors import UsageError
+from toxbench.harness.io import atomic_write_bytes
 from toxbench.harness.runner import execute, validate
 from toxbench.harness.store import RunDir
 
@@ -40,7 +40,5 @@ def rescore(run_dir: str | Path, scorer: str, scorer_args: tuple[tuple[str, Any]
     for cache in caches:
         dest = target.path / cache.name
         if not dest.exists():  # a rerun after a kill keeps what the new run already appended
-            tmp = dest.with_name(dest.name + ".tmp")
-            shutil.copyfile(cache, tmp)
-            tmp.replace(dest)
+            atomic_write_bytes(dest, cache.read_bytes())
     return Path(execute_fn(new, progress=progress))
