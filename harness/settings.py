@@ -1,4 +1,5 @@
-"""KEY=VALUE settings from the command line, parsed one way everywhere: ``-a/--intervention-arg``, ``--scorer-arg``,
+"""Lists and KEY=VALUE settings from the command line, parsed one way everywhere (``split_commas`` for
+``--tasks a,b``-style lists). KEY=VALUE: ``-a/--intervention-arg``, ``--scorer-arg``,
 ``--backend-arg``, ``scorers eval --option`` and ``suite --set``.
 
 A value is read as a YAML scalar (``50`` int, ``0.5`` / ``1e-4`` float, ``true`` / ``false`` bool, ``null`` or
@@ -77,3 +78,12 @@ def nest(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def split_commas(values: Iterable[str] | str | None) -> list[str]:
+    """``a,b`` (or several such options) as a list of names, blanks dropped."""
+    if not values:
+        return []
+    if isinstance(values, str):
+        values = (values,)
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]

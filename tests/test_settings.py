@@ -30,3 +30,11 @@ def test_malformed_item_is_one_line_naming_it(item):
     with pytest.raises(UsageError) as e:
         parse_kv([item], "--set", "limit=20")
     assert str(e.value) == f"--set {item!r} is not KEY=VALUE (e.g. limit=20)"
+
+
+def test_split_commas_reads_lists_one_way():
+    from toxbench.harness.settings import split_commas
+
+    assert split_commas("a, b,,c ") == ["a", "b", "c"]
+    assert split_commas(("a,b", "c")) == ["a", "b", "c"]  # a repeated option
+    assert split_commas(None) == [] and split_commas("") == [] and split_commas(" , ") == []

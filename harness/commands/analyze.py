@@ -30,7 +30,7 @@ from toxbench.harness.options import (cache_dir_option, data_dir_option, device_
 from toxbench.harness.paths import cache_dir as resolve_cache
 from toxbench.harness.paths import data_dir as resolve_data
 from toxbench.harness.prepare import Setup, prepare
-from toxbench.harness.settings import parse_kv
+from toxbench.harness.settings import parse_kv, split_commas
 from toxbench.interventions import split_names
 from toxbench.interventions.toxic_vectors import load_vectors
 
@@ -202,7 +202,7 @@ def activations_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, 
         split_names(intervention)
     args = () if checkpoint else parse_kv(intervention_args, "--intervention-arg", "scale=0")
     languages = resolve_languages(resolve_data(data_dir),
-                                  [x.strip() for x in langs.split(",") if x.strip()] if langs else None)
+                                  split_commas(langs) if langs else None)
     loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)
     if vectors:
         neurons = load_vectors(vectors, loaded.fingerprint)
@@ -257,7 +257,7 @@ def retrieval_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype, se
     Writes retrieval.md/.csv (per-language summary + per-layer grid), retrieval_layers.csv and retrieval.png.
     """
     languages = resolve_parallel_languages(resolve_data(data_dir),
-                                           [x.strip() for x in langs.split(",") if x.strip()] if langs else None)
+                                           split_commas(langs) if langs else None)
     if limit == 1:
         raise UsageError("--limit 1 leaves nothing to retrieve against; use at least 2")
     loaded, root, cache, out_dir = _setup(model, data_dir, cache_dir, out, device, dtype)

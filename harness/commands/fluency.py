@@ -7,6 +7,7 @@ import click
 from toxbench.harness.commands import ToxbenchCommand
 from toxbench.harness.fluency import add_fluency
 from toxbench.harness.options import cache_dir_option, device_option, dtype_option, threads_option
+from toxbench.harness.settings import split_commas
 
 
 @click.command("fluency", cls=ToxbenchCommand)
@@ -30,7 +31,7 @@ def fluency(run_dir: str, reference_model: str | None, tasks: str | None, batch_
     model; ppl >= 1e4 dropped); dist-n per prompt over its k continuations, averaged over prompts.
     """
     added = add_fluency(run_dir, reference_model=reference_model,
-                        tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+                        tasks=split_commas(tasks) if tasks else None,
                         batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir, progress=not quiet)
     for task, metrics in added.items():
         shown = "  ".join(f"{k}={v['value']:.4g}" for k, v in metrics.items())

@@ -8,6 +8,7 @@ from toxbench.harness.commands import ToxbenchCommand
 from toxbench.harness.errors import UsageError
 from toxbench.harness.leaderboard import build_leaderboard, write_leaderboard
 from toxbench.harness.plots import write_plots_beside
+from toxbench.harness.settings import split_commas
 
 
 def warn_skipped(skipped: list[tuple[str, str]]) -> None:
@@ -38,8 +39,7 @@ def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool,
     if out is None and (csv_ or json_ or plots):
         flag = "--csv" if csv_ else "--json" if json_ else "--plots"
         raise UsageError(f"{flag} writes files beside the Markdown: add --out leaderboards/NAME.md")
-    rows = tuple(x.strip() for x in order.split(",") if x.strip())
-    lb = build_leaderboard(runs, strict=strict, title=title, order=rows, warn=False)
+    lb = build_leaderboard(runs, strict=strict, title=title, order=split_commas(order), warn=False)
     warn_skipped(lb.collection.skipped)
     if out is None:
         click.echo(lb.markdown(), nl=False)

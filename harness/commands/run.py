@@ -16,18 +16,10 @@ from toxbench.harness.options import intervention_options, model_options, path_o
 from toxbench.harness.paths import cache_dir, data_dir
 from toxbench.harness.runner import execute
 from toxbench.harness.scorers import DEFAULT_SCORER
-from toxbench.harness.settings import parse_kv
+from toxbench.harness.settings import parse_kv, split_commas
 from toxbench.harness.protocols import PROTOCOLS
 from toxbench.harness.protocols import expand as expand_protocol
 from toxbench.harness.spec import GenerationSettings, RunSpec
-
-
-def _split_commas(values: tuple[str, ...] | str | None) -> list[str]:
-    if not values:
-        return []
-    if isinstance(values, str):
-        values = (values,)
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
 def _parse_shard(raw: str | None) -> tuple[int, int] | None:
@@ -103,7 +95,7 @@ def build_spec(**kw: Any) -> RunSpec:
         intervention=kw.get("intervention", "none"),
         intervention_args=parse_kv(kw.get("intervention_args", ()), "--intervention-arg", "k=50 or aura.pooling=mean"),
         intervention_state=str(Path(kw["intervention_state"]).resolve()) if kw.get("intervention_state") else None,
-        tasks=tuple(_split_commas(kw.get("tasks"))), scorer=kw.get("scorer", "auto"),
+        tasks=tuple(split_commas(kw.get("tasks"))), scorer=kw.get("scorer", "auto"),
         scorer_args=parse_kv(kw.get("scorer_args", ()), "--scorer-arg", "calibrate=isotonic"), generation=gen,
         seed=kw.get("seed", DEFAULT_SEED), limit=kw.get("limit"), max_length=kw.get("max_length"),
         data_dir=str(data_dir(kw.get("data_dir"))),

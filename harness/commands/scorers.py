@@ -20,7 +20,7 @@ from toxbench.harness.paths import cache_dir as resolve_cache, data_dir as resol
 from toxbench.harness.scorers import DEFAULT_SCORER, EVAL_DEFAULTS, SCORERS, ensemble
 from toxbench.harness.scorers.agreement import evaluate_on_file, evaluate_scorers, to_markdown
 from toxbench.harness.scorers.labelled import load_labelled
-from toxbench.harness.settings import parse_kv
+from toxbench.harness.settings import parse_kv, split_commas
 
 _OPTION_EXAMPLE = "jigsaw-bilstm:normalize_quotes=true"
 
@@ -89,7 +89,7 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
 
     With --data FILE: the same table on your own labelled JSONL/CSV file (one row per scorer, plus one per
     language with --lang-column); default scorer: the default of runs (and multilingual for other languages)."""
-    chosen = [n.strip() for item in names for n in item.split(",") if n.strip()]
+    chosen = split_commas(names)
     for n in chosen:
         if n not in SCORERS:
             raise did_you_mean(n, SCORERS.names(), "scorer")
