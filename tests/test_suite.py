@@ -128,14 +128,19 @@ def test_shipped_suites_parse():
 
 
 
-def test_dpo_suite_shares_the_none_runs_of_the_smollm2_suite(monkeypatch, tmp_path):
-    """The DPO row is paired with the others only if its `none` runs are the very runs of suites/smollm2.yaml."""
-    monkeypatch.setenv("TOXBENCH_DPO_STATE", str(tmp_path))
-    main, dpo = load_suite(REPO / "suites" / "smollm2.yaml"), load_suite(REPO / "suites" / "smollm2_dpo.yaml")
+@pytest.mark.parametrize("main_suite, dpo_suite, env, n_none", [
+    ("smollm2.yaml", "smollm2_dpo.yaml", "TOXBENCH_DPO_STATE", 5),
+    ("gemma_rtp_lx_k5.yaml", "gemma_rtp_lx_k5_dpo.yaml", "TOXBENCH_DPO_STATE_GEMMA", 1),
+])
+def test_dpo_suite_shares_the_none_runs_of_its_main_suite(monkeypatch, tmp_path, main_suite, dpo_suite, env, n_none):
+    """A DPO row is paired with the others only if its `none` runs are the very runs of the main suite."""
+    monkeypatch.setenv(env, str(tmp_path))
+    main, dpo = load_suite(REPO / "suites" / main_suite), load_suite(REPO / "suites" / dpo_suite)
     ids = {sp.run_id() for sp in main.specs}
     dpo_none = [sp for sp in dpo.specs if sp.intervention == "none"]
-    assert len(dpo_none) == 5 and all(sp.run_id() in ids for sp in dpo_none)
+    assert len(dpo_none) == n_none and all(sp.run_id() in ids for sp in dpo_none)
     assert {sp.intervention for sp in dpo.specs} == {"none", "dpo"}
+    assert {sp.intervention_state for sp in dpo.specs if sp.intervention == "dpo"} == {str(tmp_path.resolve())}
 
 # -- CLI --------------------------------------------------------------------------------------------------------
 def test_cli_help():
