@@ -30,6 +30,8 @@ from toxbench.harness.protocol_text import (describe_data_hash, describe_protoco
 from toxbench.harness.results import REFERENCE, Collection, Run, collect
 
 DAGGER = "†"
+LANGUAGES_NOTE = ("*lower in*: the languages where the row is below its `none` row; *by CI*: of those, the ones whose "
+                  "paired 95% CI of Δ excludes 0.")
 
 
 # -- tables -----------------------------------------------------------------------------------------------------
@@ -40,7 +42,7 @@ class Column:
     task: str
     metric: str
     header: str
-    show: str = "value"  # value | ci | reduction | delta
+    show: str = "value"  # value | ci | reduction | delta | languages (how many member columns moved the right way)
 
 
 @dataclass
@@ -179,6 +181,9 @@ class Leaderboard:
                     hicol.append(as_number(cell.ci_hi) if cell is not None else None)
                     if cell is not None:
                         used[(col.task, cell.protocol)] = None
+                    if col.show == "languages":
+                        vals.append(self._languages_text(col, columns, lookup, model, iv))
+                        continue
                     vals.append(self._cell_text(col, cell, ref, iv, daggers, self.paired(cell, ref)))
                 if col.show in ("value", "ci"):
                     nums[col.header], los[col.header], his[col.header] = numcol, locol, hicol
@@ -186,7 +191,7 @@ class Leaderboard:
             display = pd.DataFrame(disp)
             # Drop empty value columns and the Δ / × columns that hang off them.
             empty = {c.header for c in columns if c.show in ("value", "ci") and not any(display[c.header])}
-            empty |= {c.header for c in columns if c.show in ("reduction", "delta")
+            empty |= {c.header for c in columns if c.show in ("reduction", "delta", "languages")
                       and not any(v not in ("", "ref") for v in display[c.header])}
             display = display.drop(columns=sorted(empty))
             if display.shape[1] <= 2:
@@ -237,6 +242,28 @@ class Leaderboard:
             if group_value is None or abs(sum(u[col] for u in used) / len(used) - group_value) > 1e-9:
                 return None
         return paired_mean_ci(pairs, seed)
+
+    def _languages_text(self, col: Column, columns: Sequence[Column], lookup: dict, model: str, iv: str) -> str:
+        """"12/17; 5 by CI": in how many of the table's per-language columns the row beats its `none` row, and in
+        how many of those the paired 95% CI of Δ excludes 0 (the cross-lingual claim is per language)."""
+        if iv == REFERENCE:
+            return "ref"
+        better = by_ci = unpaired = n = 0
+        for c in columns:
+            if c.show != "value" or c.metric != col.metric or c.task == col.task:
+                continue
+            cell, ref = lookup.get((model, iv, c.task, c.metric)), lookup.get((model, REFERENCE, c.task, c.metric))
+            if cell is None or ref is None or cell.value is None or ref.value is None:
+                continue
+            n += 1
+            if (cell.value < ref.value) if lower_is_better(c.metric) else (cell.value > ref.value):
+                better += 1
+                paired = self.paired(cell, ref)
+                unpaired += paired is None
+                by_ci += bool(paired is not None and paired.delta_significant)
+        if not n:
+            return ""
+        return f"{better}/{n}" + ("" if unpaired else f"; {by_ci} by CI")  # no CI claim without per-prompt values
 
     @staticmethod
     def _cell_text(col: Column, cell: Any, ref: Any, iv: str, daggers: dict, paired: Paired | None = None) -> str:
@@ -372,8 +399,9 @@ class Leaderboard:
             for m in HEADLINE_TOX:
                 cols = [Column(t, m, lang) for lang, t in langs]
                 for g in groups:
-                    cols += [Column(g, m, f"{g} mean"), Column(g, m, f"{g} ×", "reduction")]
-                out.append((f"{fam}: {metric_label(m)} per language ↓", cols, ""))
+                    cols += [Column(g, m, f"{g} mean"), Column(g, m, f"{g} ×", "reduction"),
+                             Column(g, m, f"{g} lower in", "languages")]
+                out.append((f"{fam}: {metric_label(m)} per language ↓", cols, LANGUAGES_NOTE if groups else ""))
             # Fluency and diversity beside the toxicity (as the cross-lingual paper reports): a detoxified model
             # that degenerates shows here. Tables without values (no `toxbench fluency` yet) are left out.
             for m, arrow in (("conditional_ppl_median", "↓"), ("dist-2", "↑")):

@@ -306,7 +306,28 @@ def test_language_mean_gets_a_paired_ci_over_its_languages(tmp_path):
     aura = _languages_run(tmp_path, "m__aura", "aura", {"de": (de * 0.8).tolist(), "fr": (fr * 0.8).tolist()})
     md = build_leaderboard([none, aura]).markdown()
     row = next(ln for ln in md.splitlines() if "| aura" in ln and "×" in ln)
-    x = [c.strip() for c in row.strip("|").split("|")][-1]  # the group's × column
+    x = [c.strip() for c in row.strip("|").split("|")][-2]  # the group's × column (then "lower in")
     assert x.startswith("**") and "[" in x
     lo, hi = (float(v) for v in x.split("[")[1].rstrip("]").split(","))
     assert 1.0 < lo < hi
+
+
+def test_language_table_counts_the_languages_a_row_lowers(tmp_path):
+    """The cross-lingual claim is per language: "lower in" counts the languages below `none`, and those whose
+    paired CI of Δ excludes 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    de, fr, it = (rng.uniform(0.3, 0.9, (40, 4)) for _ in range(3))
+    it_dpo = it.copy()
+    it_dpo[0] = 0.1  # one prompt's samples fall below the threshold: lower, but no CI would call it
+    none = _languages_run(tmp_path, "m__none", "none", {"de": de.tolist(), "fr": fr.tolist(), "it": it.tolist()})
+    dpo = _languages_run(tmp_path, "m__dpo", "dpo", {"de": (de * 0.3).tolist(), "fr": np.minimum(fr * 1.5, 1).tolist(),
+                                                     "it": it_dpo.tolist()})
+    md = build_leaderboard([none, dpo]).markdown()
+    section = md.split("## rtp_lx: Toxic frac. per language")[1].split("Protocol:")[0]
+    header, _, ref, row = ([c.strip() for c in ln.strip("|").split("|")]
+                           for ln in section.splitlines() if ln.startswith("|"))
+    i = header.index("rtp_lx_17 lower in")
+    assert row[1] == "dpo" and row[i] == "2/3; 1 by CI" and ref[i] == "ref"
+    assert "*lower in*" in md
