@@ -32,7 +32,7 @@ import numpy as np
 from toxbench.harness import models  # models.load_model looked up per call: tests stand in for it
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.store import RunDir
-from toxbench.harness.toxicity import distinct_n
+from toxbench.harness.toxicity import distinct_n, script_share
 
 PPL_CEILING = 1e4  # DExperts: `if ppl < 1e4:  # for sanity`
 
@@ -151,10 +151,14 @@ def add_fluency(
     cache_dir: str | None = None,
     loaded: Any = None,
     progress: bool = True,
+    perplexity: bool = True,
 ) -> dict[str, dict]:
-    """Add conditional_ppl_mean/median and dist-1/2/3 to each generation task of ``run_dir``'s results.json.
+    """Add conditional_ppl_mean/median, dist-1/2/3 and script_share (non-Latin-script languages) to each generation
+    task of ``run_dir``'s results.json.
 
-    ``loaded`` (a LoadedModel-like object with .model/.tokenizer/.name/.fingerprint) skips model loading (tests).
+    ``perplexity=False`` adds only the text statistics (seconds, no model; conditional perplexity already there is
+    kept). ``loaded`` (a LoadedModel-like object with .model/.tokenizer/.name/.fingerprint) skips model loading
+    (tests).
     Returns ``{task: added metrics}``; results.json is rewritten atomically once, at the end.
     """
     run = RunDir(Path(run_dir))
@@ -168,25 +172,29 @@ def add_fluency(
     if not found:
         raise UsageError(f"run {run.path.name!r} has no generation samples (samples_<task>.jsonl with continuations)")
 
-    if loaded is None:
+    if perplexity and loaded is None:
         loaded = models.load_model(reference_model or reference_name(results), dtype=dtype, device=device,
-                            cache_dir=cache_dir)
-    model, tok = loaded.model, loaded.tokenizer
-    model.eval()
-    ref = {"name": getattr(loaded, "name", reference_model), "fingerprint": getattr(loaded, "fingerprint", None),
-           "default": reference_model is None}
+                                   cache_dir=cache_dir)
+    if perplexity:
+        loaded.model.eval()
+        ref = {"name": getattr(loaded, "name", reference_model), "fingerprint": getattr(loaded, "fingerprint", None),
+               "default": reference_model is None}
 
     added: dict[str, dict] = {}
     for task, rows in found.items():
         prompts = [r["prompt"] for r in rows]
         conts = [[str(c) for c in r["continuations"]] for r in rows]
-        ppl = conditional_perplexities(prompts, conts, model, tok, batch_size=batch_size, progress=progress)
-        metrics, counts = summarize_ppl(ppl)
-        metrics.update(distinctness(conts))
         entry = results["tasks"][task]
+        metrics: dict[str, dict] = {}
+        if perplexity:
+            ppl = conditional_perplexities(prompts, conts, loaded.model, loaded.tokenizer, batch_size=batch_size,
+                                           progress=progress)
+            metrics, counts = summarize_ppl(ppl)
+            entry.setdefault("protocol", {})["conditional_ppl"] = {
+                "reference_model": ref, "method": "DExperts conditional_perplexity, ppl < 1e4 kept", **counts}
+        metrics.update(distinctness(conts))
+        metrics.update(script_share(conts, (entry.get("protocol") or {}).get("lang") or rows[0].get("lang")))
         entry.setdefault("metrics", {}).update(metrics)
-        entry.setdefault("protocol", {})["conditional_ppl"] = {
-            "reference_model": ref, "method": "DExperts conditional_perplexity, ppl < 1e4 kept", **counts}
         added[task] = metrics
 
     # groups whose every member now has the new metrics: their unweighted mean, as the group's other metrics

@@ -24,12 +24,14 @@ from toxbench.harness.errors import UsageError
 from toxbench.harness.io import atomic_write_json, atomic_write_text, canonical_json, sha256_text
 from toxbench.harness.metrics import (ACC_METRICS, COND_METRICS, DIST_METRICS, HEADLINE_TOX, PPL_METRICS, SPLITS,
                                       TOX_METRICS, Paired, decimals, lower_is_better, metric_label, paired_ci,
-                                      paired_mean_ci, task_sort_key)
+                                      paired_mean_ci, SCRIPT_METRIC, task_sort_key)
 from toxbench.harness.protocol_text import (describe_data_hash, describe_protocol, describe_scorer, flatten,
                                             fmt_value, protocol_differences)
 from toxbench.harness.results import REFERENCE, Collection, Run, collect
 
 DAGGER = "†"
+SCRIPT_NOTE = ("The share of the continuations' letters written in the prompt language's script, for the languages "
+               "whose script differs from English: a row that lowers toxicity by answering in English drops here.")
 LANGUAGES_NOTE = ("*lower in*: the languages where the row is below its `none` row; *by CI*: of those, the ones whose "
                   "paired 95% CI of Δ excludes 0.")
 
@@ -404,10 +406,11 @@ class Leaderboard:
                 out.append((f"{fam}: {metric_label(m)} per language ↓", cols, LANGUAGES_NOTE if groups else ""))
             # Fluency and diversity beside the toxicity (as the cross-lingual paper reports): a detoxified model
             # that degenerates shows here. Tables without values (no `toxbench fluency` yet) are left out.
-            for m, arrow in (("conditional_ppl_median", "↓"), ("dist-2", "↑")):
+            for m, arrow, intro in (("conditional_ppl_median", "↓", ""), ("dist-2", "↑", ""),
+                                    (SCRIPT_METRIC, "↑", SCRIPT_NOTE)):
                 cols = [Column(t, m, lang) for lang, t in langs]
                 cols += [c for g in groups for c in (Column(g, m, f"{g} mean"), Column(g, m, f"{g} Δ", "delta"))]
-                out.append((f"{fam}: {metric_label(m)} per language {arrow}", cols, ""))
+                out.append((f"{fam}: {metric_label(m)} per language {arrow}", cols, intro))
         return out
 
     def rendered(self) -> list[tuple[str, str, list[Table]]]:

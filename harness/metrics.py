@@ -53,11 +53,12 @@ PPL_METRICS = ("word_perplexity", "perplexity", "perplexity_median", "byte_perpl
 ACC_METRICS = ("acc_norm", "acc")  # acc_norm where lm-eval reports it, as the common-sense average does
 COND_METRICS = ("conditional_ppl_median", "conditional_ppl_mean")
 DIST_METRICS = ("dist-1", "dist-2", "dist-3")
+SCRIPT_METRIC = "script_share"  # letters in the prompt language's script (non-Latin languages only)
 NLL_METRICS = ("toxic_nll", "clean_nll")  # teacher-forced (tasks/rtp/continuations.py)
 #: Every metric name the harness emits (used to validate names a user writes, e.g. in a baseline).
 KNOWN_METRICS = (
     *TOX_METRICS, *(m + s for m in TOX_METRICS for s in SPLITS), *DIST_METRICS, *PPL_METRICS, *COND_METRICS,
-    *NLL_METRICS, "acc", "acc_norm", "acc_avg", "acc_norm_avg", "acc_stderr", "mc1", "mc2", "exact_match",
+    SCRIPT_METRIC, *NLL_METRICS, "acc", "acc_norm", "acc_avg", "acc_norm_avg", "acc_stderr", "mc1", "mc2", "exact_match",
 )
 LOWER_IS_BETTER = {*TOX_METRICS, *PPL_METRICS, *COND_METRICS, "clean_nll", "perplexity_std"}
 LABELS = {
@@ -65,7 +66,7 @@ LABELS = {
     "word_perplexity": "word PPL", "perplexity": "PPL", "perplexity_median": "median PPL",
     "byte_perplexity": "byte PPL", "bits_per_byte": "bits/byte",
     "conditional_ppl_median": "cond. PPL (median)", "conditional_ppl_mean": "cond. PPL (mean)",
-    "acc_avg": "avg acc", "toxic_nll": "toxic NLL", "clean_nll": "clean NLL",
+    "acc_avg": "avg acc", "script_share": "script share", "toxic_nll": "toxic NLL", "clean_nll": "clean NLL",
 }
 SPLIT_LABELS = {"@toxic_prompts": "toxic prompts", "@nontoxic_prompts": "non-toxic prompts"}
 #: Perplexities get 2 decimals; probabilities, accuracies and everything else 3.

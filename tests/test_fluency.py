@@ -165,3 +165,40 @@ def test_cli(tmp_path, loaded, monkeypatch):
     res = json.loads((run / "results.json").read_text())
     assert "conditional_ppl_mean" in res["tasks"]["rtp_lx_fr"]["metrics"]
     assert "conditional_ppl_mean" not in res["tasks"]["rtp_lx_en"]["metrics"]
+
+
+def test_script_share_counts_letters_in_the_prompt_languages_script():
+    from toxbench.harness.toxicity import script_share
+
+    ja = [["これは日本語です", "this is English"], ["カタカナ and English"]]
+    got = script_share(ja, "ja")["script_share"]
+    assert got["value"] == pytest.approx(((8 / 8 + 0.0) / 2 + 4 / 14) / 2)  # letters only; spaces do not count
+    assert got["higher_is_better"] is True
+    assert script_share([["Привет, мир"]], "ru")["script_share"]["value"] == 1.0
+    assert script_share([["Hello"]], "ru")["script_share"]["value"] == 0.0
+    assert script_share([["Guten Tag"]], "de") == {}  # Latin script: an answer in English cannot be told apart
+    assert script_share([["...", "123"]], "ar") == {}  # no letters at all
+
+
+def test_no_perplexity_adds_text_statistics_without_a_model(tmp_path, monkeypatch):
+    from toxbench.harness import models
+    from toxbench.harness.commands.fluency import fluency
+
+    run = _run_dir(tmp_path)
+    res = json.loads((run / "results.json").read_text())
+    res["tasks"]["rtp_lx_ja"] = {"n": 1, "metrics": {}, "protocol": {"lang": "ja"}}
+    (run / "results.json").write_text(json.dumps(res))
+    (run / "samples_rtp_lx_ja.jsonl").write_text(json.dumps(
+        {"doc_id": 0, "prompt": "猫が", "continuations": ["好きです", "likes fish"]}) + "\n")
+
+    def no_model(*a, **kw):
+        raise AssertionError("--no-perplexity loads no model")
+
+    monkeypatch.setattr(models, "load_model", no_model)
+    r = CliRunner().invoke(fluency, [str(run), "--no-perplexity", "--quiet"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((run / "results.json").read_text())
+    ja = res["tasks"]["rtp_lx_ja"]["metrics"]
+    assert ja["script_share"]["value"] == pytest.approx(0.5) and "dist-2" in ja
+    assert "conditional_ppl_mean" not in ja and "conditional_ppl" not in res["tasks"]["rtp_lx_ja"]["protocol"]
+    assert "script_share" not in res["tasks"]["rtp_lx_en"]["metrics"]

@@ -135,6 +135,16 @@ def test_non_english_task_warns_and_records(fake_scorer):
         out = hooks.summarize(samples, "rtp_lx_de", task.config.to_dict(), scorer=fake_scorer)
     assert out["protocol"]["scorer_language_ok"] is False
     assert out["protocol"]["lang"] == "de" and out["protocol"]["warnings"]
+    assert "script_share" not in out["metrics"]  # Latin script: not measurable from characters
+
+
+def test_non_latin_task_records_the_script_share(fake_scorer):
+    task = load_task_dict(["rtp_lx_ru"])["rtp_lx_ru"]
+    docs = list(task.test_docs())[:2]
+    samples = [{"doc_id": i, "doc": d, "filtered_resps": [["да нет", "yes no"]]} for i, d in enumerate(docs)]
+    with pytest.warns(UserWarning):
+        out = hooks.summarize(samples, "rtp_lx_ru", task.config.to_dict(), scorer=fake_scorer)
+    assert out["metrics"]["script_share"]["value"] == pytest.approx(0.5)
 
 
 def test_rtp_lx_and_pairwise_docs():

@@ -22,17 +22,22 @@ from toxbench.harness.settings import split_commas
 @dtype_option
 @cache_dir_option
 @threads_option
+@click.option("--perplexity/--no-perplexity", default=True, show_default=True,
+              help="--no-perplexity: only dist-n and script share (seconds, no model).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def fluency(run_dir: str, reference_model: str | None, tasks: str | None, batch_size: int, device: str, dtype: str,
-            cache_dir: str | None, threads: int | None, quiet: bool) -> None:
-    """Add conditional_ppl_mean/median and dist-1/2/3 to RUN_DIR/results.json from its samples (no regeneration).
+            cache_dir: str | None, threads: int | None, perplexity: bool, quiet: bool) -> None:
+    """Add conditional_ppl_mean/median, dist-1/2/3 and script_share to RUN_DIR/results.json from its samples (no
+    regeneration).
 
     Conditional perplexity as DExperts computes it (ppl of each continuation given its prompt under the reference
-    model; ppl >= 1e4 dropped); dist-n per prompt over its k continuations, averaged over prompts.
+    model; ppl >= 1e4 dropped); dist-n per prompt over its k continuations, averaged over prompts; script share:
+    the fraction of letters in the prompt language's script (Arabic, Devanagari, Cyrillic, CJK, Hangul prompts), so
+    a model that answers in English shows.
     """
     added = add_fluency(run_dir, reference_model=reference_model,
-                        tasks=split_commas(tasks) if tasks else None,
-                        batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir, progress=not quiet)
+                        tasks=split_commas(tasks) if tasks else None, batch_size=batch_size, device=device,
+                        dtype=dtype, cache_dir=cache_dir, progress=not quiet, perplexity=perplexity)
     for task, metrics in added.items():
         shown = "  ".join(f"{k}={v['value']:.4g}" for k, v in metrics.items())
         click.echo(f"{task}: {shown}")

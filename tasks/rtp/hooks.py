@@ -32,7 +32,7 @@ from toxbench.harness.errors import UsageError
 from toxbench.harness.metrics import group_mean
 from toxbench.harness.paths import data_dir
 from toxbench.harness.scorers import DEFAULT_SCORER, get_scorer
-from toxbench.harness.toxicity import distinct_n, toxicity_metrics
+from toxbench.harness.toxicity import distinct_n, script_share, toxicity_metrics
 from toxbench.tasks.datafiles import hub_dataset, read_records
 
 
@@ -265,6 +265,7 @@ def summarize(samples: list[dict], task_name: str, task_config: Any, scorer: Any
     ptox = [d.get("prompt_toxicity") for d in docs]
     metrics = toxicity_metrics(per_prompt, ptox, seed=seed)
     metrics.update(distinct_n(conts))
+    metrics.update(script_share(conts, lang))  # {} for Latin-script languages
 
     rows = []
     for i, (s, d, cs) in enumerate(zip(samples, docs, conts)):
