@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from toxbench.harness.io import canonical_json, sha256_text
+from toxbench.harness.metrics import COND_METRICS
 from toxbench.harness.protocol_text import DERIVED_FIELDS
 from toxbench.harness.results import Run
 
@@ -18,10 +19,18 @@ def protocol_id(proto: dict[str, Any]) -> str:
     return sha256_text(canonical_json(proto))[:10]
 
 
-def task_protocol(run: Run, task: str) -> dict[str, Any]:
-    """The task's protocol plus the run's seed (sampling depends on it)."""
-    proto = {k: v for k, v in ((run.results["tasks"][task] or {}).get("protocol") or {}).items()
-             if k not in DERIVED_FIELDS}
+#: What a conditional perplexity is measured under (its counts, e.g. empty continuations, are outcomes).
+COND_PPL_SETTINGS = ("reference_model", "method")
+
+
+def task_protocol(run: Run, task: str, conditional_ppl: bool = False) -> dict[str, Any]:
+    """The task's protocol plus the run's seed (sampling depends on it). The reference model of ``toxbench
+    fluency`` belongs to the conditional-perplexity metrics only (``conditional_ppl=True``): whether and how a run's
+    fluency was scored does not change what its toxicity measured."""
+    raw = (run.results["tasks"][task] or {}).get("protocol") or {}
+    proto = {k: v for k, v in raw.items() if k not in DERIVED_FIELDS and k != "conditional_ppl"}
+    if conditional_ppl and isinstance(raw.get("conditional_ppl"), dict):
+        proto["conditional_ppl"] = {k: v for k, v in raw["conditional_ppl"].items() if k in COND_PPL_SETTINGS}
     proto["seed"] = run.seed
     return proto
 
@@ -80,41 +89,44 @@ def build_cells(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]
 
     for i, run in enumerate(runs):
         model, interv = labels[i]
-        task_pids: dict[str, tuple[str, str, bool]] = {}
+        task_pids: dict[str, tuple[str, str, str, bool]] = {}  # task -> (pid, conditional-ppl pid, kind, lang ok)
         for task, tdata in run.results["tasks"].items():
             tdata = tdata or {}
-            proto = task_protocol(run, task)
-            pid = protocol_id(proto)
-            protos[pid] = proto
+            proto, cond_proto = task_protocol(run, task), task_protocol(run, task, conditional_ppl=True)
+            pid, cond_pid = protocol_id(proto), protocol_id(cond_proto)
+            protos[pid], protos[cond_pid] = proto, cond_proto
             metrics = tdata.get("metrics") or {}
             kind = run.task_kind(task)
             ml = _is_multilingual(task, proto) if kind == "toxicity" else None
             lang_ok = proto.get("scorer_language_ok") is not False
-            task_pids[task] = (pid, kind, lang_ok)
+            task_pids[task] = (pid, cond_pid, kind, lang_ok)
             for metric, m in metrics.items():
                 row = _metric_row(m)
                 if row is None:
                     continue
                 add({"model": model, "intervention": interv, "task": task, "metric": metric, **row,
-                     "protocol": pid, "kind": kind, "family": ml[0] if ml else None,
+                     "protocol": cond_pid if metric in COND_METRICS else pid, "kind": kind,
+                     "family": ml[0] if ml else None,
                      "lang": ml[1] if ml else proto.get("lang"), "lang_ok": lang_ok, "n": tdata.get("n"),
                      "run_id": run.run_id, "source": "task"})
         for group, gdata in (run.results.get("groups") or {}).items():
             metrics = (gdata or {}).get("metrics") or {}
             kind = run.task_kind(group)
-            members = (gdata or {}).get("tasks") or [t for t, (_, k, _) in task_pids.items() if k == kind]
+            members = (gdata or {}).get("tasks") or [t for t, (_, _, k, _) in task_pids.items() if k == kind]
             members = [t for t in members if t in task_pids]
-            proto = {"group": group, "members": {t: task_pids[t][0] for t in sorted(members)}, "seed": run.seed,
-                     **((gdata or {}).get("protocol") or {})}
-            pid = protocol_id(proto)
-            protos[pid] = proto
-            lang_ok = all(task_pids[t][2] for t in members)
+            group_pids = []
+            for which in (0, 1):  # the group's protocol, and its conditional-perplexity protocol
+                proto = {"group": group, "members": {t: task_pids[t][which] for t in sorted(members)},
+                         "seed": run.seed, **((gdata or {}).get("protocol") or {})}
+                group_pids.append(protocol_id(proto))
+                protos[group_pids[-1]] = proto
+            lang_ok = all(task_pids[t][3] for t in members)
             for metric, m in metrics.items():
                 row = _metric_row(m)
                 if row is None:
                     continue
                 add({"model": model, "intervention": interv, "task": group, "metric": metric, **row,
-                     "protocol": pid, "kind": kind, "family": None, "lang": None, "lang_ok": lang_ok,
+                     "protocol": group_pids[metric in COND_METRICS], "kind": kind, "family": None, "lang": None, "lang_ok": lang_ok,
                      "n": None, "run_id": run.run_id, "source": "group"})
     df = pd.DataFrame(list(cells.values()), columns=CELL_COLUMNS)
     return df, protos, notes

@@ -191,7 +191,8 @@ def add_fluency(
                                            progress=progress)
             metrics, counts = summarize_ppl(ppl)
             entry.setdefault("protocol", {})["conditional_ppl"] = {
-                "reference_model": ref, "method": "DExperts conditional_perplexity, ppl < 1e4 kept", **counts}
+                "reference_model": ref, "method": "DExperts conditional_perplexity, ppl < 1e4 kept"}
+            entry["conditional_ppl_counts"] = counts  # outcomes (empty or dropped continuations), not settings
         metrics.update(distinctness(conts))
         metrics.update(script_share(conts, (entry.get("protocol") or {}).get("lang") or rows[0].get("lang")))
         entry.setdefault("metrics", {}).update(metrics)

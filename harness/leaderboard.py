@@ -104,9 +104,22 @@ class Leaderboard:
             self.check_strict()
 
     # -- protocol handling --------------------------------------------------------------------------------------
-    def task_protocols(self, task: str) -> list[str]:
-        pids = self.cells.loc[self.cells.task == task, "protocol"]
-        return list(dict.fromkeys(pids))
+    # A task's conditional perplexity has its own protocol (the reference model of `toxbench fluency`), so
+    # protocols are compared per *key*: (task, whether the metric is a conditional perplexity).
+    @staticmethod
+    def _keys(cells: pd.DataFrame) -> pd.Series:
+        return pd.Series([(t, m in COND_METRICS) for t, m in zip(cells.task, cells.metric)], index=cells.index,
+                         dtype=object)
+
+    @staticmethod
+    def _key_label(key: tuple[str, bool]) -> str:
+        return f"{key[0]} cond. PPL" if key[1] else key[0]
+
+    def task_protocols(self, task: str, cond: bool | None = None) -> list[str]:
+        sub = self.cells[self.cells.task == task]
+        if cond is not None:
+            sub = sub[sub.metric.isin(COND_METRICS) == cond]
+        return list(dict.fromkeys(sub.protocol))
 
     def describe_difference(self, task: str, pids: Sequence[str]) -> str:
         protos = [self.protocols[p] for p in pids]
@@ -119,34 +132,41 @@ class Leaderboard:
 
     def check_strict(self) -> None:
         for task in sorted(set(self.cells.task), key=task_sort_key):
-            pids = self.task_protocols(task)
-            if len(pids) > 1:
-                raise UsageError(f"runs differ in protocol: {self.describe_difference(task, pids)} "
-                                 "(without --strict they go in separate tables)")
+            for cond in (False, True):
+                pids = self.task_protocols(task, cond)
+                if len(pids) > 1:
+                    raise UsageError(f"runs differ in protocol: {self.describe_difference(task, pids)} "
+                                     "(without --strict they go in separate tables)")
 
-    def _variants(self, tasks: Sequence[str]) -> list[tuple[str, dict[str, str | None], list[tuple[str, str]]]]:
-        """Split rows so that every task of a table has one protocol: [(heading, {task: pid}, rows)]."""
-        sub = self.cells[self.cells.task.isin(tasks)]
-        conflicting = [t for t in tasks if len(set(sub.loc[sub.task == t, "protocol"])) > 1]
+    def _table_cells(self, columns: Sequence[Column]) -> pd.DataFrame:
+        """The cells of ``columns``' (task, metric) pairs, with their protocol key."""
+        pairs = {(c.task, c.metric) for c in columns}
+        sub = self.cells[[(t, m) in pairs for t, m in zip(self.cells.task, self.cells.metric)]]
+        return sub.assign(key=self._keys(sub))
+
+    def _variants(self, sub: pd.DataFrame) -> list[tuple[str, dict[tuple, str | None], list[tuple[str, str]]]]:
+        """Split rows so that every protocol key of a table has one protocol: [(heading, {key: pid}, rows)]."""
+        keys = list(dict.fromkeys(sub.key))
+        conflicting = [k for k in keys if len(set(sub.loc[sub.key == k, "protocol"])) > 1]
         rows = _row_order(zip(sub.model, sub.intervention), self.order)
         groups: dict[tuple, list[tuple[str, str]]] = {}
         for row in rows:
             mine = sub[(sub.model == row[0]) & (sub.intervention == row[1])]
-            options = [list(dict.fromkeys(mine.loc[mine.task == t, "protocol"])) or [None] for t in conflicting]
+            options = [list(dict.fromkeys(mine.loc[mine.key == k, "protocol"])) or [None] for k in conflicting]
             for sig in itertools.product(*options):
                 groups.setdefault(sig, []).append(row)
         out = []
         for sig, grows in groups.items():
             parts, missing = [], []
-            for t, pid in zip(conflicting, sig):
+            for k, pid in zip(conflicting, sig):
                 if pid is None:
-                    missing.append(t)
+                    missing.append(self._key_label(k))
                     continue
-                allp = list(dict.fromkeys(sub.loc[sub.task == t, "protocol"]))
+                allp = list(dict.fromkeys(sub.loc[sub.key == k, "protocol"]))
                 protos = [self.protocols[p] for p in allp]
                 vals = flatten(self.protocols[pid])
-                shown = ", ".join(f"{k}={fmt_value(vals.get(k))}" for k in protocol_differences(protos))
-                parts.append(f"{t} with {shown}")
+                shown = ", ".join(f"{d}={fmt_value(vals.get(d))}" for d in protocol_differences(protos))
+                parts.append(f"{self._key_label(k)} with {shown}")
             if parts:
                 heading = "**Protocol variant:** " + "; ".join(parts)
                 heading += f" (rows without {', '.join(missing)})" if missing else ""
@@ -157,14 +177,13 @@ class Leaderboard:
 
     def table(self, columns: Sequence[Column]) -> list[Table]:
         """Render ``columns`` for every row, one Table per protocol variant; empty columns are dropped."""
-        tasks = list(dict.fromkeys(c.task for c in columns))
-        sub = self.cells[self.cells.task.isin(tasks)]
+        sub = self._table_cells(columns)
         if sub.empty:
             return []
         tables = []
-        for heading, sig, rows in self._variants(tasks):
-            # Conflicting tasks keep only this variant's protocol (the `none` reference included).
-            wanted = sub.task.map(lambda t: sig.get(t))
+        for heading, sig, rows in self._variants(sub):
+            # Conflicting keys keep only this variant's protocol (the `none` reference included).
+            wanted = sub.key.map(lambda k: sig.get(k))
             keep = sub[wanted.isna() | (wanted == sub.protocol)]
             lookup = {(r.model, r.intervention, r.task, r.metric): r for r in keep.itertuples()}
             disp: dict[str, list[str]] = {"model": [r[0] for r in rows], "intervention": [r[1] for r in rows]}

@@ -331,3 +331,36 @@ def test_language_table_counts_the_languages_a_row_lowers(tmp_path):
     i = header.index("rtp_lx_17 lower in")
     assert row[1] == "dpo" and row[i] == "2/3; 1 by CI" and ref[i] == "ref"
     assert "*lower in*" in md
+
+
+def test_fluency_scored_on_one_run_only_does_not_split_its_toxicity_tables(tmp_path):
+    """Conditional perplexity's reference model is the protocol of the cond-PPL metrics, not of the toxicity: a run
+    scored by `toxbench fluency` (with its own outcome counts) still pairs with one that was not."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    de = rng.uniform(0.3, 0.9, (30, 4))
+    none = _languages_run(tmp_path, "m__none", "none", {"de": de.tolist()})
+    dpo = _languages_run(tmp_path, "m__dpo", "dpo", {"de": (de * 0.5).tolist()})
+    for run, median, n_empty in ((none, 12.0, 0), (dpo, 13.0, 3)):
+        res = json.loads((run / "results.json").read_text())
+        task = res["tasks"]["rtp_lx_de"]
+        task["metrics"]["conditional_ppl_median"] = {"value": median, "ci": None, "higher_is_better": False}
+        task["protocol"]["conditional_ppl"] = {"reference_model": {"name": "m", "fingerprint": "f", "default": True},
+                                               "method": "DExperts", "n_empty": n_empty}  # older runs kept counts here
+        (run / "results.json").write_text(json.dumps(res))
+    unscored = _languages_run(tmp_path, "m__aura", "aura", {"de": (de * 0.8).tolist()})
+    md = build_leaderboard([none, dpo, unscored]).markdown()
+    assert "Protocol variant" not in md and "n_empty" not in md
+    tox = md.split("## rtp_lx: Toxic frac. per language")[1].split("Protocol:")[0]
+    assert "| aura" in tox and "| dpo" in tox
+    cond = md.split("## rtp_lx: cond. PPL (median) per language")[1].split("Protocol:")[0]
+    assert "13.00" in cond and "12.00" in cond
+
+    # a different reference model is another protocol for the cond-PPL metrics only
+    res = json.loads((dpo / "results.json").read_text())
+    res["tasks"]["rtp_lx_de"]["protocol"]["conditional_ppl"]["reference_model"]["name"] = "other"
+    (dpo / "results.json").write_text(json.dumps(res))
+    md = build_leaderboard([none, dpo]).markdown()
+    assert "Protocol variant" not in md.split("## rtp_lx: cond. PPL")[0]
+    assert "Protocol variant" in md.split("## rtp_lx: cond. PPL")[1]
