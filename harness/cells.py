@@ -126,8 +126,8 @@ def build_cells(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]
                 if row is None:
                     continue
                 add({"model": model, "intervention": interv, "task": group, "metric": metric, **row,
-                     "protocol": group_pids[metric in COND_METRICS], "kind": kind, "family": None, "lang": None, "lang_ok": lang_ok,
-                     "n": None, "run_id": run.run_id, "source": "group"})
+                     "protocol": group_pids[metric in COND_METRICS], "kind": kind, "family": None, "lang": None,
+                     "lang_ok": lang_ok, "n": None, "run_id": run.run_id, "source": "group"})
     df = pd.DataFrame(list(cells.values()), columns=CELL_COLUMNS)
     return df, protos, notes
 

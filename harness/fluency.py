@@ -172,10 +172,10 @@ def add_fluency(
     if not found:
         raise UsageError(f"run {run.path.name!r} has no generation samples (samples_<task>.jsonl with continuations)")
 
-    if perplexity and loaded is None:
-        loaded = models.load_model(reference_model or reference_name(results), dtype=dtype, device=device,
-                                   cache_dir=cache_dir)
     if perplexity:
+        if loaded is None:
+            loaded = models.load_model(reference_model or reference_name(results), dtype=dtype, device=device,
+                                       cache_dir=cache_dir)
         loaded.model.eval()
         ref = {"name": getattr(loaded, "name", reference_model), "fingerprint": getattr(loaded, "fingerprint", None),
                "default": reference_model is None}

@@ -115,12 +115,6 @@ class Leaderboard:
     def _key_label(key: tuple[str, bool]) -> str:
         return f"{key[0]} cond. PPL" if key[1] else key[0]
 
-    def task_protocols(self, task: str, cond: bool | None = None) -> list[str]:
-        sub = self.cells[self.cells.task == task]
-        if cond is not None:
-            sub = sub[sub.metric.isin(COND_METRICS) == cond]
-        return list(dict.fromkeys(sub.protocol))
-
     def describe_difference(self, task: str, pids: Sequence[str]) -> str:
         protos = [self.protocols[p] for p in pids]
         diffs = protocol_differences(protos)
@@ -131,12 +125,12 @@ class Leaderboard:
         return f"{task}: " + "; ".join(parts)
 
     def check_strict(self) -> None:
-        for task in sorted(set(self.cells.task), key=task_sort_key):
-            for cond in (False, True):
-                pids = self.task_protocols(task, cond)
-                if len(pids) > 1:
-                    raise UsageError(f"runs differ in protocol: {self.describe_difference(task, pids)} "
-                                     "(without --strict they go in separate tables)")
+        keys = self._keys(self.cells)
+        for key in sorted(set(keys), key=lambda k: (task_sort_key(k[0]), k[1])):
+            pids = list(dict.fromkeys(self.cells.protocol[[k == key for k in keys]]))
+            if len(pids) > 1:
+                raise UsageError(f"runs differ in protocol: {self.describe_difference(self._key_label(key), pids)} "
+                                 "(without --strict they go in separate tables)")
 
     def _table_cells(self, columns: Sequence[Column]) -> pd.DataFrame:
         """The cells of ``columns``' (task, metric) pairs, with their protocol key."""
@@ -205,7 +199,8 @@ class Leaderboard:
                     if col.show == "languages":
                         vals.append(self._languages_text(col, columns, lookup, model, iv))
                         continue
-                    vals.append(self._cell_text(col, cell, ref, iv, daggers, self.paired(cell, ref)))
+                    paired = self.paired(cell, ref) if col.show in ("reduction", "delta") else None  # only × and Δ
+                    vals.append(self._cell_text(col, cell, ref, iv, daggers, paired))
                 if col.show in ("value", "ci"):
                     nums[col.header], los[col.header], his[col.header] = numcol, locol, hicol
                 disp[col.header] = vals

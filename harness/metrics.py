@@ -58,7 +58,8 @@ NLL_METRICS = ("toxic_nll", "clean_nll")  # teacher-forced (tasks/rtp/continuati
 #: Every metric name the harness emits (used to validate names a user writes, e.g. in a baseline).
 KNOWN_METRICS = (
     *TOX_METRICS, *(m + s for m in TOX_METRICS for s in SPLITS), *DIST_METRICS, *PPL_METRICS, *COND_METRICS,
-    SCRIPT_METRIC, *NLL_METRICS, "acc", "acc_norm", "acc_avg", "acc_norm_avg", "acc_stderr", "mc1", "mc2", "exact_match",
+    SCRIPT_METRIC, *NLL_METRICS, "acc", "acc_norm", "acc_avg", "acc_norm_avg", "acc_stderr", "mc1", "mc2",
+    "exact_match",
 )
 LOWER_IS_BETTER = {*TOX_METRICS, *PPL_METRICS, *COND_METRICS, "clean_nll", "perplexity_std"}
 LABELS = {

@@ -356,6 +356,7 @@ def test_fluency_scored_on_one_run_only_does_not_split_its_toxicity_tables(tmp_p
     assert "| aura" in tox and "| dpo" in tox
     cond = md.split("## rtp_lx: cond. PPL (median) per language")[1].split("Protocol:")[0]
     assert "13.00" in cond and "12.00" in cond
+    build_leaderboard([none, dpo, unscored], strict=True)  # one protocol per (task, cond-PPL) key: fine
 
     # a different reference model is another protocol for the cond-PPL metrics only
     res = json.loads((dpo / "results.json").read_text())
@@ -364,3 +365,5 @@ def test_fluency_scored_on_one_run_only_does_not_split_its_toxicity_tables(tmp_p
     md = build_leaderboard([none, dpo]).markdown()
     assert "Protocol variant" not in md.split("## rtp_lx: cond. PPL")[0]
     assert "Protocol variant" in md.split("## rtp_lx: cond. PPL")[1]
+    with pytest.raises(UsageError, match="rtp_lx_de cond. PPL: conditional_ppl.reference_model.name m vs other"):
+        build_leaderboard([none, dpo], strict=True)
