@@ -1,6 +1,7 @@
 """HookedLM: lm-eval's HFLM running every request under a toxbench intervention (cf. lm-eval ``hf_steered``).
 
-- loglikelihood / rolling loglikelihood: HFLM's own batching, with the intervention attached around each forward.
+- loglikelihood: HFLM's own batching, with the intervention attached around each forward.
+- rolling loglikelihood (perplexity): lm-eval's windows, one at a time in bounded memory (``rolling.py``).
 - generate_until: the identical contexts lm-eval sends for ``repeats: k`` are grouped, the context is rewritten by
   input-space interventions (the continuation never contains the rewrite: only new tokens are decoded), and the
   k samples come from ``toxbench.harness.generation.generate_samples`` (shared prefill, batched across prompts,
@@ -25,6 +26,7 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 
 from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.generation import generate_samples
+from toxbench.harness.rolling import rolling_loglikelihoods
 from toxbench.interventions.base import Intervention
 
 #: HFLM logs this on every run when given a model object, which is how toxbench always builds it (the model was
@@ -79,6 +81,16 @@ class HookedLM(HFLM):
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
         with self.intervention.attach(self.model):
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
+
+    # -- perplexity: one window at a time, the output head applied in chunks (bounded memory) -----------------
+    def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
+        if self.world_size > 1:  # lm-eval's own path pads and gathers windows across ranks
+            return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+        texts = [req.args[0] for req in requests]
+        out = rolling_loglikelihoods(self, texts, progress=self.progress and not disable_tqdm and self.rank == 0)
+        for text, total in zip(texts, out):
+            self.cache_hook.add_partial("loglikelihood_rolling", (text,), total)
+        return out
 
     # -- generation: grouped repeats, input-space rewrite, shared-prefill sampling ----------------------------
     def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:

@@ -69,7 +69,8 @@ def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
                 ids = _doc_ids(task, base.limit, None)
                 if [row["doc_id"] for row in rows] != ids:
                     raise UsageError(f"task {name}: the shards' documents do not add up to the unsharded set")
-                summary = summarize_task(name, task, rows, base, ids, scorers)
+                window = results[0]["tasks"][name]["protocol"].get("max_length")
+                summary = summarize_task(name, task, rows, base, ids, scorers, max_length=window)
                 out.write_samples(name, summary.pop("samples", None) or rows)
                 summary["wall_s"] = sum(res["tasks"][name].get("wall_s", 0) for res in results)
                 merged["tasks"][name] = summary

@@ -14,7 +14,7 @@ MARKER_FIELDS = ("lang", "scorer_language_ok")
 #: Protocol fields derived from others (left out of the protocol's identity).
 DERIVED_FIELDS = ("warnings",)
 #: Protocol fields not printed in footnotes (implied by what is printed).
-HIDDEN_FIELDS = ("output_type", "n_prompts", *DERIVED_FIELDS)
+HIDDEN_FIELDS = ("output_type", "n_prompts", "rolling_context_len", *DERIVED_FIELDS)
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -88,8 +88,14 @@ def describe_protocol(p: dict[str, Any]) -> str:
     parts.append(f"limit {p.get('limit')}")
     if p.get("task_version") is not None:
         parts.append(f"task v{p['task_version']}")
+    if p.get("max_length") is not None:
+        parts.append(f"window {p['max_length']}")
+    if p.get("num_fewshot") is not None:
+        parts.append(f"{p['num_fewshot']}-shot")
+    if p.get("until"):
+        parts.append("stop at " + canonical_json(p["until"]).replace("|", "/"))
     shown = {"scorer", "k", "max_new_tokens", "sampling", "seed", "limit", "task_version", "data_hash",
-             *MARKER_FIELDS, *HIDDEN_FIELDS}
+             "max_length", "num_fewshot", "until", *MARKER_FIELDS, *HIDDEN_FIELDS}
     for k, v in sorted(flatten({k: v for k, v in p.items() if k not in shown}).items()):
         parts.append(f"{k}={fmt_value(v)}")
     return "; ".join(parts)

@@ -173,11 +173,10 @@ def task_metrics(task: Any, rows: list[dict], seed: int) -> dict[str, dict]:
     return out
 
 
-def summarize_task(
-    name: str, task: Any, rows: list[dict], spec: RunSpec, doc_ids: list[int], scorers: ScorerFactory
-) -> dict[str, Any]:
-    """Metrics + protocol for one task from its sample rows (shared by execute and merge). A task's
-    ``toxbench_summary`` hook gets the scorer for its language and the seed as arguments."""
+def task_protocol(task: Any, spec: RunSpec, doc_ids: list[int], max_length: int | None) -> dict[str, Any]:
+    """Everything that changes a task's numbers (the README's protocol audit: task kind -> fields).
+    ``max_length``: the model window the run used (the rolling-perplexity window, and where long contexts
+    are cut for every other kind)."""
     cfg = task.config
     protocol: dict[str, Any] = {
         "task_version": (cfg.metadata or {}).get("version"),
@@ -185,6 +184,7 @@ def summarize_task(
         "limit": spec.limit,
         "data_hash": _data_hash(task, doc_ids),
         "dtype": spec.resolved_dtype(),
+        "max_length": max_length,
     }
     if task.OUTPUT_TYPE == "generate_until":
         gk = dict(cfg.generation_kwargs or {})
@@ -193,7 +193,36 @@ def summarize_task(
             max_new_tokens=gk.get("max_gen_toks"),
             sampling={k: gk.get(k) for k in ("do_sample", "temperature", "top_p", "top_k")},
             seed=spec.seed,
+            until=_jsonable(gk.get("until")),
         )
+    elif task.OUTPUT_TYPE == "loglikelihood_rolling":
+        protocol["rolling_context_len"] = ROLLING_CONTEXT_LEN
+    else:  # loglikelihood, multiple_choice
+        protocol["num_fewshot"] = int(cfg.num_fewshot or 0)
+    return protocol
+
+
+#: The protocol audit: per task kind, the fields beyond the common ones that change its numbers (README table).
+COMMON_PROTOCOL_FIELDS = ("task_version", "data_hash", "limit", "dtype", "max_length")
+PROTOCOL_FIELDS = {
+    "generate_until": (*COMMON_PROTOCOL_FIELDS, "k", "max_new_tokens", "sampling", "seed", "until"),
+    "loglikelihood_rolling": (*COMMON_PROTOCOL_FIELDS, "rolling_context_len"),
+    "loglikelihood": (*COMMON_PROTOCOL_FIELDS, "num_fewshot"),
+    "multiple_choice": (*COMMON_PROTOCOL_FIELDS, "num_fewshot"),
+}
+
+#: lm-eval's rolling windows condition each window on 1 token of the previous one (its stride is the window).
+ROLLING_CONTEXT_LEN = 1
+
+
+def summarize_task(
+    name: str, task: Any, rows: list[dict], spec: RunSpec, doc_ids: list[int], scorers: ScorerFactory,
+    max_length: int | None = None,
+) -> dict[str, Any]:
+    """Metrics + protocol for one task from its sample rows (shared by execute and merge). A task's
+    ``toxbench_summary`` hook gets the scorer for its language and the seed as arguments."""
+    cfg = task.config
+    protocol = task_protocol(task, spec, doc_ids, max_length)
     metrics = task_metrics(task, rows, spec.seed)
     meta = cfg.metadata or {}
     result: dict[str, Any] = {"n": len(rows), "kind": meta.get("toxbench_kind"), "metrics": metrics,
@@ -366,7 +395,8 @@ def _evaluate_top(top: str, spec: RunSpec, lm: Any, scorers: ScorerFactory, run:
         logged = (out or {}).get("samples", {})
         for name, task in pending:
             rows = sample_rows(logged.get(name, []))
-            summary = summarize_task(name, task, rows, spec, samples_sel[name], scorers)
+            summary = summarize_task(name, task, rows, spec, samples_sel[name], scorers,
+                                     max_length=getattr(lm, "max_length", spec.max_length))
             run.write_samples(name, summary.pop("samples", None) or rows)
             summary["wall_s"] = round(time.time() - t0, 2)
             results["tasks"][name] = summary
