@@ -196,10 +196,7 @@ def generate_samples(
     keys = _prompt_keys(contexts)
     ids = _encode(tokenizer, contexts, add_special_tokens, getattr(cfg, "max_position_embeddings", None),
                   max_new_tokens)
-
-    order = sorted(range(len(contexts)), key=lambda i: (len(ids[i]), keys[i]))
-    per_batch = max(1, int(batch_size))
-    batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
+    batches = _batches(ids, keys, batch_size)
 
     done = _load_cache(cache_path, digest)
     todo = [b for b in batches if not all(keys[i] in done for i in b)]
@@ -209,6 +206,25 @@ def generate_samples(
     runner = _BatchRunner(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, top_k, until, seed)
     _run_batches(runner, todo, ids, keys, k, digest, done, cache_path, len(contexts) if progress else None)
     return [list(done[key]) for key in keys]
+
+
+def _batches(ids: list[list[int]], keys: list[str], batch_size: int) -> list[list[int]]:
+    """Prompts sorted by (token length, key) and cut into batches: the batch a prompt lands in is fixed by the
+    whole context list, and a subset made of whole batches is cut into the same batches again."""
+    order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), keys[i]))
+    per_batch = max(1, int(batch_size))
+    return [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
+
+
+def batch_plan(model: Any, tokenizer: Any, contexts: list[str], batch_size: int, max_new_tokens: int,
+               add_special_tokens: bool = True) -> list[list[int]]:
+    """The batches (indices into ``contexts``) ``generate_samples`` decodes ``contexts`` in. A shard made of
+    whole batches of this plan is decoded in exactly these batches, so its samples are bitwise those of the
+    unsharded run (fp32 matmuls are not row-invariant across batch shapes, so same batches is what it takes)."""
+    cfg = getattr(model, "config", None)
+    ids = _encode(tokenizer, contexts, add_special_tokens, getattr(cfg, "max_position_embeddings", None),
+                  max_new_tokens)
+    return _batches(ids, _prompt_keys(contexts), batch_size)
 
 
 def _run_batches(runner: _BatchRunner, todo: list[list[int]], ids: list[list[int]], keys: list[str], k: int,

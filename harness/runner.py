@@ -118,14 +118,33 @@ def apply_generation_overrides(task: Any, spec: RunSpec) -> None:
     task.set_config("generation_kwargs", gk)
 
 
-def _doc_ids(task: Any, limit: int | None, shard: tuple[int, int] | None) -> list[int]:
+def _doc_ids(task: Any, limit: int | None, shard: tuple[int, int] | None, lm: Any = None) -> list[int]:
+    """The documents this run (or shard) evaluates. A generation shard on the HF backend takes whole batches of
+    the unsharded run's generation plan (``lm`` given), so its samples equal the unsharded run's bitwise; other
+    shards take every n-th document."""
     n = len(task.eval_docs)
     n = min(n, limit) if limit is not None else n
     ids = list(range(n))
-    if shard is not None:
-        i, k = shard
-        ids = [d for d in ids if d % k == i]
-    return ids
+    if shard is None:
+        return ids
+    i, k = shard
+    if lm is not None and task.OUTPUT_TYPE == "generate_until" and isinstance(lm, HookedLM):
+        return _generation_shard(task, ids, i, k, lm)
+    return [d for d in ids if d % k == i]
+
+
+def _generation_shard(task: Any, ids: list[int], i: int, k: int, lm: HookedLM) -> list[int]:
+    from toxbench.harness.generation import batch_plan
+
+    task.build_all_requests(samples=ids, rank=0, world_size=1)
+    contexts: dict[int, str] = {}
+    for inst in task.instances:
+        contexts.setdefault(inst.doc_id, inst.args[0])
+    docs = sorted(contexts)
+    wrapped = [lm.intervention.wrap_prompt(contexts[d], lm.tokenizer) for d in docs]
+    max_new = int((task.config.generation_kwargs or {}).get("max_gen_toks") or lm.max_gen_toks)
+    plan = batch_plan(lm.model, lm.tokenizer, wrapped, lm.gen_batch_size, max_new)
+    return sorted(docs[j] for b, batch in enumerate(plan) if b % k == i for j in batch)
 
 
 def _data_hash(task: Any, docs_ids: list[int]) -> dict[str, Any]:
@@ -382,7 +401,7 @@ def _evaluate_top(top: str, spec: RunSpec, lm: Any, scorers: ScorerFactory, run:
     samples_sel: dict[str, list[int]] = {}
     for name, task in leaves:
         apply_generation_overrides(task, spec)
-        samples_sel[name] = _doc_ids(task, spec.limit, spec.shard)
+        samples_sel[name] = _doc_ids(task, spec.limit, spec.shard, lm)
     pending = [(n, t) for n, t in leaves if n not in done]
     if pending:
         log(f"[toxbench] {top}: evaluating {', '.join(n for n, _ in pending)}")

@@ -167,3 +167,40 @@ def test_env_records_the_threads_actually_used(tiny_llama_dir, tmp_path, cache_d
         assert env["torch_threads"] == 1 and env["kernels"]["aten"]  # and the kernel set the numbers came from
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_generation_shards_decode_the_unsharded_batches(tiny_llama_dir, tmp_path, cache_dir, monkeypatch, dtype):
+    """Issue 27.5: a shard decodes whole batches of the unsharded run's plan (fp32 matmuls are not row-invariant
+    across batch shapes), so sharded + merged == unsharded, samples included, under bf16 and fp32."""
+    from toxbench.harness import generation
+    from toxbench.harness.io import sha256_file
+
+    texts = ["the film was", "you are a", "the city river", "a b c", "we went", "the old man said that",
+             "she is", "good day to you and", "the team"]
+    data = tmp_path / "my_rtp.jsonl"
+    data.write_text("".join(json.dumps({"prompt": {"text": t, "toxicity": 0.1 * i}}) + "\n"
+                            for i, t in enumerate(texts)))
+    kw = dict(tasks=("rtp",), limit=None, data=str(data), data_sha256=sha256_file(data), scorer="profanity-check",
+              generation=GenerationSettings(k=3, max_new_tokens=4), batch_size=2, dtype=dtype)
+    batches: list[list[tuple]] = []
+    orig = generation._BatchRunner.run
+
+    def spy(self, prompts, keys, k):
+        batches[-1].append(tuple(keys))
+        return orig(self, prompts, keys, k)
+
+    monkeypatch.setattr(generation._BatchRunner, "run", spy)
+    batches.append([])
+    full_dir = execute(_spec(tiny_llama_dir, tmp_path / "full", **kw), progress=False)
+    shard_dirs = []
+    for i in range(3):
+        batches.append([])
+        shard_dirs.append(execute(_spec(tiny_llama_dir, tmp_path / "shards", shard=(i, 3), **kw), progress=False))
+    assert sorted(b for s in batches[1:] for b in s) == sorted(batches[0])
+    merged_dir = merge(shard_dirs, tmp_path / "merged")
+    assert merged_dir.name == full_dir.name
+    assert _comparable(json.loads((merged_dir / "results.json").read_text())) == \
+        _comparable(json.loads((full_dir / "results.json").read_text()))
+    read = lambda d: [json.loads(x)["resps"] for x in (d / "samples_rtp.jsonl").read_text().splitlines()]  # noqa: E731
+    assert read(merged_dir) == read(full_dir)
