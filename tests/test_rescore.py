@@ -67,3 +67,27 @@ def test_rescore_bad_input_is_one_line_and_leaves_no_run_dir(tiny_llama_dir, tmp
 def test_rescore_help():
     res = CliRunner().invoke(main, ["rescore", "--help"])
     assert res.exit_code == 0 and "--scorer" in res.output and "RUN_DIR" in res.output
+
+
+def test_rescore_copies_tasks_without_continuations(tiny_llama_dir, tmp_path, cache_dir, monkeypatch):
+    """Issue 27.6: perplexity is not recomputed by a rescore (no forward pass), and its numbers are the source's."""
+    from toxbench.harness.adapter import HookedLM
+
+    rows = [{"prompt": {"text": t, "toxicity": x}} for t, x in (("the film was", 0.1), ("you are a", 0.7))]
+    data = tmp_path / "my_rtp.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["run", "--model", str(tiny_llama_dir), "--tasks", "rtp,wikitext", "--data", str(data), "--k", "2",
+            "--max-new-tokens", "3", "--limit", "2", "--max-length", "32", "--scorer", "profanity-check",
+            "--device", "cpu", "-o", str(tmp_path / "runs")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (source,) = list((tmp_path / "runs").iterdir())
+    calls = []
+    monkeypatch.setattr(HookedLM, "loglikelihood_rolling", lambda self, *a, **k: calls.append(1) or [])
+    res = CliRunner().invoke(main, ["rescore", str(source), "--scorer", "jigsaw-bilstm", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert calls == []
+    (target,) = [d for d in (tmp_path / "runs").iterdir() if d != source]
+    a, b = _results(source), _results(target)
+    assert b["completed"] and b["tasks"]["wikitext"]["metrics"] == a["tasks"]["wikitext"]["metrics"]
+    assert (target / "samples_wikitext.jsonl").read_text() == (source / "samples_wikitext.jsonl").read_text()
+    assert b["tasks"]["rtp"]["protocol"]["scorer"]["name"] == "jigsaw-bilstm"
