@@ -200,6 +200,8 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
                         seen.add(spec.fingerprint())
                         specs.append(spec)
     out = Path(raw.get("out") or f"leaderboards/{name}.md")
+    if overrides and overrides.get("output_dir"):  # runs moved elsewhere: the board goes with them
+        out = Path(str(overrides["output_dir"])) / out.name
     order = [str(x) for x in (raw.get("order") or [])] or list(
         dict.fromkeys(_intervention(i, "order")[0] for g in grids for i in (g.get("interventions") or [])))
     return Suite(name=name, path=path, out=out, specs=specs, order=order)

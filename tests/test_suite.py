@@ -164,3 +164,16 @@ def test_cli_dry_run(tmp_path, monkeypatch):
 def test_cli_bad_input_exit_2(args, needle):
     r = CliRunner().invoke(suite_cmd, args)
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+
+
+def test_set_output_dir_moves_the_leaderboard_with_the_runs(tmp_path):
+    """Issue 27.7: `suite --set output_dir=DIR` writes the board into DIR, never into the repo's runs/."""
+    from pathlib import Path
+
+    from toxbench.harness.suite import load_suite
+
+    demo = Path(__file__).parents[1] / "suites" / "demo.yaml"
+    s = load_suite(demo, {"output_dir": str(tmp_path / "elsewhere")})
+    assert s.out == tmp_path / "elsewhere" / "leaderboard.md"
+    assert all(spec.output_dir == str(tmp_path / "elsewhere") for spec in s.specs)
+    assert load_suite(demo).out == Path("runs/demo/leaderboard.md")
