@@ -45,6 +45,7 @@ class Setup:
     batch_size: int = 32
     seed: int = DEFAULT_SEED
     refit: bool = False
+    state_dtype: str | None = None  # look up the state fitted in this dtype (export); None: the model's
 
     @classmethod
     def of(cls, spec: Any, **override: Any) -> Setup:
@@ -86,7 +87,7 @@ def prepare(setup: Setup, *, loaded: LoadedModel | None = None, load_override: b
         setup.intervention, setup.intervention_args, model=loaded.model, tokenizer=loaded.tokenizer,
         model_fingerprint=loaded.fingerprint, model_name=setup.model, state=setup.intervention_state,
         cache_dir=cache, data_dir=setup.data_dir, device=device, batch_size=setup.batch_size, seed=setup.seed,
-        refit=setup.refit, log=log,
+        refit=setup.refit, state_dtype=setup.state_dtype, log=log,
     )
     base = loaded.describe()
     override = intervention.model_override() if load_override else None

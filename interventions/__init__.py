@@ -81,12 +81,15 @@ def build(
     seed: int = DEFAULT_SEED,
     fit_missing: bool = True,
     refit: bool = False,
+    state_dtype: str | None = None,
     log=lambda msg: print(msg, file=sys.stderr),
 ) -> Intervention:
     """An Intervention (a Composite when ``spec`` has ``+``), each part ready to attach.
 
     A part that needs fitting uses, in order: ``state`` (an explicit path, given to the first such part), the
     cached state for (model, name, config), or a fresh fit (announced, then cached) when ``fit_missing``.
+    ``state_dtype``: look up the state fitted in this dtype rather than the loaded model's (``export`` folds in
+    float32 the state that `run` fitted in its own dtype); such a state is never fitted here.
     """
     names = split_names(spec)
     configs = part_configs(names, args)
@@ -106,10 +109,17 @@ def build(
             continue
         if cache_dir is None or model_fingerprint is None:
             raise UsageError(f"intervention {name!r} needs a fitted state: pass --intervention-state PATH")
-        path = state_path(cache_dir, model_fingerprint, name, cls(**cfg).config, fit_dtype(model))
+        dtype = state_dtype or fit_dtype(model)
+        path = state_path(cache_dir, model_fingerprint, name, cls(**cfg).config, dtype)
         if path.is_file() and not refit:
+            if state_dtype:
+                log(f"[toxbench] {name}: the state fitted in {dtype} ({path})")
             parts.append(cls(state=State.load(path, model_fingerprint), **cfg))
             continue
+        if state_dtype:
+            raise UsageError(f"no {name} state fitted in {dtype} for {model_name or 'this model'}: fit it first with "
+                             f"`toxbench fit --intervention {name} --dtype {dtype}` (what `run --dtype {dtype}` "
+                             f"uses), or pass --intervention-state PATH")
         if not fit_missing:
             raise UsageError(f"no fitted state for {name!r} on this model; run `toxbench fit --intervention {name}` first")
         log(f"[toxbench] fitting {name} on {model_name or 'the model'} (cached at {path})")

@@ -152,3 +152,39 @@ def test_export_command(tok, tmp_path):
     assert res.exit_code == 2 and "fitted on" in res.output
     res = runner.invoke(export, ["--model", str(base), "--intervention", "aurra", "--out", str(tmp_path / "o3")])
     assert res.exit_code == 2 and "aura" in res.output
+
+
+def test_export_folds_the_state_run_uses_and_never_refits(tok, tmp_path, monkeypatch):
+    """Issue 27.4: export looks up the state fitted in `run`'s dtype (not a float32 refit) and says which; a
+    missing one is a one-line error naming the fit command."""
+    from transformers import AutoModelForCausalLM
+
+    from toxbench.harness.commands.export import export
+    from toxbench.harness.models import model_fingerprint
+    from toxbench.interventions import state_path
+
+    base = tmp_path / "base"
+    tiny_gpt2(len(tok)).save_pretrained(str(base))
+    tok.save_pretrained(str(base))
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).eval()
+    fp = model_fingerprint(model)
+    state = random_state(model)
+    state.metadata["model_fingerprint"] = fp
+    cache = tmp_path / "cache"
+    path = state_path(cache, fp, "aura", AurA().config, "bfloat16")
+    path.parent.mkdir(parents=True)
+    state.save(path)
+    monkeypatch.setattr(AurA, "fit", lambda *a, **k: pytest.fail("export must never fit"))
+    args = ["--model", str(base), "--intervention", "aura", "--cache-dir", str(cache), "--device", "cpu"]
+    res = CliRunner().invoke(export, [*args, "--fit-dtype", "float32", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "no aura state fitted in float32" in res.output and "toxbench fit" in res.output
+    assert "no aura state" in res.output.strip().splitlines()[-1] and "Traceback" not in res.output
+    res = CliRunner().invoke(export, [*args, "--fit-dtype", "bfloat16", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert "fitted in bfloat16" in res.stderr and path.name in res.stderr
+    ids, mask = batch(tok)
+    with torch.no_grad():
+        with AurA(state=state).attach(model):
+            hooked = model(ids, attention_mask=mask).logits
+        folded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "b")).eval()(ids, attention_mask=mask).logits
+    assert torch.allclose(folded, hooked, atol=1e-5)

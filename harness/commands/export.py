@@ -15,7 +15,7 @@ import torch
 from toxbench.harness.commands import ToxbenchCommand
 from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
-from toxbench.harness.hardware import resolve_dtype
+from toxbench.harness.hardware import resolve_dtype, resolve_dtype_name
 from toxbench.harness.models import resolve_model_source
 from toxbench.harness.options import (cache_dir_option, data_dir_option, device_option, model_option, seed_option,
                                       threads_option)
@@ -32,16 +32,18 @@ from toxbench.interventions.fold import export_folded
 @click.option("--intervention", "-i", default="aura", show_default=True,
               help="aura, det0, damp (or a composition of them) - what gets folded into the weights.")
 @click.option("--intervention-state", default=None, type=click.Path(),
-              help="A fitted state file; default: the cached state for this model (fitted first if missing).")
+              help="A fitted state file; default: the cached state `run --dtype FIT_DTYPE` uses for this model.")
 @click.option("--intervention-arg", "-a", "intervention_args", multiple=True, metavar="KEY=VALUE",
               help="Intervention setting (repeatable), as for `toxbench run`.")
 @click.option("--out", "-o", "out", required=True, type=click.Path(), help="Directory to write the checkpoint to.")
 # not the shared --dtype: this is the dtype the checkpoint is saved in (the folding itself runs in float32)
 @click.option("--dtype", default="auto", show_default=True,
               help="Saved weight dtype: auto (float32) | float32 | bfloat16 | float16. Folding is in float32.")
+@click.option("--fit-dtype", default="auto", show_default=True,
+              help="Export the state fitted in this dtype (auto: the one `run --dtype auto` uses here); never "
+                   "refitted: a missing state is an error naming the `toxbench fit` command.")
 @device_option
 @click.option("--revision", default=None, help="Hub revision of --model.")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Batch size if a state must be fitted.")
 @seed_option
 @threads_option
 @click.option("--force", is_flag=True, help="Replace --out if it exists and is not empty.")
@@ -59,9 +61,9 @@ def export_checkpoint(
     intervention_state: str | None = None,
     intervention_args: tuple[str, ...] = (),
     dtype: str = "auto",
+    fit_dtype: str = "auto",
     device: str = "auto",
     revision: str | None = None,
-    batch_size: int = 32,
     seed: int = DEFAULT_SEED,
     force: bool = False,
     cache_dir: str | None = None,
@@ -79,7 +81,7 @@ def export_checkpoint(
     setup = Setup(model=model, revision=revision, dtype=torch.float32, device=device, intervention=intervention,
                   intervention_args=args, intervention_state=intervention_state, cache_dir=resolve_cache(cache_dir),
                   data_dir=resolve_data(data_dir) if data_dir or intervention_state is None else None,
-                  batch_size=batch_size, seed=seed)
+                  seed=seed, state_dtype=resolve_dtype_name(fit_dtype, device))
     prepared = prepare(setup, load_override=False)  # a weight-space intervention has nothing to fold
     loaded = prepared.loaded
     return export_folded(
