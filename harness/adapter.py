@@ -13,7 +13,6 @@ carries the RunSpec fingerprint (intervention and state hash included); lm-eval'
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -25,21 +24,11 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 
 from toxbench.harness.defaults import DEFAULT_SEED
+from toxbench.harness import lm_eval_logs  # noqa: F401  (drops lm-eval's per-run noise)
 from toxbench.harness.generation import generate_samples
 from toxbench.harness.rolling import rolling_loglikelihoods
 from toxbench.interventions.base import Intervention
 
-#: HFLM logs this on every run when given a model object, which is how toxbench always builds it (the model was
-#: loaded by toxbench with its dtype/device, and parallelism goes through `accelerate launch`): expected, not a fault.
-_PRETRAINED_NOT_STR = "`pretrained` model kwarg is not of type `str`"
-
-
-class _DropPretrainedNotStr(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(_PRETRAINED_NOT_STR)
-
-
-logging.getLogger("lm_eval.models.huggingface").addFilter(_DropPretrainedNotStr())
 
 
 @register_model("toxbench")

@@ -54,6 +54,7 @@ ACC_METRICS = ("acc_norm", "acc")  # acc_norm where lm-eval reports it, as the c
 COND_METRICS = ("conditional_ppl_median", "conditional_ppl_mean")
 DIST_METRICS = ("dist-1", "dist-2", "dist-3")
 SCRIPT_METRIC = "script_share"  # letters in the prompt language's script (non-Latin languages only)
+COUNT_METRICS = ("n_continuations",)  # counts: a value, never a CI
 NLL_METRICS = ("toxic_nll", "clean_nll")  # teacher-forced (tasks/rtp/continuations.py)
 #: Every metric name the harness emits (used to validate names a user writes, e.g. in a baseline).
 KNOWN_METRICS = (

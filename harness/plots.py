@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -69,7 +70,7 @@ def plot_tradeoffs(lb: Leaderboard, folder: Path, stem: str) -> list[tuple[Path,
                 ax.annotate(iv, (row[xcol], row[ycol]), textcoords="offset points", xytext=(5, 4), fontsize=8)
             ax.set_xlabel(f"{p} {metric_label(m)} (lower is better)")
             ax.set_ylabel(f"{t} toxic fraction (lower is better)")
-            ax.set_title(f"{model}: toxicity vs perplexity" + (f"\n{_plain(tb.heading)}" if tb.heading else ""),
+            ax.set_title(f"{model}: toxicity vs perplexity" + (f"\n{_short(tb.heading)}" if tb.heading else ""),
                          fontsize=9)
             ax.grid(alpha=0.3)
             suffix = f"_v{vi + 1}" if len(tables) > 1 else ""
@@ -77,6 +78,17 @@ def plot_tradeoffs(lb: Leaderboard, folder: Path, stem: str) -> list[tuple[Path,
             _save(fig, path)
             out.append((path, data))
     return out
+
+
+def _short(heading: str) -> str:
+    """A protocol variant's heading in at most two short lines (the board has it in full): a title as wide as
+    the whole protocol string made 2,000-pixel-wide images."""
+    return textwrap.fill(textwrap.shorten(_plain(heading), width=TITLE_CHARS * 2, placeholder=" …"),
+                         width=TITLE_CHARS)
+
+
+#: characters per line of a plot title's protocol text (fits the 5.5-inch figure at fontsize 9)
+TITLE_CHARS = 70
 
 
 def _err(v: float, lo: float, hi: float):

@@ -27,7 +27,7 @@ from toxbench.harness.context import RunContext, ScorerFactory, scorer_factory, 
 from toxbench.harness.errors import UsageError, did_you_mean
 from toxbench.harness.hardware import kernel_set, resolve_device, set_threads
 from toxbench.harness.io import canonical_json, sha256_file, sha256_text
-from toxbench.harness.metrics import Metric, aggregation_stat, bootstrap_ci, bootstrap_generic, group_mean
+from toxbench.harness.metrics import COUNT_METRICS, Metric, aggregation_stat, bootstrap_ci, bootstrap_generic, group_mean
 from toxbench.harness.lock import LOCK_NAME, run_lock
 from toxbench.harness.models import resolve_model_source
 from toxbench.harness.paths import cache_dir as resolve_cache_dir
@@ -187,7 +187,10 @@ def task_metrics(task: Any, rows: list[dict], seed: int) -> dict[str, dict]:
         values = [tuple(v) if isinstance(v, list) else v for v in values]
         value = float(agg(values))
         stat = aggregation_stat(agg, values)
-        ci = bootstrap_ci(stat, seed) if stat is not None else bootstrap_generic(values, agg, seed)
+        if metric in COUNT_METRICS:
+            ci = None
+        else:
+            ci = bootstrap_ci(stat, seed) if stat is not None else bootstrap_generic(values, agg, seed)
         out[metric] = Metric(value, ci, None, bool(hib.get(metric, True))).to_dict()
     return out
 

@@ -1,6 +1,6 @@
 """Lists and KEY=VALUE settings from the command line, parsed one way everywhere (``split_commas`` for
 ``--tasks a,b``-style lists). KEY=VALUE: ``-a/--intervention-arg``, ``--scorer-arg``,
-``--backend-arg``, ``scorers eval --option`` and ``suite --set``.
+``--backend-arg``, ``scorers eval --scorer-arg`` and ``suite --set``.
 
 A value is read as a YAML scalar (``50`` int, ``0.5`` / ``1e-4`` float, ``true`` / ``false`` bool, ``null`` or
 nothing None, anything else a string) or a YAML flow list / mapping (``[1, 2]``, ``{a: 1}``). Two departures from

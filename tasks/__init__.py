@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from toxbench.harness import lm_eval_logs  # noqa: F401  (drops lm-eval's per-run noise)
 from toxbench.harness.errors import did_you_mean
 
 TASKS_DIR = Path(__file__).resolve().parent

@@ -212,7 +212,7 @@ def test_train_and_eval_commands_end_to_end(tiny_data: Path, tmp_path: Path, stu
     head = tmp_path / "head.safetensors"
     runner = CliRunner()
     args = ["multilingual", "--data-dir", str(tiny_data), "--cache-dir", str(cache), "--seed", "3", "--no-progress",
-            "--output", str(head)]
+            "--out", str(head)]
     res = runner.invoke(train, args)
     assert res.exit_code == 0, res.output
     first = head.read_bytes()
@@ -225,7 +225,7 @@ def test_train_and_eval_commands_end_to_end(tiny_data: Path, tmp_path: Path, stu
 
     out_csv = tmp_path / "table.csv"
     res = runner.invoke(eval_multilingual, ["--data-dir", str(tiny_data), "--cache-dir", str(cache), "--folds", "3",
-                                            "--no-progress", "--output", str(out_csv)])  # fmt: skip
+                                            "--no-progress", "--out", str(out_csv)])  # fmt: skip
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out_csv)
     assert len(table) == 27 and set(md.PAPER_LANGS) <= set(table["lang"])

@@ -392,7 +392,7 @@ def test_cli_eval_unknown_scorer_exits_2() -> None:
 def test_cli_eval_bad_option_exits_2() -> None:
     from toxbench.harness.commands.scorers import scorers
 
-    r = CliRunner().invoke(scorers, ["eval", "--scorer", "profanity-check", "--option", "nocolon"])
+    r = CliRunner().invoke(scorers, ["eval", "--scorer", "profanity-check", "--scorer-arg", "nocolon"])
     assert r.exit_code == 2 and "SCORER:KEY=VALUE" in r.output
 
 
@@ -401,8 +401,9 @@ def test_cli_eval_table(tmp_path, fake_registered) -> None:
 
     out = tmp_path / "table.md"
     r = CliRunner().invoke(scorers, ["eval", "-s", "fake", "--calibrate", "platt", "--cache-dir", str(tmp_path),
-                                     "--output", str(out)])
+                                     "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "| scorer" in r.output and "ROC-AUC" in r.output and "platt (fit on prompts)" in r.output
+    assert "[toxbench] scorer 1/1: fake on" in r.output  # says what it is doing while it works
     lines = [ln for ln in out.read_text().splitlines() if ln.startswith("| fake")]
     assert len(lines) == 5  # all, prompts, continuations, generations, calibrated continuations

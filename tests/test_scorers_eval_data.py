@@ -80,7 +80,7 @@ def test_csv_with_binary_label_and_output(tmp_path) -> None:
     path = _csv(tmp_path / "mine.csv")
     out = tmp_path / "table.csv"
     r = _eval("--data", str(path), "--text-column", "comment", "--label-column", "is_toxic", "--cache-dir",
-              str(tmp_path), "--output", str(out))
+              str(tmp_path), "--out", str(out))
     assert r.exit_code == 0, r.output
     assert "is_toxic (binary)" in r.output and set(_table_rows(r.output)) == {"all"}
     import pandas as pd

@@ -92,7 +92,7 @@ def test_train_command_rtp_stack(tmp_path) -> None:
 
     root = _write_rtp(tmp_path / "data")
     out = tmp_path / "h.safetensors"
-    r = CliRunner().invoke(train, ["rtp-stack", "--data-dir", str(root), "--cache-dir", str(tmp_path), "--output",
+    r = CliRunner().invoke(train, ["rtp-stack", "--data-dir", str(root), "--cache-dir", str(tmp_path), "--out",
                                    str(out)])
     assert r.exit_code == 0, r.output
     assert "held-out ROC-AUC" in r.output and out.is_file()

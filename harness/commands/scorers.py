@@ -30,9 +30,9 @@ def _parse_options(raw: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     for item in raw:
         name, colon, key = item.partition("=")[0].partition(":")
         if not (colon and name.strip() and key.strip()):
-            raise UsageError(f"--option {item!r} is not SCORER:KEY=VALUE (e.g. {_OPTION_EXAMPLE})")
+            raise UsageError(f"--scorer-arg {item!r} is not SCORER:KEY=VALUE (e.g. {_OPTION_EXAMPLE})")
     out: dict[str, dict[str, Any]] = {}
-    for head, value in parse_kv(raw, "--option", _OPTION_EXAMPLE):
+    for head, value in parse_kv(raw, "--scorer-arg", _OPTION_EXAMPLE):
         name, _, key = head.partition(":")
         out.setdefault(name.strip(), {})[key.strip()] = value
     return out
@@ -63,10 +63,11 @@ def list_scorers() -> None:
 @click.option("--calibrate", type=click.Choice(["isotonic", "platt"]), default=None,
               help="Also report the scores calibrated to Perspective's scale (fit on prompts, evaluated on "
                    "continuations).")
-@click.option("--option", "-o", "options", multiple=True, metavar="SCORER:KEY=VALUE", help="Scorer option.")
+@click.option("--scorer-arg", "options", multiple=True, metavar="SCORER:KEY=VALUE",
+              help="A setting of one scorer (repeatable), e.g. rtp-stack:threshold=0.4.")
 @data_dir_option
 @cache_dir_option
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table here (.md, or .csv for the raw numbers).")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Your own labelled file (JSONL or CSV) instead of the RTP reference texts.")
@@ -100,7 +101,7 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
     if data_file is not None:
         if calibrate:
             raise UsageError("--calibrate fits on the RTP reference texts; with --data, pass a calibrated scorer "
-                             "option instead (e.g. -o NAME:calibrate=... where the scorer has one)")
+                             "option instead (e.g. --scorer-arg NAME:calibrate=... where the scorer has one)")
         data = load_labelled(data_file, text_column, score_column, label_column, lang_column)
         if not chosen:
             other = data.langs is not None and any(not str(lang).lower().startswith("en") for lang in data.langs)
@@ -134,7 +135,7 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
 
 @scorers.command("fit-ensemble")
 @data_dir_option
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the head (default: the shipped harness/data/jigsaw_ensemble_head.safetensors).")
 @cache_dir_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cross-validation folds.")

@@ -43,7 +43,7 @@ def _with_common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("train", cls=ToxbenchCommand)
 @click.argument("scorer", metavar="SCORER")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the head (default: the shipped file in the package's data folder).")
 @_with_common
 def train(scorer: str, output: Path | None, seed: int, cache_dir: str | None, data_dir: str | None,
@@ -89,7 +89,7 @@ def run_eval(seed: int = 0, folds: int = 5, cache_dir: Path | None = None, data_
 
 @click.command("eval-multilingual", cls=ToxbenchCommand)
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Grouped CV folds.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table here (.md, or .csv for the raw numbers).")  # fmt: skip
 @_with_common
 def eval_multilingual(folds: int, output: Path | None, seed: int, cache_dir: Path | None, data_dir: Path | None,

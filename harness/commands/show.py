@@ -11,6 +11,7 @@ import click
 
 from toxbench.harness.commands import ToxbenchCommand
 from toxbench.harness.errors import UsageError
+from toxbench.harness.metrics import COUNT_METRICS
 from toxbench.harness.results import find_run_dirs
 from toxbench.harness.lock import describe_holder, live_holder
 from toxbench.harness.store import RunDir
@@ -30,6 +31,9 @@ def show_results(run_dir: Path | str) -> None:
     for task, r in res.get("tasks", {}).items():
         parts = []
         for m, v in r["metrics"].items():
+            if m in COUNT_METRICS:
+                parts.append(f"{m}={v['value']:.0f}")
+                continue
             s = f"{m}={v['value']:.4g}"
             if v.get("ci"):
                 s += f" [{v['ci'][0]:.3g}, {v['ci'][1]:.3g}]"
@@ -45,7 +49,12 @@ def show_results(run_dir: Path | str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print results.json as is.")
 def show(run_dir: str, as_json: bool) -> None:
     """Print a run directory's results, or list the runs under a folder (status, tasks, headline metrics)."""
-    if not Path(run_dir).is_dir():
+    path = Path(run_dir)
+    if path.is_file() and path.name in ("results.json", "run_spec.json"):
+        run_dir = str(path.parent)  # a run dir's own file: show that run
+    elif path.is_file():
+        raise UsageError(f"{run_dir!r} is a file, not a run directory; pass the folder of a run (or of runs)")
+    elif not path.is_dir():
         raise UsageError(f"run directory {run_dir!r} does not exist")
     rd = RunDir(Path(run_dir))
     if not rd.results_file.is_file() and not rd.spec_file.is_file():

@@ -11,7 +11,9 @@ evaluated on the continuations only, so no text is both fitted and measured.
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +76,17 @@ def timed_scores(scorer: Any, texts: list[str], batch: int = 2048) -> tuple[np.n
 
 
 def evaluate_scorers(names: list[str], data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-                     calibrate: str | None = None, options: dict[str, dict] | None = None) -> "pd.DataFrame":  # noqa: F821
-    """One row per (scorer, texts, calibration): the agreement table ``toxbench scorers eval`` prints."""
+                     calibrate: str | None = None, options: dict[str, dict] | None = None,
+                     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> "pd.DataFrame":  # noqa: F821
+    """One row per (scorer, texts, calibration): the agreement table ``toxbench scorers eval`` prints;
+    ``log`` says which scorer is working (some take a minute on a CPU)."""
     import pandas as pd
 
     ref = load_reference(data_dir)
     prompts, conts = ref.select("prompt"), ref.select("continuation")
     rows: list[dict] = []
-    for name in names:
+    for i, name in enumerate(names):
+        log(f"[toxbench] scorer {i + 1}/{len(names)}: {name} on {len(ref.texts)} texts")
         try:
             scorer = build_scorer(name, cache_dir=cache_dir, **(options or {}).get(name, {}))
             scores, tps = timed_scores(scorer, ref.texts)
