@@ -15,7 +15,7 @@ from toxbench.harness.defaults import DEFAULT_MODEL, DEFAULT_SEED
 from toxbench.harness.hardware import set_threads
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_SEED", "bundle", "model_options", "path_options", "intervention_options",
-           "threads_option", "seed_option", "dtype_option", "device_option", "model_option"]
+           "threads_option", "seed_option", "dtype_option", "device_option", "model_option", "dry_run_option"]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -72,3 +72,5 @@ intervention_options = bundle(
     click.option("--intervention-state", default=None, type=click.Path(),
                  help="A fitted state file (or DPO checkpoint dir) instead of the cached/fitted one."),
 )
+dry_run_option = click.option("--dry-run", is_flag=True,
+                              help="Check every input and say what would run; load no model, write nothing.")

@@ -38,7 +38,7 @@ from toxbench.harness.spec import RunSpec
 from toxbench.harness.store import RunDir, library_versions
 from toxbench.harness.validation import check_run_dir, validate_inputs
 from toxbench.harness.vllm_backend import check_vllm_compatible, make_vllm_lm
-from toxbench.interventions import INTERVENTIONS, part_configs, split_names
+from toxbench.interventions import INTERVENTIONS, check_args, split_names
 from toxbench.tasks import load_task_dict, resolve_task_names
 
 Log = Callable[[str], None]
@@ -60,7 +60,7 @@ def validate(spec: RunSpec) -> None:
     """Check every name and path before anything heavy is loaded: bad input fails in milliseconds."""
     resolve_data_dir(spec.data_dir or None)
     resolve_model_source(spec.model)
-    part_configs(split_names(spec.intervention), spec.intervention_args)
+    check_args(spec.intervention, spec.intervention_args)
     resolve_task_names(list(spec.tasks), spec.include_paths)
     if spec.scorer and spec.scorer != "auto" and spec.scorer not in SCORERS:
         raise did_you_mean(spec.scorer, SCORERS.names(), "scorer")

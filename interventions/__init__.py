@@ -52,6 +52,16 @@ def part_configs(names: list[str], args: Iterable[tuple[str, Any]]) -> list[dict
     return configs
 
 
+def check_args(spec: str, args: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """Every name, key and value of an intervention spec checked before anything loads (constructing a part
+    without a state validates its values, e.g. a preprompt preset): the parts' configs."""
+    names = split_names(spec)
+    configs = part_configs(names, args)
+    for name, cfg in zip(names, configs):
+        INTERVENTIONS.get(name)(**cfg)
+    return configs
+
+
 def fit_dtype(model: Any) -> str:
     """The dtype a state is fitted in: part of its identity, since a fit in bf16 ranks units differently from a fit
     in fp32 (AurA's alphas differ by up to 0.3 on SmolLM2)."""

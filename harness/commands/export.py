@@ -17,13 +17,13 @@ from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
 from toxbench.harness.hardware import resolve_dtype, resolve_dtype_name
 from toxbench.harness.models import resolve_model_source
-from toxbench.harness.options import (cache_dir_option, data_dir_option, device_option, model_option, seed_option,
-                                      threads_option)
+from toxbench.harness.options import (cache_dir_option, data_dir_option, device_option, dry_run_option, model_option,
+                                      seed_option, threads_option)
 from toxbench.harness.paths import cache_dir as resolve_cache
 from toxbench.harness.paths import data_dir as resolve_data
 from toxbench.harness.prepare import Setup, prepare
 from toxbench.harness.settings import parse_kv
-from toxbench.interventions import split_names
+from toxbench.interventions import check_args
 from toxbench.interventions.fold import export_folded
 
 
@@ -49,9 +49,10 @@ from toxbench.interventions.fold import export_folded
 @click.option("--force", is_flag=True, help="Replace --out if it exists and is not empty.")
 @cache_dir_option
 @data_dir_option
-def export(**kw: Any) -> None:
+@dry_run_option
+def export(dry_run: bool, **kw: Any) -> None:
     """Fold INTERVENTION into MODEL's weights and save a plain HF checkpoint to --out."""
-    click.echo(str(export_checkpoint(**kw)))
+    click.echo(str(export_checkpoint(**kw, dry_run=dry_run)))
 
 
 def export_checkpoint(
@@ -69,14 +70,18 @@ def export_checkpoint(
     cache_dir: str | None = None,
     data_dir: str | None = None,
     threads: int | None = None,
-) -> Path:
-    """Library form of the command (what the CLI calls)."""
-    split_names(intervention)  # unknown names fail before the model loads
+    dry_run: bool = False,
+) -> Path | str:
+    """Library form of the command (what the CLI calls); ``dry_run``: check the inputs, say what would be done."""
     args = parse_kv(intervention_args, "--intervention-arg", "k=50 or aura.pooling=mean")
+    check_args(intervention, args)  # unknown names and values fail before the model loads
     resolve_model_source(model)
     out_path = Path(out).expanduser()
     if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())) and not force:
         raise UsageError(f"export dir {str(out_path)!r} exists and is not empty; pass --force or choose another --out")
+    if dry_run:
+        return (f"would fold {intervention} (state fitted in {resolve_dtype_name(fit_dtype, device)}) into "
+                f"{model} -> {out_path}")
     save_dtype = torch.float32 if dtype == "auto" else resolve_dtype(dtype, "cpu")
     setup = Setup(model=model, revision=revision, dtype=torch.float32, device=device, intervention=intervention,
                   intervention_args=args, intervention_state=intervention_state, cache_dir=resolve_cache(cache_dir),

@@ -9,11 +9,12 @@ import click
 from toxbench.harness.commands import ToxbenchCommand
 from toxbench.harness.errors import UsageError
 from toxbench.harness.models import resolve_model_source
-from toxbench.harness.options import intervention_options, model_options, path_options, seed_option
+from toxbench.harness.hardware import resolve_dtype_name
+from toxbench.harness.options import dry_run_option, intervention_options, model_options, path_options, seed_option
 from toxbench.harness.paths import cache_dir, data_dir
 from toxbench.harness.prepare import Setup, prepare
 from toxbench.harness.settings import parse_kv
-from toxbench.interventions import INTERVENTIONS, split_names, state_files
+from toxbench.interventions import INTERVENTIONS, check_args, split_names, state_files
 from toxbench.interventions.dpo import DPO
 
 
@@ -32,13 +33,19 @@ def fit_dpo_options() -> str:
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @seed_option
 @click.option("--refit", is_flag=True, help="Fit again even when a cached state exists.")
+@dry_run_option
 def fit(**kw: Any) -> None:
     """Fit an intervention's state on MODEL (cached; `run` then finds it) and print its path."""
     names = split_names(kw["intervention"])
     if not any(getattr(INTERVENTIONS.get(n), "needs_fit", False) for n in names):
         raise UsageError(f"intervention {kw['intervention']!r} has nothing to fit")
     args = parse_kv(kw["intervention_args"], "--intervention-arg", "k=50 or aura.pooling=mean")
+    check_args(kw["intervention"], args)
     resolve_model_source(kw["model"])
+    if kw["dry_run"]:
+        click.echo(f"would fit {kw['intervention']} on {kw['model']} ({resolve_dtype_name(kw['dtype'], kw['device'])},"
+                   f" data {data_dir(kw['data_dir'])})")
+        return
     cache = cache_dir(kw["cache_dir"])
     setup = Setup(model=kw["model"], revision=kw["revision"], dtype=kw["dtype"], device=kw["device"],
                   trust_remote_code=kw["trust_remote_code"], intervention=kw["intervention"], intervention_args=args,

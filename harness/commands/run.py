@@ -12,9 +12,11 @@ from toxbench.harness.commands.show import show_results
 from toxbench.harness.defaults import DEFAULT_SEED
 from toxbench.harness.errors import UsageError
 from toxbench.harness.io import sha256_file
-from toxbench.harness.options import intervention_options, model_options, path_options, seed_option
+from toxbench.harness.options import (dry_run_option, intervention_options, model_options, path_options,
+                                      seed_option)
 from toxbench.harness.paths import cache_dir, data_dir
-from toxbench.harness.runner import execute
+from toxbench.harness.runner import execute, validate
+from toxbench.harness.store import RunDir
 from toxbench.harness.scorers import DEFAULT_SCORER
 from toxbench.harness.settings import parse_kv, split_commas
 from toxbench.harness.protocols import PROTOCOLS
@@ -71,9 +73,17 @@ def _parse_shard(raw: str | None) -> tuple[int, int] | None:
               help="When another process is running the same spec, wait for it (default: refuse, naming it).")
 @click.option("--allow-unfingerprinted-state", is_flag=True,
               help="Accept an --intervention-state without model_fingerprint metadata (you vouch it fits the model).")
+@dry_run_option
 def run(**kw: Any) -> None:
     """Evaluate MODEL under INTERVENTION on TASKS; writes/resumes runs/<run_id>/."""
     spec = build_spec(**kw)
+    if kw["dry_run"]:
+        validate(spec)
+        run = RunDir.for_spec(spec)
+        done = run.load_results().get("completed") if run.results_file.is_file() else False
+        click.echo(f"would {'skip (complete)' if done and not kw['force'] else 'run'}: {spec.model} x "
+                   f"{spec.intervention} on {','.join(spec.tasks)} -> {run.path}")
+        return
     run_dir = execute(spec, force=kw["force"], wait=kw["wait"])
     show_results(run_dir)
 
