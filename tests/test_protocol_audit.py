@@ -56,3 +56,18 @@ def test_every_audited_field_splits_a_column(tmp_path, kind, field):
             assert len(set(tb.display["intervention"])) == 1, (kind, field)
     with pytest.raises(UsageError):
         build_leaderboard([a, b], strict=True, warn=False)
+
+
+def test_the_readme_audit_table_matches_the_code():
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("**What is in a task's protocol**")[1].split("\n\n")[1]
+    rows: dict[str, str] = {}
+    for first, rest in re.findall(r"^\| ([^|]+) \| (.+) \|$", table, re.M):
+        for kind in re.findall(r"`(\w+)`", first) or first.split()[:1]:
+            rows[kind] = rest
+    common = set(re.findall(r"`(\w+)`", rows["every"]))
+    for kind, fields in PROTOCOL_FIELDS.items():
+        listed = common | set(re.findall(r"`(\w+)`", rows[kind])) | {"seed"}
+        assert set(fields) <= listed, (kind, set(fields) - listed)
