@@ -48,12 +48,12 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from toxbench.harness.models import load_model
-    from toxbench.harness.paths import data_file
+    from toxbench.harness.core.models import load_model
+    from toxbench.harness.core.paths import data_file
     from toxbench.interventions.aura import DEFAULT_DATA, AurA, load_labelled_texts
     from toxbench.interventions.auroc import auroc, auroc_sklearn_reference
     from toxbench.interventions.fold import fold_scales
-    from toxbench.interventions.hooks import resolve_modules
+    from toxbench.interventions.forward_hooks import resolve_modules
     from toxbench.interventions.module_presets import default_patterns
     from toxbench.interventions.responses import collect_responses
 
@@ -161,7 +161,7 @@ def main() -> int:
     print(f"  (CPU-time ratios, robust to a busy machine: hooked/plain = {res['gen_hooked_over_plain_cpu']:.3f}x, "
           f"folded/plain = {res['gen_folded_over_plain_cpu']:.3f}x)")
     if args.json:
-        from toxbench.harness.io import atomic_write_json
+        from toxbench.harness.core.io import atomic_write_json
 
         atomic_write_json(args.json, res)
     print("\n" + json.dumps({k: round(v, 4) for k, v in res.items()}))

@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from toxbench.harness.generation import generate_samples
-from toxbench.harness.hardware import kernel_set, resolve_dtype_name
-from toxbench.harness.models import load_model
+from toxbench.harness.run.generation import generate_samples
+from toxbench.harness.core.hardware import kernel_set, resolve_dtype_name
+from toxbench.harness.core.models import load_model
 
 PROMPTS = ["The weather today is", "My favourite book is about", "He opened the door and", "The city council voted",
            "In the kitchen we found", "She told the reporters that", "The old bridge was", "Scientists announced"]

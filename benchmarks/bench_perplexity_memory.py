@@ -32,9 +32,9 @@ def child(which: str, limit: int, max_length: int | None, batch: int, dtype: str
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from toxbench.harness.adapter import HookedLM
-    from toxbench.harness.models import load_model
-    from toxbench.harness.paths import data_dir
+    from toxbench.harness.run.adapter import HookedLM
+    from toxbench.harness.core.models import load_model
+    from toxbench.harness.core.paths import data_dir
     from toxbench.tasks.datafiles import wikitext_documents
 
     torch.set_num_threads(1)
@@ -73,7 +73,7 @@ def main() -> None:
     if a.child:
         child(a.child, a.limit, a.max_length, a.lmeval_batch if a.child == "lm-eval" else 16, a.dtype)
         return
-    from toxbench.harness.hardware import kernel_set
+    from toxbench.harness.core.hardware import kernel_set
 
     print(f"CPU kernels: {kernel_set('cpu')}; SmolLM2-135M {a.dtype}, 1 thread, {a.limit} WikiText-2 articles")
     ours = run("toxbench", a)

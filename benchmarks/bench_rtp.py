@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def _load_prompts(n: int) -> list[str]:
-    from toxbench.harness.paths import data_dir
+    from toxbench.harness.core.paths import data_dir
 
     path = data_dir() / "realtoxicityprompts/decodingtrust/toxic.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -64,8 +64,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from toxbench.harness.generation import generate_samples
-    from toxbench.harness.models import load_model
+    from toxbench.harness.run.generation import generate_samples
+    from toxbench.harness.core.models import load_model
 
     skip = set(filter(None, args.skip.split(",")))
     lm = load_model(args.model, dtype=args.dtype)
@@ -130,11 +130,11 @@ def main() -> None:
         result["ratio_b_over_a"] = round(rate["b"] / rate["a"], 2) if "a" in rate else None
 
     if "scorer" not in skip:
-        from toxbench.harness.scorers import DEFAULT_SCORER, get_scorer
+        from toxbench.harness.measure.scorers import DEFAULT_SCORER, get_scorer
 
         names = [args.scorer] if args.scorer else list(dict.fromkeys([DEFAULT_SCORER, "jigsaw-bilstm"]))
         # fresh texts: the generated continuations plus RTP continuations, made unique (no cache hits possible)
-        from toxbench.harness.paths import data_dir
+        from toxbench.harness.core.paths import data_dir
 
         for f in ("toxic", "nontoxic"):
             p = data_dir() / f"realtoxicityprompts/decodingtrust/{f}.jsonl"

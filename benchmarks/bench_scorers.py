@@ -21,8 +21,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from toxbench.harness.scorers import build_scorer
-    from toxbench.harness.scorers.rtp_reference import load_reference
+    from toxbench.harness.measure.scorers import build_scorer
+    from toxbench.harness.measure.scorers.rtp_reference import load_reference
 
     texts = load_reference().select("continuation").texts[: args.n]
     for name in args.scorer or ["jigsaw-bilstm", "profanity-check", "jigsaw-ensemble"]:

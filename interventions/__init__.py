@@ -8,13 +8,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from toxbench.harness.defaults import DEFAULT_SEED
-from toxbench.harness.errors import UsageError, did_you_mean
-from toxbench.harness.hardware import dtype_name
-from toxbench.harness.io import canonical_json, sha256_text
-from toxbench.harness.registry import Registry
-from toxbench.interventions.base import Intervention, State
-from toxbench.interventions.compose import Composite
+from ..harness.core.defaults import DEFAULT_SEED
+from ..harness.core.errors import UsageError, did_you_mean
+from ..harness.core.hardware import dtype_name
+from ..harness.core.io import canonical_json, sha256_text
+from ..harness.core.registry import Registry
+from .base import Intervention, State
+from .compose import Composite
 
 INTERVENTIONS: Registry[type[Intervention]] = Registry(
     "intervention", "toxbench.interventions", package=__name__, builtins={

@@ -25,15 +25,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from toxbench.harness import models
-from toxbench.harness.errors import UsageError, did_you_mean
-from toxbench.harness.io import sha256_file
-from toxbench.harness.paths import data_file
-from toxbench.interventions.auroc import auroc
-from toxbench.interventions.base import Intervention, State
-from toxbench.interventions.hooks import hooked, resolve_modules, scale_output_hook
-from toxbench.interventions.module_presets import default_patterns
-from toxbench.interventions.responses import collect_responses
+from ..harness.core import models
+from ..harness.core.errors import UsageError, did_you_mean
+from ..harness.core.io import sha256_file
+from ..harness.core.paths import data_file
+from .auroc import auroc
+from .base import Intervention, State
+from .forward_hooks import hooked, resolve_modules, scale_output_hook
+from .module_presets import default_patterns
+from .responses import collect_responses
 
 DEFAULT_DATA = "jigsaw/robtest_balanced/test.csv"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from toxbench.harness.errors import UsageError
+from ..harness.core.errors import UsageError
 
 __all__ = ["auroc", "auroc_sklearn_reference"]
 

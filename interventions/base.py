@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from toxbench.harness.errors import UsageError
-from toxbench.harness.io import atomic_write_bytes, canonical_json, sha256_file, sha256_text
+from ..harness.core.errors import UsageError
+from ..harness.core.io import atomic_write_bytes, canonical_json, sha256_file, sha256_text
 
 KINDS = ("none", "activation", "weight", "input")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from toxbench.harness.errors import UsageError
-from toxbench.interventions.base import Intervention
+from ..harness.core.errors import UsageError
+from .base import Intervention
 
 
 class Composite(Intervention):

@@ -26,13 +26,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from toxbench.harness import models
-from toxbench.harness.defaults import DEFAULT_SEED
-from toxbench.harness.errors import UsageError, did_you_mean
-from toxbench.harness.io import atomic_write_json, canonical_json, sha256_file, sha256_text
-from toxbench.harness.pairs import read_pairs
-from toxbench.harness.paths import cache_dir as default_cache
-from toxbench.interventions.base import Intervention, State
+from ..harness.core import models
+from ..harness.core.defaults import DEFAULT_SEED
+from ..harness.core.errors import UsageError, did_you_mean
+from ..harness.core.io import atomic_write_json, canonical_json, sha256_file, sha256_text
+from ..harness.core.paths import cache_dir as default_cache
+from ..harness.run.pairs import read_pairs
+from .base import Intervention, State
 
 log = logging.getLogger(__name__)
 

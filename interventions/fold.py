@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from toxbench.harness.errors import UsageError, did_you_mean
+from ..harness.core.errors import UsageError, did_you_mean
 
 
 def _is_conv1d(module: torch.nn.Module) -> bool:

@@ -12,7 +12,7 @@ import fnmatch
 
 import torch
 
-from toxbench.harness.errors import UsageError
+from ..harness.core.errors import UsageError
 
 _LLAMA_LIKE = ["model.layers.*.mlp.gate_proj", "model.layers.*.mlp.up_proj", "model.layers.*.mlp.down_proj"]
 

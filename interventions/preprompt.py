@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from toxbench.harness.errors import UsageError, did_you_mean
-from toxbench.interventions.base import Intervention
+from ..harness.core.errors import UsageError, did_you_mean
+from .base import Intervention
 
 #: Named instructions. "polite"/"non-toxic" ask for a harmless continuation, "safe-assistant" is the widely used
 #: Llama-2 default system prompt (a favourable pre-prompt), "adversarial" asks for toxic text, to measure how

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from toxbench.harness.errors import UsageError, did_you_mean
-from toxbench.interventions.hooks import hooked
+from ..harness.core.errors import UsageError, did_you_mean
+from .forward_hooks import hooked
 
 POOLINGS = ("max", "mean")
 

@@ -2,7 +2,7 @@
 
 ``fit`` trains the residual-stream toxicity probe, takes the top-``top_k`` MLP value vectors by cosine with it and
 keeps those whose neurons fire positively while the model continues English RTP-LX prompts
-(``toxbench.harness.analysis.toxic_vectors``); the state stores their ``(layer, neuron)`` list. ``attach``
+(``toxbench.harness.measure.analysis.value_vectors``); the state stores their ``(layer, neuron)`` list. ``attach``
 multiplies those neurons' activations -- the input of the MLP down projection at those indices, i.e. the
 coefficient of each value vector -- by ``scale`` (0 removes the vectors' contribution, >1 amplifies it).
 """
@@ -16,14 +16,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from toxbench.harness import models
-from toxbench.harness.analysis.probe import ProbeSettings
-from toxbench.harness.analysis.toxic_vectors import find_toxic_vectors_cached, mlp_sites, vectors_state
-from toxbench.harness.defaults import DEFAULT_SEED
-from toxbench.harness.errors import UsageError
-from toxbench.harness.paths import data_dir as resolve_data_dir
-from toxbench.interventions.base import Intervention, State
-from toxbench.interventions.hooks import hooked
+from ..harness.core import models
+from ..harness.core.defaults import DEFAULT_SEED
+from ..harness.core.errors import UsageError
+from ..harness.core.paths import data_dir as resolve_data_dir
+from ..harness.measure.analysis.probe import ProbeSettings
+from ..harness.measure.analysis.value_vectors import find_toxic_vectors_cached, mlp_sites, vectors_state
+from .base import Intervention, State
+from .forward_hooks import hooked
 
 PreHook = Callable[[torch.nn.Module, tuple], Any]
 

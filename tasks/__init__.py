@@ -9,8 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from toxbench.harness import lm_eval_logs  # noqa: F401  (drops lm-eval's per-run noise)
-from toxbench.harness.errors import did_you_mean
+from ..harness.core.errors import did_you_mean
+from ..harness.run import lm_eval_logs  # noqa: F401  (drops lm-eval's per-run noise)
 
 TASKS_DIR = Path(__file__).resolve().parent
 LMEVAL_PREFIX = "lmeval:"

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from toxbench.harness.errors import UsageError
-from toxbench.harness.models import hub_reachable
-from toxbench.harness.paths import data_dir
+from ..harness.core.errors import UsageError
+from ..harness.core.models import hub_reachable
+from ..harness.core.paths import data_dir
 
 
 def _jsonl(path: Path) -> list[dict]:

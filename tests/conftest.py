@@ -51,7 +51,7 @@ def cache_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def data_dir():
-    from toxbench.harness.paths import data_dir as resolve
+    from toxbench.harness.core.paths import data_dir as resolve
 
     return resolve()
 
@@ -59,6 +59,6 @@ def data_dir():
 @pytest.fixture(scope="session")
 def smollm2_cache():
     """The real embedded model, converted once per machine into the default cache (slow tests only)."""
-    from toxbench.harness.models import embedded_checkpoint
+    from toxbench.harness.core.models import embedded_checkpoint
 
     return embedded_checkpoint("smollm2-135m")

@@ -15,11 +15,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from toxbench.harness.analysis import probe as P
-from toxbench.harness.analysis import retrieval as R
-from toxbench.harness.analysis import toxic_vectors as TV
-from toxbench.harness.analysis.activations import activation_shift, resolve_languages
-from toxbench.harness.errors import UsageError
+from toxbench.harness.measure.analysis import probe as P
+from toxbench.harness.measure.analysis import retrieval as R
+from toxbench.harness.measure.analysis import value_vectors as TV
+from toxbench.harness.measure.analysis.activations import activation_shift, resolve_languages
+from toxbench.harness.core.errors import UsageError
 
 torch.set_num_threads(1)
 
@@ -107,7 +107,7 @@ def test_read_jigsaw_both_layouts_and_stratified_limit(data):
 
 
 def test_real_data_layout():
-    from toxbench.harness.paths import data_dir
+    from toxbench.harness.core.paths import data_dir
 
     try:
         root = data_dir()
@@ -295,7 +295,7 @@ def tiny_ckpt(tmp_path):
 
 
 def _run(args, **kw):
-    from toxbench.harness.commands.analyze import analyze
+    from toxbench.harness.cli.analyze import analyze
 
     return CliRunner().invoke(analyze, args, catch_exceptions=False, **kw)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.core.errors import UsageError
 from toxbench.interventions.aura import AurA, Damp, Det0, load_labelled_texts
 from toxbench.interventions.base import State
 from toxbench.interventions.module_presets import default_patterns
@@ -289,7 +289,7 @@ def test_load_labelled_texts(tmp_path):
 @pytest.mark.slow
 def test_smollm2_fit_on_default_data_first_layer():
     """Real model + default Jigsaw file: first layer only (the forward stops there), 8 sentences per class."""
-    from toxbench.harness.models import load_model
+    from toxbench.harness.core.models import load_model
 
     loaded = load_model("smollm2-135m", dtype="float32", device="cpu")
     interv = AurA(modules="model.layers.0.mlp.*_proj", n_per_class=8)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toxbench.harness import lock as lock_mod
+from toxbench.harness.spec import lock as lock_mod
 from toxbench.harness.cli import main
 
 PROMPTS = [{"prompt": {"text": "the film was", "toxicity": 0.1}}, {"prompt": {"text": "you are a", "toxicity": 0.7}},
@@ -58,7 +58,7 @@ def no_model(monkeypatch):
     def refuse(*a, **k):
         raise ModelLoaded
 
-    monkeypatch.setattr("toxbench.harness.models.load_model", refuse)
+    monkeypatch.setattr("toxbench.harness.core.models.load_model", refuse)
 
 
 def _one_line_exit2(res, *needles):
@@ -211,7 +211,7 @@ def test_torn_generations_line_is_cut_before_appending(env, tmp_path):
 
 
 def test_truncate_torn_tail_unit(tmp_path):
-    from toxbench.harness.io import append_jsonl, read_jsonl, truncate_torn_tail
+    from toxbench.harness.core.io import append_jsonl, read_jsonl, truncate_torn_tail
 
     f = tmp_path / "x.jsonl"
     f.write_bytes(b'{"a": 1}\n{"a": 2')
@@ -311,7 +311,7 @@ def test_another_process_holds_the_run_then_dies(env, tmp_path, no_model):
     """A real second process: refused while it lives (named by pid); killed -9, its lock is taken over."""
     out, run_dir = _copy_good(env, tmp_path)
     before = _snapshot(run_dir)
-    code = ("import sys, time\nfrom toxbench.harness.lock import run_lock\n"
+    code = ("import sys, time\nfrom toxbench.harness.spec.lock import run_lock\n"
             f"with run_lock({str(run_dir)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n")
     other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -406,9 +406,9 @@ def test_failed_run_leaves_no_stub_dir(env, tmp_path, no_model):
 
 # -- suites over a shared file system: a locked run is done by its holder, not twice -------------------------------------
 def test_suite_defers_a_locked_run_and_does_not_redo_it(env, tmp_path, monkeypatch):
-    from toxbench.harness.spec import GenerationSettings, RunSpec
-    from toxbench.harness.suite import Suite, run_suite
-    from toxbench.harness.store import RunDir
+    from toxbench.harness.spec.runspec import GenerationSettings, RunSpec
+    from toxbench.harness.run.suite import Suite, run_suite
+    from toxbench.harness.spec.rundir import RunDir
 
     monkeypatch.setattr(lock_mod, "POLL_S", 0.05)
     out, run_dir = _copy_good(env, tmp_path)
@@ -420,7 +420,7 @@ def test_suite_defers_a_locked_run_and_does_not_redo_it(env, tmp_path, monkeypat
     def fake_execute(s, force=False, wait=False):
         calls.append(s.fingerprint())
         if s.fingerprint() == spec.fingerprint() and not wait:
-            from toxbench.harness.runner import execute
+            from toxbench.harness.run.runner import execute
             return execute(s, force=force)  # meets the lock: RunLocked
         return RunDir.for_spec(s).path
 
@@ -470,7 +470,7 @@ def test_leaderboard_after_bad_inputs_has_no_stubs(env, tmp_path, no_model, monk
 
 # -- lm-eval's "`pretrained` model kwarg is not of type `str`" warning is dropped at its logger ------------------------
 def test_pretrained_not_str_warning_silenced():
-    import toxbench.harness.adapter  # noqa: F401 - installs the filter
+    import toxbench.harness.run.adapter  # noqa: F401 - installs the filter
 
     logger = logging.getLogger("lm_eval.models.huggingface")
     seen: list[logging.LogRecord] = []
@@ -490,7 +490,7 @@ def test_pretrained_not_str_warning_silenced():
 
 def test_jsonl_rows_with_unicode_line_separators_round_trip(tmp_path):
     """Generated text can hold U+2028, U+0085 or a form feed: a cache line must still be one line."""
-    from toxbench.harness.io import append_jsonl, read_jsonl
+    from toxbench.harness.core.io import append_jsonl, read_jsonl
 
     f = tmp_path / "g.jsonl"
     rows = [{"key": "a", "samples": ["x\u2028y", "p\x85q", "f\x0cg", "r\rs"]}, {"key": "b", "samples": ["ok"]}]

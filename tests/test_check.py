@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toxbench.harness.check import check, load_baseline
-from toxbench.harness.commands.check import check as check_cmd
-from toxbench.harness.errors import UsageError
+from toxbench.harness.report.check import check, load_baseline
+from toxbench.harness.cli.check import check as check_cmd
+from toxbench.harness.core.errors import UsageError
 
 FIX = Path(__file__).parent / "fixtures" / "runs"
 NONE_RUN = "smollm2-135m__none__0a1b2c3d4e"

@@ -34,8 +34,8 @@ def test_one_option_name_per_meaning():
 
 
 def test_lm_eval_per_run_noise_is_dropped(tiny_llama_model, caplog):
-    from toxbench.harness.adapter import HookedLM
-    from toxbench.harness.lm_eval_logs import EXPECTED
+    from toxbench.harness.run.adapter import HookedLM
+    from toxbench.harness.run.lm_eval_logs import EXPECTED
 
     model, tok = tiny_llama_model
     with caplog.at_level(logging.INFO):
@@ -69,8 +69,8 @@ def test_show_counts_have_no_ci_and_a_run_file_shows_its_run(tiny_llama_dir, tmp
 def test_plot_titles_stay_narrow(tmp_path):
     import matplotlib.image as mpimg
 
-    from toxbench.harness.leaderboard import build_leaderboard, write_leaderboard
-    from toxbench.harness.plots import write_plots_beside
+    from toxbench.harness.report.leaderboard import build_leaderboard, write_leaderboard
+    from toxbench.harness.report.plots import write_plots_beside
 
     lb = build_leaderboard([RUNS / "paper", RUNS / "limit16"], warn=False)
     assert any(tb.heading for _, _, tbs in lb.rendered() for tb in tbs)

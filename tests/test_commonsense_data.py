@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from toxbench.harness.paths import data_dir
+from toxbench.harness.core.paths import data_dir
 
 logging.getLogger("lm-eval").setLevel(logging.ERROR)
 

@@ -282,7 +282,7 @@ def test_csqa_4way_local_mapping(monkeypatch) -> None:
 
 def test_missing_local_file_falls_back_to_the_hub_split(monkeypatch, tmp_path) -> None:
     """No local file: the declared hub copy is loaded (its split renamed to ours); offline that is a UsageError."""
-    from toxbench.harness.errors import UsageError
+    from toxbench.harness.core.errors import UsageError
 
     monkeypatch.setenv("TOXBENCH_DATA", str(tmp_path))
     cfg = load_yaml(OURS / "arc_easy.yaml")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.core.errors import UsageError
 from toxbench.tasks import datafiles
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.core.errors import UsageError
 
 WORDS = "the a cat dog said good bad nice awful hello world is very and it was".split()
 
@@ -106,7 +106,7 @@ def test_fit_raises_margin_and_merges(lm, tmp_path):
 def test_merged_logits_equal_peft_logits(lm, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from toxbench.harness.pairs import read_pairs
+    from toxbench.harness.run.pairs import read_pairs
     from toxbench.interventions.dpo import DPO, build_trainer, merge_and_save
 
     model, tok = lm

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_embedded_smollm2_loads_as_plain_checkpoint(smollm2_cache):
-    from toxbench.harness.models import load_model
+    from toxbench.harness.core.models import load_model
 
     lm = load_model("smollm2-135m", device="cpu")
     assert lm.path == str(smollm2_cache)  # the cached safetensors, not the GGUF

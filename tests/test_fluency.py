@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from toxbench.harness.fluency import (
+from toxbench.harness.measure.fluency import (
     add_fluency,
     conditional_perplexities,
     distinctness,
@@ -138,8 +138,8 @@ def test_add_fluency_updates_results(tmp_path, loaded):
 
 
 def test_cli(tmp_path, loaded, monkeypatch):
-    from toxbench.harness import models
-    from toxbench.harness.commands.fluency import fluency
+    from toxbench.harness.core import models
+    from toxbench.harness.cli.fluency import fluency
 
     runner = CliRunner()
     assert runner.invoke(fluency, ["--help"]).exit_code == 0
@@ -168,7 +168,7 @@ def test_cli(tmp_path, loaded, monkeypatch):
 
 
 def test_script_share_counts_letters_in_the_prompt_languages_script():
-    from toxbench.harness.toxicity import script_share
+    from toxbench.harness.measure.toxicity import script_share
 
     ja = [["これは日本語です", "this is English"], ["カタカナ and English"]]
     got = script_share(ja, "ja")["script_share"]
@@ -181,8 +181,8 @@ def test_script_share_counts_letters_in_the_prompt_languages_script():
 
 
 def test_no_perplexity_adds_text_statistics_without_a_model(tmp_path, monkeypatch):
-    from toxbench.harness import models
-    from toxbench.harness.commands.fluency import fluency
+    from toxbench.harness.core import models
+    from toxbench.harness.cli.fluency import fluency
 
     run = _run_dir(tmp_path)
     res = json.loads((run / "results.json").read_text())

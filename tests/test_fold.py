@@ -9,14 +9,14 @@ import torch
 from click.testing import CliRunner
 
 from test_aura import MARKER, tiny_gpt2, tiny_llama, tiny_tokenizer
-from toxbench.harness.errors import UsageError
+from toxbench.harness.core.errors import UsageError
 from toxbench.interventions.aura import AurA, Damp
 from toxbench.interventions.base import State
 from toxbench.interventions.compose import Composite
 from toxbench.interventions.fold import export_folded, fold_scales
 from toxbench.interventions.module_presets import default_patterns
 from toxbench.interventions.preprompt import PrePrompt
-from toxbench.interventions.hooks import resolve_modules
+from toxbench.interventions.forward_hooks import resolve_modules
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,8 @@ def test_unfoldable_is_refused(tok, tmp_path):
 
 
 def test_export_command(tok, tmp_path):
-    from toxbench.harness.commands.export import export
-    from toxbench.harness.models import model_fingerprint
+    from toxbench.harness.cli.export import export
+    from toxbench.harness.core.models import model_fingerprint
 
     base = tmp_path / "base"
     model = tiny_gpt2(len(tok))
@@ -159,8 +159,8 @@ def test_export_folds_the_state_run_uses_and_never_refits(tok, tmp_path, monkeyp
     missing one is a one-line error naming the fit command."""
     from transformers import AutoModelForCausalLM
 
-    from toxbench.harness.commands.export import export
-    from toxbench.harness.models import model_fingerprint
+    from toxbench.harness.cli.export import export
+    from toxbench.harness.core.models import model_fingerprint
     from toxbench.interventions import state_path
 
     base = tmp_path / "base"

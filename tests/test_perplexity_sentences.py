@@ -10,9 +10,9 @@ import datasets
 import pytest
 import torch
 
-from toxbench.harness.context import RunContext, use_context
-from toxbench.harness.errors import UsageError
-from toxbench.harness.paths import data_dir
+from toxbench.harness.run.context import RunContext, use_context
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.core.paths import data_dir
 from toxbench.tasks import TASKS_DIR
 
 logging.getLogger("lm-eval").setLevel(logging.ERROR)

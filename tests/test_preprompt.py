@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from test_aura import tiny_gpt2, tiny_tokenizer
-from toxbench.harness.errors import UsageError
+from toxbench.harness.core.errors import UsageError
 from toxbench.interventions.aura import AurA
 from toxbench.interventions.base import State
 from toxbench.interventions.compose import Composite

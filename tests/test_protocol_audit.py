@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from toxbench.harness.errors import UsageError
-from toxbench.harness.leaderboard import build_leaderboard
-from toxbench.harness.runner import PROTOCOL_FIELDS, execute
-from toxbench.harness.spec import RunSpec
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.report.leaderboard import build_leaderboard
+from toxbench.harness.run.runner import PROTOCOL_FIELDS, execute
+from toxbench.harness.spec.runspec import RunSpec
 
 
 def _run(model_dir, out, intervention, max_length):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from toxbench.harness.commands.run import build_spec
-from toxbench.harness.errors import UsageError
-from toxbench.harness.protocols import PROTOCOLS, expand
-from toxbench.harness.spec import GenerationSettings
-from toxbench.harness.suite import load_suite
+from toxbench.harness.cli.run import build_spec
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.spec.sampling import PROTOCOLS, expand
+from toxbench.harness.spec.runspec import GenerationSettings
+from toxbench.harness.run.suite import load_suite
 
 
 def test_expand_and_explicit_overrides():

@@ -7,9 +7,9 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from toxbench.harness import registry as registry_mod
-from toxbench.harness.errors import UsageError
-from toxbench.harness.registry import Registry
+from toxbench.harness.core import registry as registry_mod
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.core.registry import Registry
 
 
 def test_lazy_and_did_you_mean():
@@ -41,8 +41,8 @@ def test_missing_optional_dependency_is_one_line():
 
 
 def test_include_path_adds_user_tasks(tmp_path, tiny_llama_dir, cache_dir):
-    from toxbench.harness.runner import execute
-    from toxbench.harness.spec import RunSpec
+    from toxbench.harness.run.runner import execute
+    from toxbench.harness.spec.runspec import RunSpec
     from toxbench.tasks import resolve_task_names
 
     (tmp_path / "tasks").mkdir()

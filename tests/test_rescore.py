@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from toxbench.harness import generation
+from toxbench.harness.run import generation
 from toxbench.harness.cli import main
 
 
@@ -71,7 +71,7 @@ def test_rescore_help():
 
 def test_rescore_copies_tasks_without_continuations(tiny_llama_dir, tmp_path, cache_dir, monkeypatch):
     """Issue 27.6: perplexity is not recomputed by a rescore (no forward pass), and its numbers are the source's."""
-    from toxbench.harness.adapter import HookedLM
+    from toxbench.harness.run.adapter import HookedLM
 
     rows = [{"prompt": {"text": t, "toxicity": x}} for t, x in (("the film was", 0.1), ("you are a", 0.7))]
     data = tmp_path / "my_rtp.jsonl"

@@ -20,7 +20,7 @@ LABELS = [0, 1, 0, 1, 0, 1, 0, 1, 0, 0]
 def _collect():
     from tiny import tiny_llama
 
-    from toxbench.interventions.hooks import resolve_modules
+    from toxbench.interventions.forward_hooks import resolve_modules
     from toxbench.interventions.responses import collect_responses
 
     model, tok = tiny_llama()

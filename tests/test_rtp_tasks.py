@@ -7,11 +7,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from toxbench.harness import context
-from toxbench.harness.errors import UsageError
-from toxbench.harness.scorers.base import Scorer
+from toxbench.harness.run import context
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.measure.scorers.base import Scorer
 from toxbench.tasks import load_task_dict, task_names
-from toxbench.tasks.rtp import hooks
+from toxbench.tasks.rtp import task_hooks as hooks
 
 P17 = "ar cs de en es fr hi id it ja ko nl pl pt ru sv zh-hans".split()
 
@@ -83,7 +83,7 @@ def test_rtp_challenging_docs_and_requests():
     gk = task.config.generation_kwargs
     assert gk["max_gen_toks"] == 20 and gk["until"] == [] and gk["top_p"] == 0.9 and gk["do_sample"] is True
     meta = task.config.metadata
-    assert meta["toxbench_summary"] == "toxbench.tasks.rtp.hooks:summarize"
+    assert meta["toxbench_summary"] == "toxbench.tasks.rtp.task_hooks:summarize"
     assert meta["toxbench_kind"] == "toxicity" and meta["lang"] == "en"
     task.build_all_requests(limit=3, rank=0, world_size=1)
     assert len(task.instances) == 3

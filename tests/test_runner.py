@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from toxbench.harness.adapter import HookedLM
-from toxbench.harness.merge import merge
-from toxbench.harness.runner import execute
-from toxbench.harness.spec import GenerationSettings, RunSpec
+from toxbench.harness.run.adapter import HookedLM
+from toxbench.harness.run.merge import merge
+from toxbench.harness.run.runner import execute
+from toxbench.harness.spec.runspec import GenerationSettings, RunSpec
 
 
 def _spec(model_dir, out, **kw):
@@ -109,7 +109,7 @@ def test_fingerprint_ignores_speed_settings():
 
 
 def test_auto_dtype_resolves_per_machine_and_is_part_of_the_identity(monkeypatch):
-    from toxbench.harness import hardware
+    from toxbench.harness.core import hardware
 
     monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: False)
     avx2 = RunSpec(dtype="auto", device="cpu")
@@ -121,7 +121,7 @@ def test_auto_dtype_resolves_per_machine_and_is_part_of_the_identity(monkeypatch
 
 
 def test_native_bf16_follows_the_kernel_caps(monkeypatch):
-    from toxbench.harness import hardware
+    from toxbench.harness.core import hardware
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
     monkeypatch.setattr(hardware, "aten_capability", lambda: "AVX512")
@@ -140,7 +140,7 @@ def test_native_bf16_follows_the_kernel_caps(monkeypatch):
 
 def test_shards_of_a_user_data_file_run_merge_to_unsharded(tiny_llama_dir, tmp_path, cache_dir):
     """`rtp --data FILE` shards: merge reads the run's own file (not the hub) and equals the unsharded run."""
-    from toxbench.harness.io import sha256_file
+    from toxbench.harness.core.io import sha256_file
 
     rows = [{"prompt": {"text": t, "toxicity": tox}} for t, tox in
             [("the film was", 0.1), ("you are a", 0.7), ("the city river", 0.2), ("a b c", 0.9), ("we went", 0.3)]]
@@ -173,8 +173,8 @@ def test_env_records_the_threads_actually_used(tiny_llama_dir, tmp_path, cache_d
 def test_generation_shards_decode_the_unsharded_batches(tiny_llama_dir, tmp_path, cache_dir, monkeypatch, dtype):
     """Issue 27.5: a shard decodes whole batches of the unsharded run's plan (fp32 matmuls are not row-invariant
     across batch shapes), so sharded + merged == unsharded, samples included, under bf16 and fp32."""
-    from toxbench.harness import generation
-    from toxbench.harness.io import sha256_file
+    from toxbench.harness.run import generation
+    from toxbench.harness.core.io import sha256_file
 
     texts = ["the film was", "you are a", "the city river", "a b c", "we went", "the old man said that",
              "she is", "good day to you and", "the team"]

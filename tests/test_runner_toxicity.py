@@ -8,8 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from toxbench.harness.cli import main
-from toxbench.harness.context import resolve_scorer_name
-from toxbench.harness.scorers import DEFAULT_SCORER
+from toxbench.harness.run.context import resolve_scorer_name
+from toxbench.harness.measure.scorers import DEFAULT_SCORER
 
 
 def test_auto_scorer_choice():
@@ -68,7 +68,7 @@ def test_copied_run_dir_resumes_through_other_paths_without_regenerating(tiny_ll
     to another output dir and run through another cache dir regenerates nothing."""
     import shutil
 
-    from toxbench.harness import generation
+    from toxbench.harness.run import generation
 
     def run(out, cache):
         args = ["run", "--model", str(tiny_llama_dir), "--tasks", "rtp_challenging", "--limit", "6", "--k", "2",
@@ -100,7 +100,7 @@ def test_generation_cache_key_ignores_where_the_model_was_loaded_from(tiny_llama
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from toxbench.harness import generation
+    from toxbench.harness.run import generation
 
     moved = tmp_path / "moved"
     shutil.copytree(tiny_llama_dir, moved)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toxbench.harness.errors import UsageError
-from toxbench.harness.scorers import SCORERS, get_scorer
-from toxbench.harness.scorers.base import Scorer, language_check
-from toxbench.harness.scorers.cache import CachedScorer, ScoreCache
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.measure.scorers import SCORERS, get_scorer
+from toxbench.harness.measure.scorers.base import Scorer, language_check
+from toxbench.harness.measure.scorers.cache import CachedScorer, ScoreCache
 
 
 class FakeScorer(Scorer):
@@ -141,7 +141,7 @@ def test_language_check() -> None:
 
 # ------------------------------------------------------------------------------------------------ calibration
 def test_calibration_isotonic_and_platt() -> None:
-    from toxbench.harness.scorers.calibration import Calibration, fit_calibration
+    from toxbench.harness.measure.scorers.calibration import Calibration, fit_calibration
 
     rng = np.random.default_rng(0)
     raw = rng.uniform(0, 1, 500)
@@ -159,7 +159,7 @@ def test_calibration_isotonic_and_platt() -> None:
 
 
 def test_calibrated_scorer_records_calibration(tmp_path) -> None:
-    from toxbench.harness.scorers.calibration import CalibratedScorer, fit_calibration
+    from toxbench.harness.measure.scorers.calibration import CalibratedScorer, fit_calibration
 
     cal = fit_calibration("platt", np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.3, 0.35, 0.9, 0.95]))
     s = CalibratedScorer(CachedScorer(FakeScorer(), ScoreCache(tmp_path / "s.sqlite")), cal)
@@ -183,7 +183,7 @@ def test_get_scorer_calibrate_fits_on_prompts_once(tmp_path, fake_registered) ->
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def test_agreement_metrics() -> None:
-    from toxbench.harness.scorers.agreement import agreement
+    from toxbench.harness.measure.scorers.agreement import agreement
 
     persp = np.array([0.1, 0.2, 0.6, 0.9])
     m = agreement(np.array([0.0, 0.1, 0.7, 0.8]), persp)
@@ -193,7 +193,7 @@ def test_agreement_metrics() -> None:
 
 
 def test_reference_texts_and_disjoint_parts() -> None:
-    from toxbench.harness.scorers.rtp_reference import load_reference
+    from toxbench.harness.measure.scorers.rtp_reference import load_reference
 
     ref = load_reference()
     p, c, g = ref.select("prompt"), ref.select("continuation"), ref.select("generation")
@@ -241,7 +241,7 @@ def fake_perspective(monkeypatch):
 
 
 def _persp(url: str, **kw: Any):
-    from toxbench.harness.scorers.perspective import PerspectiveScorer
+    from toxbench.harness.measure.scorers.perspective import PerspectiveScorer
 
     return PerspectiveScorer(endpoint=url, qps=0, backoff_s=0.01, allow_insecure_endpoint=True, **kw)
 
@@ -258,7 +258,7 @@ def test_perspective_retries_429_then_succeeds(fake_perspective) -> None:
 
 
 def test_perspective_repeated_500_is_an_error_not_zero(fake_perspective) -> None:
-    from toxbench.harness.scorers.perspective import PerspectiveError
+    from toxbench.harness.measure.scorers.perspective import PerspectiveError
 
     _FakePerspective.script = [500] * 10
     s = _persp(fake_perspective, max_retries=2)
@@ -269,7 +269,7 @@ def test_perspective_repeated_500_is_an_error_not_zero(fake_perspective) -> None
 
 
 def test_perspective_bad_request_not_retried(fake_perspective) -> None:
-    from toxbench.harness.scorers.perspective import PerspectiveError
+    from toxbench.harness.measure.scorers.perspective import PerspectiveError
 
     _FakePerspective.script = [400]
     with pytest.raises(PerspectiveError, match="HTTP 400"):
@@ -304,7 +304,7 @@ def test_perspective_qps_limit(fake_perspective) -> None:
 
 
 def test_perspective_key_only_over_https(fake_perspective, monkeypatch) -> None:
-    from toxbench.harness.scorers.perspective import PerspectiveScorer
+    from toxbench.harness.measure.scorers.perspective import PerspectiveScorer
 
     with pytest.raises(UsageError, match="not https.*allow_insecure_endpoint") as e:
         PerspectiveScorer(endpoint=fake_perspective)
@@ -319,7 +319,7 @@ def test_perspective_key_only_over_https(fake_perspective, monkeypatch) -> None:
 
 
 def test_perspective_preflight_one_short_request(fake_perspective, tmp_path) -> None:
-    from toxbench.harness.scorers.perspective import PerspectiveError
+    from toxbench.harness.measure.scorers.perspective import PerspectiveError
 
     s = get_scorer("perspective", cache_dir=tmp_path, endpoint=fake_perspective, qps=0, backoff_s=0.01,
                    allow_insecure_endpoint=True)
@@ -339,7 +339,7 @@ def test_perspective_preflight_unreachable_fails_fast(monkeypatch) -> None:
     import socket
     import time
 
-    from toxbench.harness.scorers.perspective import PerspectiveError, PerspectiveScorer
+    from toxbench.harness.measure.scorers.perspective import PerspectiveError, PerspectiveScorer
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -371,7 +371,7 @@ def test_corrupt_score_cache_is_moved_aside_and_rebuilt(tmp_path, fake_registere
 
 # ------------------------------------------------------------------------------------------------ CLI
 def test_cli_help_and_list() -> None:
-    from toxbench.harness.commands.scorers import scorers
+    from toxbench.harness.cli.scorers import scorers
 
     r = CliRunner().invoke(scorers, ["--help"])
     assert r.exit_code == 0 and "eval" in r.output and "list" in r.output
@@ -382,7 +382,7 @@ def test_cli_help_and_list() -> None:
 
 
 def test_cli_eval_unknown_scorer_exits_2() -> None:
-    from toxbench.harness.commands.scorers import scorers
+    from toxbench.harness.cli.scorers import scorers
 
     r = CliRunner().invoke(scorers, ["eval", "--scorer", "perspectiv"])
     assert r.exit_code == 2
@@ -390,14 +390,14 @@ def test_cli_eval_unknown_scorer_exits_2() -> None:
 
 
 def test_cli_eval_bad_option_exits_2() -> None:
-    from toxbench.harness.commands.scorers import scorers
+    from toxbench.harness.cli.scorers import scorers
 
     r = CliRunner().invoke(scorers, ["eval", "--scorer", "profanity-check", "--scorer-arg", "nocolon"])
     assert r.exit_code == 2 and "SCORER:KEY=VALUE" in r.output
 
 
 def test_cli_eval_table(tmp_path, fake_registered) -> None:
-    from toxbench.harness.commands.scorers import scorers
+    from toxbench.harness.cli.scorers import scorers
 
     out = tmp_path / "table.md"
     r = CliRunner().invoke(scorers, ["eval", "-s", "fake", "--calibrate", "platt", "--cache-dir", str(tmp_path),

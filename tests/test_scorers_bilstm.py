@@ -52,13 +52,13 @@ def _keras_reference(w: dict[str, np.ndarray], ids: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory):
-    from toxbench.harness.scorers.jigsaw_bilstm import JigsawBiLSTM
+    from toxbench.harness.measure.scorers.jigsaw_bilstm import JigsawBiLSTM
 
     return JigsawBiLSTM(cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 def test_port_matches_numpy_keras_math(scorer) -> None:
-    from toxbench.harness.scorers.jigsaw_bilstm import LABELS, package_files, read_weights
+    from toxbench.harness.measure.scorers.jigsaw_bilstm import LABELS, package_files, read_weights
 
     heads = scorer.score_heads(TEXTS)
     ref = _keras_reference(read_weights(package_files()[0]), scorer.encode(TEXTS))
@@ -74,7 +74,7 @@ def test_pinned_outputs(scorer) -> None:
 
 
 def test_normalize_quotes_option(tmp_path) -> None:
-    from toxbench.harness.scorers.jigsaw_bilstm import JigsawBiLSTM
+    from toxbench.harness.measure.scorers.jigsaw_bilstm import JigsawBiLSTM
 
     s = JigsawBiLSTM(cache_dir=tmp_path, normalize_quotes=True)
     np.testing.assert_allclose(s.score(TEXTS[-1:]), [0.022414], atol=2e-6)
@@ -95,7 +95,7 @@ def test_keras_tokenizer_rules(scorer) -> None:
 
 
 def test_tokenizer_json_used_without_pickle(tmp_path, monkeypatch) -> None:
-    from toxbench.harness.scorers import jigsaw_bilstm as jb
+    from toxbench.harness.measure.scorers import jigsaw_bilstm as jb
 
     first = jb.JigsawBiLSTM(cache_dir=tmp_path)
     assert first.tokenizer_json is not None and first.tokenizer_json.is_file()
@@ -112,7 +112,7 @@ def test_tokenizer_json_used_without_pickle(tmp_path, monkeypatch) -> None:
 
 
 def test_restricted_unpickler_refuses_other_classes(tmp_path) -> None:
-    from toxbench.harness.scorers.jigsaw_bilstm import convert_tokenizer
+    from toxbench.harness.measure.scorers.jigsaw_bilstm import convert_tokenizer
 
     evil = tmp_path / "evil.pickle"
     evil.write_bytes(pickle.dumps(__import__("collections").Counter("ab")))  # a global outside the allow-list

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from toxbench.harness.scorers import ensemble as ens
+from toxbench.harness.measure.scorers import ensemble as ens
 
 
 def test_jigsaw_training_data_is_jigsaw_only() -> None:
@@ -17,7 +17,7 @@ def test_jigsaw_training_data_is_jigsaw_only() -> None:
     assert len(texts) == len(set(texts)) == len(y) > 12400
     assert set(np.unique(y)) == {0, 1}
     # none of the RealToxicityPrompts texts the agreement table measures is a training text
-    from toxbench.harness.scorers.rtp_reference import load_reference
+    from toxbench.harness.measure.scorers.rtp_reference import load_reference
 
     assert not set(load_reference().texts) & set(texts)
 
@@ -57,7 +57,7 @@ needs_parts = pytest.mark.skipif(
 @pytest.mark.slow
 @needs_parts
 def test_ensemble_scores(tmp_path) -> None:
-    from toxbench.harness.scorers import get_scorer
+    from toxbench.harness.measure.scorers import get_scorer
 
     s = get_scorer("jigsaw-ensemble", cache_dir=tmp_path, threads=1)
     texts = ["Thank you for your help with the article.", "I love this beautiful sunny weather", ""]
@@ -72,7 +72,7 @@ def test_ensemble_scores(tmp_path) -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("toxic_classifier") is None, reason="toxic-comment-classifier missing")
 def test_ensemble_without_minilm(tmp_path) -> None:
-    from toxbench.harness.scorers import build_scorer
+    from toxbench.harness.measure.scorers import build_scorer
 
     s = build_scorer("jigsaw-ensemble", cache_dir=tmp_path, minilm=False)
     h = s.score_heads(["Thank you for your help with the article."])

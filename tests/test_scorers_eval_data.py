@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toxbench.harness.errors import UsageError
-from toxbench.harness.scorers import SCORERS
-from toxbench.harness.scorers.base import Scorer
-from toxbench.harness.scorers.labelled import load_labelled
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.measure.scorers import SCORERS
+from toxbench.harness.measure.scorers.base import Scorer
+from toxbench.harness.measure.scorers.labelled import load_labelled
 
 
 class LengthScorer(Scorer):
@@ -56,7 +56,7 @@ def _csv(path: Path) -> Path:
 
 
 def _eval(*args: str):
-    from toxbench.harness.commands.scorers import scorers
+    from toxbench.harness.cli.scorers import scorers
 
     return CliRunner().invoke(scorers, ["eval", "-s", "length", *args])
 

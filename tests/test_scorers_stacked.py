@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from numeric import assert_safetensors_close
 
-from toxbench.harness.scorers import rtp_reference, stacked as st
-from toxbench.harness.scorers.folds import fold_ids
+from toxbench.harness.measure.scorers import rtp_reference, stacked as st
+from toxbench.harness.measure.scorers.folds import fold_ids
 
 
 def _write_rtp(root: Path, n: int = 24) -> Path:
@@ -73,7 +73,7 @@ def test_shipped_head_loads_and_records_held_out_auc(tmp_path) -> None:
 
 
 def test_eval_reports_held_out_folds_for_a_scorer_trained_on_the_reference(tmp_path, monkeypatch) -> None:
-    from toxbench.harness.scorers.agreement import evaluate_scorers
+    from toxbench.harness.measure.scorers.agreement import evaluate_scorers
 
     root = _write_rtp(tmp_path / "data")
     head = tmp_path / "head.safetensors"
@@ -88,7 +88,7 @@ def test_eval_reports_held_out_folds_for_a_scorer_trained_on_the_reference(tmp_p
 def test_train_command_rtp_stack(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from toxbench.harness.commands.scorers_multilingual import train
+    from toxbench.harness.cli.scorers_multilingual import train
 
     root = _write_rtp(tmp_path / "data")
     out = tmp_path / "h.safetensors"

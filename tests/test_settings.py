@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toxbench.harness.errors import UsageError
-from toxbench.harness.settings import nest, parse_kv, parse_value
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.spec.values import nest, parse_kv, parse_value
 
 
 @pytest.mark.parametrize("raw, value", [
@@ -33,7 +33,7 @@ def test_malformed_item_is_one_line_naming_it(item):
 
 
 def test_split_commas_reads_lists_one_way():
-    from toxbench.harness.settings import split_commas
+    from toxbench.harness.spec.values import split_commas
 
     assert split_commas("a, b,,c ") == ["a", "b", "c"]
     assert split_commas(("a,b", "c")) == ["a", "b", "c"]  # a repeated option

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from toxbench.harness.cli import main
-from toxbench.harness.paths import REPO_ROOT
+from toxbench.harness.core.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toxbench.harness.commands.suite import suite as suite_cmd
-from toxbench.harness.errors import UsageError
-from toxbench.harness.store import RunDir
-from toxbench.harness.suite import load_suite, run_suite
+from toxbench.harness.cli.suite import suite as suite_cmd
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.spec.rundir import RunDir
+from toxbench.harness.run.suite import load_suite, run_suite
 
 REPO = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "runs" / "paper" / "smollm2-135m__none__0a1b2c3d4e" / "results.json"
@@ -149,7 +149,7 @@ def test_cli_help():
 
 
 def test_cli_dry_run(tmp_path, monkeypatch):
-    import toxbench.harness.runner as runner
+    import toxbench.harness.run.runner as runner
 
     monkeypatch.setattr(runner, "validate", lambda spec: None)
     r = CliRunner().invoke(suite_cmd, [str(_write(tmp_path, GRID)), "--dry-run", "--set", "limit=3"])
@@ -170,7 +170,7 @@ def test_set_output_dir_moves_the_leaderboard_with_the_runs(tmp_path):
     """Issue 27.7: `suite --set output_dir=DIR` writes the board into DIR, never into the repo's runs/."""
     from pathlib import Path
 
-    from toxbench.harness.suite import load_suite
+    from toxbench.harness.run.suite import load_suite
 
     demo = Path(__file__).parents[1] / "suites" / "demo.yaml"
     s = load_suite(demo, {"output_dir": str(tmp_path / "elsewhere")})

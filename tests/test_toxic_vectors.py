@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.core.errors import UsageError
 from toxbench.interventions.base import State
 from toxbench.interventions.toxic_vectors import ToxicVectors, load_vectors, neuron_scales, pre_hooked
 
@@ -133,7 +133,7 @@ def _tiny_data(root: Path) -> Path:
 
 
 def test_registry_build_fit_cache_and_reload(tmp_path):
-    from toxbench.harness.models import model_fingerprint
+    from toxbench.harness.core.models import model_fingerprint
     from toxbench.interventions import INTERVENTIONS, build
 
     assert INTERVENTIONS.get("toxic-vectors") is ToxicVectors

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from toxbench.harness.metrics import group_mean
-from toxbench.harness.toxicity import distinct_n, simple_tokens, toxicity_metrics
+from toxbench.harness.measure.metrics import group_mean
+from toxbench.harness.measure.toxicity import distinct_n, simple_tokens, toxicity_metrics
 
 # 3 prompts x 4 continuations.
 SCORES = [

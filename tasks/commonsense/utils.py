@@ -27,7 +27,7 @@ from lm_eval.tasks.winogrande.preprocess_winogrande import (  # noqa: F401
     doc_to_text as winogrande_doc_to_text,
 )
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.core.errors import UsageError
 from toxbench.tasks.datafiles import hub_dataset, local_dataset, read_records  # noqa: F401
 
 LETTERS = "ABCDEFGHIJ"

@@ -10,7 +10,7 @@ In lm-eval terms each text is one ``loglikelihood`` request: context = the text 
 continuation = the rest up to the end of its 128th token, with an empty target delimiter. The split depends on the
 *evaluated model's* tokenizer, so the hooks look it up at request time:
 
-1. ``toxbench.harness.context.current().extras["tokenizer"]`` (a tokenizer object), else
+1. ``toxbench.harness.run.context.current().extras["tokenizer"]`` (a tokenizer object), else
 2. the tokenizer of the run's model, ``extras["model"]`` (the runner sets it: an alias, directory or hub id), else
 3. the ``tokenizer`` / ``pretrained`` name lm-eval passes to ``custom_dataset`` as task metadata
    (``lm_eval --model hf --model_args pretrained=NAME`` does), loaded with ``AutoTokenizer`` (local files first).
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from toxbench.harness.context import current
-from toxbench.harness.errors import UsageError
-from toxbench.harness.models import embedded_checkpoint, resolve_model_source
+from toxbench.harness.run.context import current
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.core.models import embedded_checkpoint, resolve_model_source
 from toxbench.tasks.datafiles import local_dataset, read_records
 
 MAX_TOKENS = 128  # ml-aura's perplexity_batch(max_length=128)

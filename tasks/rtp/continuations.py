@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toxbench.harness.errors import UsageError
+from toxbench.harness.core.errors import UsageError
 from toxbench.tasks.datafiles import read_records
 
 

@@ -1,0 +1,51 @@
+"""``toxbench leaderboard``: a thin Click layer over harness/leaderboard.py."""
+
+from __future__ import annotations
+
+import click
+
+from ..core.errors import UsageError
+from ..report.leaderboard import build_leaderboard, write_leaderboard
+from ..report.plots import write_plots_beside
+from ..spec.values import split_commas
+from .base import ToxbenchCommand
+
+
+def warn_skipped(skipped: list[tuple[str, str]]) -> None:
+    """One warning line per run dir a collection skipped (also used by `toxbench check`)."""
+    for name, why in skipped:
+        click.echo(f"warning: skipped run dir {name}: {why}", err=True)
+
+
+@click.command("leaderboard", cls=ToxbenchCommand)
+@click.argument("runs", nargs=-1, required=True, metavar="RUNS...")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write Markdown here (e.g. leaderboards/NAME.md) with plots/CSV/JSON beside it; default: stdout.")
+@click.option("--csv", "csv_", is_flag=True, help="Also write NAME.csv (one row per metric cell) beside --out.")
+@click.option("--json", "json_", is_flag=True, help="Also write NAME.json (cells + protocols) beside --out.")
+@click.option("--plots/--no-plots", default=None,
+              help="PNG plots beside --out: toxicity vs perplexity per model, RTP-LX per language [default: on].")
+@click.option("--strict", is_flag=True, help="Refuse runs whose protocols differ instead of splitting tables.")
+@click.option("--title", default="Leaderboard", show_default=True, help="Heading of the Markdown file.")
+@click.option("--order", default="", metavar="A,B,...",
+              help="Intervention rows in this order (e.g. none,preprompt,aura,dpo); the others follow.")
+def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool, plots: bool | None, strict: bool,
+                title: str, order: str) -> None:
+    """Tabulate run directories (or folders of them): a row per (model, intervention), a column per metric.
+
+    Δ and reduction factors (×) are against the same model's `none` row; runs measured under different
+    protocols (scorer, k, sampling, limit, data...) never share a column.
+    """
+    if out is None and (csv_ or json_ or plots):
+        flag = "--csv" if csv_ else "--json" if json_ else "--plots"
+        raise UsageError(f"{flag} writes files beside the Markdown: add --out leaderboards/NAME.md")
+    lb = build_leaderboard(runs, strict=strict, title=title, order=split_commas(order), warn=False)
+    warn_skipped(lb.collection.skipped)
+    if out is None:
+        click.echo(lb.markdown(), nl=False)
+        return
+    written = write_leaderboard(lb, out, csv=csv_, json_=json_)
+    if plots is None or plots:
+        written += write_plots_beside(lb, written[0])
+    for p in written:
+        click.echo(f"wrote {p}")

@@ -1,0 +1,88 @@
+"""The Perspective-scored RealToxicityPrompts texts of the data dir: the reference that scorer agreement and
+calibration measure against, and the training data of ``rtp-stack``.
+
+Each text carries Perspective's ``toxicity`` (texts without it are skipped), its part (prompt, continuation or
+GPT-2 generation) and its group: a hash of the prompt, so a prompt, its continuation and its generations always
+share a cross-validation fold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...core.errors import UsageError
+from ...core.paths import data_file
+
+#: Perspective-scored RTP files of the data dir (the ml-act fixture adds 25 GPT-2 generations per prompt)
+RTP_FILES = (
+    "realtoxicityprompts/decodingtrust/toxic.jsonl",
+    "realtoxicityprompts/decodingtrust/nontoxic.jsonl",
+    "realtoxicityprompts/ml_act_fixture/prompted_gens_gpt2.jsonl",
+)
+PARTS = ("prompt", "continuation", "generation")
+
+
+@dataclass(frozen=True)
+class RTPLabelled:
+    texts: list[str]
+    perspective: np.ndarray  # Perspective toxicity in [0, 1]
+    part: np.ndarray  # prompt | continuation | generation
+    group: np.ndarray  # hash of the prompt text: the CV unit
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def load_rtp_labelled(data_dir: str | Path | None = None) -> RTPLabelled:
+    """Every Perspective-scored RTP text of the data dir, deduplicated (first occurrence keeps its group)."""
+    texts, tox, part, group = [], [], [], []
+    seen: set[str] = set()
+    for rel in RTP_FILES:
+        path = data_file(rel, data_dir)
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    g = hashlib.sha256(rec["prompt"]["text"].strip().encode()).hexdigest()[:16]
+                    items = [(rec["prompt"], "prompt"), (rec["continuation"], "continuation"),
+                             *[(x, "generation") for x in rec.get("generations", [])]]
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    raise UsageError(f"{path}:{i}: not an RTP record (expected JSON with prompt.text)") from None
+                for d, p in items:
+                    t, v = d.get("text"), d.get("toxicity")
+                    if not t or v is None or t in seen:
+                        continue
+                    seen.add(t)
+                    texts.append(t)
+                    tox.append(float(v))
+                    part.append(p)
+                    group.append(g)
+    return RTPLabelled(texts, np.asarray(tox, dtype=np.float64), np.asarray(part), np.asarray(group))
+
+
+@dataclass(frozen=True)
+class ReferenceTexts:
+    texts: list[str]
+    perspective: np.ndarray  # Perspective toxicity in [0, 1]
+    part: np.ndarray  # "prompt" | "continuation" | "generation"
+
+    def select(self, part: str) -> ReferenceTexts:
+        m = self.part == part
+        return ReferenceTexts([t for t, k in zip(self.texts, m) if k], self.perspective[m], self.part[m])
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def load_reference(data_dir: str | Path | None = None) -> ReferenceTexts:
+    """Every Perspective-scored RTP text of the data dir (DecodingTrust prompts + continuations, the ml-act
+    fixture's prompts, continuations and GPT-2 generations), deduplicated."""
+    d = load_rtp_labelled(data_dir)
+    return ReferenceTexts(d.texts, d.perspective, d.part)

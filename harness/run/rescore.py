@@ -1,0 +1,68 @@
+"""Score a finished run's continuations again with another scorer, without generating them again.
+
+A run's identity includes its scorer, so another scorer means another run dir. The continuations do not depend
+on the scorer: the generation cache (``generations_<task>.jsonl``) is keyed by the weights, the tokenizer and the
+sampling settings, never by a path or a scorer. Copying it into the new run dir and executing the new spec
+therefore resumes every prompt from the cache, and the finished tasks without continuations (perplexity, common
+sense), which no scorer touches, are copied with their samples: only scoring costs time. The result is an ordinary run under its own protocol, so the
+leaderboard keeps it in its own table and a finding can be checked with a scorer that played no part in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import UsageError
+from ..core.io import atomic_write_bytes
+from ..spec.rundir import RunDir
+from .runner import execute, validate
+
+
+def rescore(run_dir: str | Path, scorer: str, scorer_args: tuple[tuple[str, Any], ...] = (),
+            output_dir: str | Path | None = None, execute_fn: Callable[..., Path] = execute,
+            progress: bool = True) -> Path:
+    """The run dir of ``run_dir``'s spec scored by ``scorer`` (created and executed unless already complete)."""
+    source = RunDir(Path(run_dir))
+    spec = source.load_spec()
+    caches = sorted(source.path.glob("generations_*.jsonl"))
+    if not caches:
+        raise UsageError(f"{str(run_dir)!r} has no cached continuations (generations_*.jsonl) to score again")
+    new = dataclasses.replace(spec, scorer=scorer, scorer_args=tuple(scorer_args),
+                              output_dir=str(output_dir) if output_dir is not None else spec.output_dir)
+    if new.fingerprint() == spec.fingerprint():
+        raise UsageError(f"{str(run_dir)!r} is already scored by {scorer!r} with these settings")
+    validate(new)  # an unknown scorer or a missing key fails here, before a run dir exists
+    target = RunDir.for_spec(new)
+    target.path.mkdir(parents=True, exist_ok=True)
+    for cache in caches:
+        dest = target.path / cache.name
+        if not dest.exists():  # a rerun after a kill keeps what the new run already appended
+            atomic_write_bytes(dest, cache.read_bytes())
+    _copy_unscored_tasks(source, target)
+    return Path(execute_fn(new, progress=progress))
+
+
+def _copy_unscored_tasks(source: RunDir, target: RunDir) -> None:
+    """Seed the new run with the source's finished top-level tasks that generate nothing (every leaf a
+    loglikelihood kind): the runner resumes past them, so rescoring a run with WikiText costs no forward pass."""
+    if target.results_file.is_file():
+        return  # a rerun after a kill resumes what is there
+    prior = source.load_results()
+    tasks, groups = prior.get("tasks", {}), prior.get("groups", {})
+    copied: dict[str, Any] = {"tasks": {}, "groups": {}, "top_level_done": [], "completed": False}
+    for top in prior.get("top_level_done", []):
+        leaves = groups[top]["tasks"] if top in groups else [top]
+        if not all(leaf in tasks and tasks[leaf].get("protocol", {}).get("output_type") != "generate_until"
+                   for leaf in leaves):
+            continue
+        for leaf in leaves:
+            copied["tasks"][leaf] = tasks[leaf]
+            target.write_samples(leaf, source.read_samples(leaf))
+        if top in groups:
+            copied["groups"][top] = groups[top]
+        copied["top_level_done"].append(top)
+    if copied["top_level_done"]:
+        target.save_results(copied)
