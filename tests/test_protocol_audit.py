@@ -11,7 +11,8 @@ import pytest
 
 from toxbench.harness.core.errors import UsageError
 from toxbench.harness.report.leaderboard import build_leaderboard
-from toxbench.harness.run.runner import PROTOCOL_FIELDS, execute
+from toxbench.harness.run.evaluate import PROTOCOL_FIELDS
+from toxbench.harness.run.runner import execute
 from toxbench.harness.spec.runspec import RunSpec
 
 

@@ -89,10 +89,6 @@ class Collection:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _is_run_dir(p: Path) -> bool:
-    return (p / "results.json").is_file() or (p / "run_spec.json").is_file()
-
-
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     """Expand RUNS arguments: each is a run dir or a folder holding run dirs (searched recursively)."""
     found: dict[Path, None] = {}
@@ -102,10 +98,10 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
             raise UsageError(f"no such run dir or folder: {str(p)!r}")
         if not p.is_dir():
             raise UsageError(f"{str(p)!r} is not a directory; pass run dirs or folders of run dirs")
-        if _is_run_dir(p):
+        if RunDir.is_run_dir(p):
             found[p] = None
             continue
-        inner = sorted({f.parent for pat in ("results.json", "run_spec.json") for f in p.rglob(pat)})
+        inner = RunDir.find_below(p)
         if not inner:
             raise UsageError(f"no run directories (results.json or run_spec.json) under {str(p)!r}")
         for d in inner:

@@ -25,6 +25,7 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 
 from ...interventions.base import Intervention
 from ..core.defaults import DEFAULT_SEED
+from ..spec.rundir import RunDir
 from . import lm_eval_logs  # noqa: F401  (drops lm-eval's per-run noise)
 from .generation import generate_samples
 from .rolling import rolling_loglikelihoods
@@ -110,7 +111,7 @@ class HookedLM(HFLM):
             cache = None
             if self.generation_cache is not None:
                 task = keys[0][0] or "generate"
-                cache = self.generation_cache / f"generations_{task}.jsonl"
+                cache = RunDir(self.generation_cache).generations_file(task)
             with self.intervention.attach(self.model):
                 samples = generate_samples(
                     self.model,

@@ -1,8 +1,8 @@
 """Combine shard run dirs (``--shard i/n``) into the run an unsharded spec would have produced.
 
-Samples are concatenated by document id and pushed through the same ``summarize_task`` the runner uses, so the
-merged results.json has the same metrics as an unsharded run (bitwise for greedy decoding; for sampling, each
-prompt's samples depend only on its own seed when the generation path seeds per prompt batch).
+Samples are concatenated by document id and pushed through the same ``evaluate.py`` the runner uses. A generation
+shard decoded whole batches of the unsharded run's plan (``evaluate.doc_ids``), so the merged results.json equals
+the unsharded run's, samples included, bitwise.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from typing import Any
 from ... import __version__
 from ...tasks import load_task_dict
 from ..core.errors import UsageError
-from ..core.paths import cache_dir as resolve_cache_dir
-from ..core.paths import data_dir as resolve_data_dir
 from ..spec.rundir import RunDir
-from .context import RunContext, scorer_factory, use_context
-from .runner import _doc_ids, _groups, _leaves, apply_generation_overrides, group_metrics, summarize_task
+from .context import use_context
+from .evaluate import apply_generation_overrides, doc_ids, evaluation_context, leaves, record_groups, record_task
 
 
 def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
@@ -48,11 +46,7 @@ def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
     out = RunDir.for_spec(base)
     out.path.mkdir(parents=True, exist_ok=True)
     out.write_spec(base)
-    cache = resolve_cache_dir(base.cache_dir or None)
-    # The same data the shards read: the data dir and, for `rtp --data FILE`, the user's file.
-    ctx = RunContext(data_dir=resolve_data_dir(base.data_dir or None), cache_dir=cache,
-                     extras={"model": base.model, **({"rtp_data": base.data} if base.data else {})})
-    scorers = scorer_factory(base.scorer, dict(base.scorer_args), cache)
+    ctx, scorers = evaluation_context(base)  # the data the shards read (for `rtp --data FILE`, the user's file)
     merged: dict[str, Any] = {
         "toxbench_version": __version__, "run_id": out.path.name, "fingerprint": base.fingerprint(),
         "spec": base.to_dict(), "protocol": {**results[0]["protocol"], "shard": None, "merged_from": [str(r.path) for r in runs]},
@@ -62,20 +56,16 @@ def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
     for top in base.tasks:
         with use_context(ctx):
             task_dict = load_task_dict([top], base.include_paths)
-            for name, task in _leaves(task_dict):
+            for name, task in leaves(task_dict):
                 apply_generation_overrides(task, base)
                 rows = sorted((row for r in runs for row in r.read_samples(name)), key=lambda x: x["doc_id"])
-                ids = _doc_ids(task, base.limit, None)
+                ids = doc_ids(task, base.limit, None)
                 if [row["doc_id"] for row in rows] != ids:
                     raise UsageError(f"task {name}: the shards' documents do not add up to the unsharded set")
-                window = results[0]["tasks"][name]["protocol"].get("max_length")
-                summary = summarize_task(name, task, rows, base, ids, scorers, max_length=window)
-                out.write_samples(name, summary.pop("samples", None) or rows)
-                summary["wall_s"] = sum(res["tasks"][name].get("wall_s", 0) for res in results)
-                merged["tasks"][name] = summary
-            for gkey, leaves in _groups(task_dict):
-                gname = getattr(gkey, "group_name", str(gkey))
-                merged["groups"][gname] = {"tasks": leaves, "metrics": group_metrics(gkey, leaves, merged["tasks"])}
+                record_task(out, merged, name, task, rows, base, ids, scorers,
+                            max_length=results[0]["tasks"][name]["protocol"].get("max_length"),
+                            wall_s=sum(res["tasks"][name].get("wall_s", 0) for res in results))
+            record_groups(merged, task_dict)
         merged["top_level_done"].append(top)
     merged["wall_s"] = round(sum(res.get("wall_s", 0) for res in results) + time.time() - t0, 2)
     merged["completed"] = True

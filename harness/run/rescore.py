@@ -27,7 +27,7 @@ def rescore(run_dir: str | Path, scorer: str, scorer_args: tuple[tuple[str, Any]
     """The run dir of ``run_dir``'s spec scored by ``scorer`` (created and executed unless already complete)."""
     source = RunDir(Path(run_dir))
     spec = source.load_spec()
-    caches = sorted(source.path.glob("generations_*.jsonl"))
+    caches = source.generation_caches()
     if not caches:
         raise UsageError(f"{str(run_dir)!r} has no cached continuations (generations_*.jsonl) to score again")
     new = dataclasses.replace(spec, scorer=scorer, scorer_args=tuple(scorer_args),

@@ -16,6 +16,7 @@ from ..core.errors import UsageError
 from ..core.hardware import kernel_set
 from ..core.io import atomic_write_json, atomic_write_text, read_jsonl
 from ..core.paths import REPO_ROOT
+from .lock import LOCK_NAME
 from .runspec import RunSpec
 
 TRACKED_PACKAGES = ("toxbench", "torch", "transformers", "lm_eval", "datasets", "numpy", "peft", "trl", "vllm",
@@ -60,22 +61,47 @@ def env_info(device: str) -> dict[str, Any]:
 
 @dataclass
 class RunDir:
+    """The one place that knows a run dir's file names."""
+
     path: Path
+
+    SPEC = "run_spec.json"
+    RESULTS = "results.json"
+    ENV = "env.json"
+    LOCK = LOCK_NAME
+    #: what a run writes before computing anything; a new run dir holding only these is a stub
+    STUB_FILES = frozenset({SPEC, ENV, LOCK})
 
     @classmethod
     def for_spec(cls, spec: RunSpec) -> RunDir:
         return cls(Path(spec.output_dir) / spec.run_id())
 
+    @classmethod
+    def is_run_dir(cls, path: Path) -> bool:
+        return (path / cls.RESULTS).is_file() or (path / cls.SPEC).is_file()
+
+    @classmethod
+    def find_below(cls, folder: Path) -> list[Path]:
+        """Run dirs anywhere below ``folder``, sorted."""
+        return sorted({f.parent for name in (cls.RESULTS, cls.SPEC) for f in folder.rglob(name)})
+
     @property
     def spec_file(self) -> Path:
-        return self.path / "run_spec.json"
+        return self.path / self.SPEC
 
     @property
     def results_file(self) -> Path:
-        return self.path / "results.json"
+        return self.path / self.RESULTS
 
     def samples_file(self, task: str) -> Path:
         return self.path / f"samples_{task}.jsonl"
+
+    def generations_file(self, task: str) -> Path:
+        """The resume cache of a generation task's samples."""
+        return self.path / f"generations_{task}.jsonl"
+
+    def generation_caches(self) -> list[Path]:
+        return sorted(self.path.glob("generations_*.jsonl"))
 
     def exists(self) -> bool:
         return self.spec_file.is_file()
@@ -124,7 +150,7 @@ class RunDir:
                                            "spec": spec.to_dict()})
 
     def write_env(self, device: str) -> None:
-        atomic_write_json(self.path / "env.json", env_info(device))
+        atomic_write_json(self.path / self.ENV, env_info(device))
 
     def write_samples(self, task: str, rows: list[dict]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
