@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..harness.core.defaults import DEFAULT_SEED
+from ..harness.core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 from ..harness.core.errors import UsageError, did_you_mean
 from ..harness.core.hardware import dtype_name
 from ..harness.core.io import canonical_json, sha256_text
@@ -87,7 +87,7 @@ def build(
     cache_dir: Path | None = None,
     data_dir: Path | None = None,
     device: str = "cpu",
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = DEFAULT_SEED,
     fit_missing: bool = True,
     refit: bool = False,

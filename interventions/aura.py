@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..harness.core import models
+from ..harness.core.defaults import DEFAULT_BATCH_SIZE
 from ..harness.core.errors import UsageError, did_you_mean
 from ..harness.core.io import sha256_file
 from ..harness.core.paths import data_file
@@ -106,7 +107,7 @@ class AurA(Intervention):
         *,
         data_dir: str | Path | None = None,
         device: str | None = None,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         model_fingerprint: str | None = None,
         model_name: str | None = None,
         seed: int = 42,

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..harness.core.defaults import DEFAULT_BATCH_SIZE
 from ..harness.core.errors import UsageError, did_you_mean
 from .forward_hooks import hooked
 
@@ -83,7 +84,7 @@ def collect_responses(
     labels: Sequence[int] | torch.Tensor,
     module_names: Sequence[str],
     *,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seq_len: int = 128,
     pooling: str = "max",
     sort_by_length: bool = True,

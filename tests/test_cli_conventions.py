@@ -79,3 +79,19 @@ def test_plot_titles_stay_narrow(tmp_path):
     assert pngs
     for p in pngs:
         assert mpimg.imread(p).shape[1] <= 1000, p.name
+
+
+SHARED = ("--batch-size", "--seed", "--folds-seed", "--threads", "--device", "--data-dir", "--cache-dir",
+          "--intervention-arg", "--intervention-state", "--dry-run")
+
+
+def test_shared_options_have_one_declaration():
+    """Issue 23: an option every command shares has one default and one help text (declared in cli/options.py)."""
+    seen: dict[str, set] = {}
+    for name, cmd in _commands(main):
+        for p in cmd.params:
+            if isinstance(p, click.Option) and p.opts[0] in SHARED:
+                seen.setdefault(p.opts[0], set()).add((repr(p.default), p.help))
+    assert set(seen) == set(SHARED)
+    for opt, variants in seen.items():
+        assert len(variants) == 1, (opt, variants)

@@ -211,7 +211,7 @@ def test_train_and_eval_commands_end_to_end(tiny_data: Path, tmp_path: Path, stu
     cache = tmp_path / "cache"
     head = tmp_path / "head.safetensors"
     runner = CliRunner()
-    args = ["multilingual", "--data-dir", str(tiny_data), "--cache-dir", str(cache), "--seed", "3", "--no-progress",
+    args = ["multilingual", "--data-dir", str(tiny_data), "--cache-dir", str(cache), "--folds-seed", "3", "--no-progress",
             "--out", str(head)]
     res = runner.invoke(train, args)
     assert res.exit_code == 0, res.output
@@ -238,7 +238,7 @@ def test_cli_help_and_bad_input() -> None:
     runner = CliRunner()
     for cmd in (train, eval_multilingual):
         res = runner.invoke(cmd, ["--help"])
-        assert res.exit_code == 0 and "--seed" in res.output and "--cache-dir" in res.output
+        assert res.exit_code == 0 and "--folds-seed" in res.output and "--cache-dir" in res.output
     res = runner.invoke(train, ["multilingul", "--no-progress"])
     assert res.exit_code == 2
     assert res.output.strip().count("\n") == 0 and "Did you mean 'multilingual'" in res.output

@@ -36,10 +36,15 @@ from ..run.prepare import Setup, prepare
 from ..spec.values import parse_kv, split_commas
 from .base import ToxbenchGroup
 from .options import (
+    batch_size_option,
+    bundle,
     cache_dir_option,
     data_dir_option,
     device_option,
     dtype_option,
+    intervention_arg_option,
+    intervention_option,
+    intervention_state_option,
     model_option,
     seed_option,
     threads_option,
@@ -53,44 +58,31 @@ def _log(msg: str) -> None:
     click.echo(f"[analyze] {msg}", err=True)
 
 
-def common_options(f):
-    for opt in reversed([
-        model_option(default=ANALYSIS_MODEL),
-        data_dir_option,
-        cache_dir_option,
-        click.option("--out", "out", default=None, type=click.Path(file_okay=False),
-                     help="Output folder for tables and plots [default: analysis/<model>]."),
-        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1)),
-        device_option,
-        dtype_option,
-        seed_option,
-        threads_option,
-        click.option("--progress/--no-progress", default=True, show_default=True),
-    ]):
-        f = opt(f)
-    return f
-
-
-def probe_options(f):
-    for opt in reversed([
-        click.option("--jigsaw-file", default="robtest_balanced/test.csv", show_default=True,
-                     help="Labelled Jigsaw CSV under <data-dir>/jigsaw (Kaggle layout or text,label)."),
-        click.option("--probe-limit", default=2000, show_default=True, type=click.IntRange(min=0),
-                     help="Jigsaw comments for the probe (label-stratified sample; 0 = whole file)."),
-    ]):
-        f = opt(f)
-    return f
-
-
-def vector_options(f):
-    for opt in reversed([
-        click.option("--top-k", default=100, show_default=True, type=click.IntRange(min=1),
-                     help="Candidate value vectors by cosine with the probe."),
-        click.option("--n-new-tokens", default=20, show_default=True, type=click.IntRange(min=1),
-                     help="Greedy tokens over which neuron activations are averaged."),
-    ]):
-        f = opt(f)
-    return f
+common_options = bundle(
+    model_option(default=ANALYSIS_MODEL),
+    data_dir_option,
+    cache_dir_option,
+    click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+                 help="Output folder for tables and plots [default: analysis/<model>]."),
+    batch_size_option,
+    device_option,
+    dtype_option,
+    seed_option,
+    threads_option,
+    click.option("--progress/--no-progress", default=True, show_default=True),
+)
+probe_options = bundle(
+    click.option("--jigsaw-file", default="robtest_balanced/test.csv", show_default=True,
+                 help="Labelled Jigsaw CSV under <data-dir>/jigsaw (Kaggle layout or text,label)."),
+    click.option("--probe-limit", default=2000, show_default=True, type=click.IntRange(min=0),
+                 help="Jigsaw comments for the probe (label-stratified sample; 0 = whole file)."),
+)
+vector_options = bundle(
+    click.option("--top-k", default=100, show_default=True, type=click.IntRange(min=1),
+                 help="Candidate value vectors by cosine with the probe."),
+    click.option("--n-new-tokens", default=20, show_default=True, type=click.IntRange(min=1),
+                 help="Greedy tokens over which neuron activations are averaged."),
+)
 
 
 def _setup(model: str, data_dir: str | None, cache_dir: str | None, out: str | None, device: str,
@@ -182,13 +174,10 @@ def toxic_vectors_cmd(model, data_dir, cache_dir, out, batch_size, device, dtype
 
 @analyze.command("activations")
 @common_options
-@click.option("--intervention", "-i", "intervention", required=True,
-              help="What 'after' is: a DPO checkpoint dir, or an intervention name/composition "
-                   "(dpo, aura, toxic-vectors, preprompt, ...).")
-@click.option("--intervention-state", default=None, type=click.Path(),
-              help="Fitted state for the intervention (e.g. an AurA or toxic-vectors .safetensors).")
-@click.option("--intervention-arg", "-a", "intervention_args", multiple=True, metavar="KEY=VALUE",
-              help="Intervention setting (repeatable), e.g. -a scale=0.")
+@intervention_option(None, help="What 'after' is: a DPO checkpoint dir, or an intervention name/composition "
+                                "(dpo, aura, toxic-vectors, preprompt, ...).")
+@intervention_state_option
+@intervention_arg_option
 @click.option("--vectors", default=None, type=click.Path(dir_okay=False),
               help="toxic_vectors.safetensors from `analyze toxic-vectors` [default: found (and cached) here].")
 @click.option("--langs", default=None, help="Comma-separated RTP-LX codes, or 'all' [default: the paper's 17].")

@@ -28,6 +28,9 @@ from .options import (
     data_dir_option,
     device_option,
     dry_run_option,
+    intervention_arg_option,
+    intervention_option,
+    intervention_state_option,
     model_option,
     seed_option,
     threads_option,
@@ -36,12 +39,9 @@ from .options import (
 
 @click.command("export", cls=ToxbenchCommand)
 @model_option()
-@click.option("--intervention", "-i", default="aura", show_default=True,
-              help="aura, det0, damp (or a composition of them) - what gets folded into the weights.")
-@click.option("--intervention-state", default=None, type=click.Path(),
-              help="A fitted state file; default: the cached state `run --dtype FIT_DTYPE` uses for this model.")
-@click.option("--intervention-arg", "-a", "intervention_args", multiple=True, metavar="KEY=VALUE",
-              help="Intervention setting (repeatable), as for `toxbench run`.")
+@intervention_option("aura", help="aura, det0, damp (or a composition of them) - what gets folded into the weights.")
+@intervention_state_option
+@intervention_arg_option
 @click.option("--out", "-o", "out", required=True, type=click.Path(), help="Directory to write the checkpoint to.")
 # not the shared --dtype: this is the dtype the checkpoint is saved in (the folding itself runs in float32)
 @click.option("--dtype", default="auto", show_default=True,

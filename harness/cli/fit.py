@@ -15,7 +15,7 @@ from ..core.paths import cache_dir, data_dir
 from ..run.prepare import Setup, prepare
 from ..spec.values import parse_kv
 from .base import ToxbenchCommand
-from .options import dry_run_option, intervention_options, model_options, path_options, seed_option
+from .options import batch_size_option, dry_run_option, intervention_options, model_options, path_options, seed_option
 
 
 def fit_dpo_options() -> str:
@@ -30,7 +30,7 @@ def fit_dpo_options() -> str:
 @model_options
 @intervention_options
 @path_options
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@batch_size_option
 @seed_option
 @click.option("--refit", is_flag=True, help="Fit again even when a cached state exists.")
 @dry_run_option

@@ -7,7 +7,7 @@ import click
 from ..measure.fluency import add_fluency
 from ..spec.values import split_commas
 from .base import ToxbenchCommand
-from .options import cache_dir_option, device_option, dtype_option, threads_option
+from .options import batch_size_option, cache_dir_option, device_option, dtype_option, threads_option
 
 
 @click.command("fluency", cls=ToxbenchCommand)
@@ -17,7 +17,7 @@ from .options import cache_dir_option, device_option, dtype_option, threads_opti
                    "Default: the run's own base model, without its intervention.")
 @click.option("--tasks", "-t", default=None, metavar="T1,T2",
               help="Only these generation tasks of the run (default: every task with continuations).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@batch_size_option
 @device_option
 @dtype_option
 @cache_dir_option

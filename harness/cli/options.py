@@ -11,11 +11,14 @@ from typing import Any
 
 import click
 
-from ..core.defaults import DEFAULT_MODEL, DEFAULT_SEED
+from ..core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_FOLDS_SEED, DEFAULT_MODEL, DEFAULT_SEED
+from ..core.errors import UsageError
 from ..core.hardware import set_threads
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_SEED", "bundle", "model_options", "path_options", "intervention_options",
-           "threads_option", "seed_option", "dtype_option", "device_option", "model_option", "dry_run_option"]
+           "threads_option", "seed_option", "dtype_option", "device_option", "model_option", "dry_run_option",
+           "batch_size_option", "folds_seed_option", "intervention_option", "intervention_arg_option",
+           "intervention_state_option"]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -49,7 +52,20 @@ device_option = click.option("--device", default="auto", show_default=True,
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None, callback=_apply_threads,
                               expose_value=True, help="torch CPU threads [default: torch's choice; 1 is often "
                                                       "fastest on a busy machine].")
-seed_option = click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
+seed_option = click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+                           help="Seed of sampling and of any fit.")
+folds_seed_option = click.option("--folds-seed", type=int, default=DEFAULT_FOLDS_SEED, show_default=True,
+                                 help="Seed of the grouped cross-validation folds (recorded in a trained head).")
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value is not None and value < 1:
+        raise UsageError(f"--{param.name.replace('_', '-')} must be >= 1, got {value}")
+    return value
+
+
+batch_size_option = click.option("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, callback=_positive,
+                                 show_default=True, help="Prompts (or texts) per forward pass.")
 data_dir_option = click.option("--data-dir", default=None, envvar="TOXBENCH_DATA", show_envvar=True,
                                help="Data folder (default ../shared/data).")
 cache_dir_option = click.option("--cache-dir", default=None, envvar="TOXBENCH_CACHE", show_envvar=True,
@@ -64,13 +80,21 @@ model_options = bundle(
     click.option("--trust-remote-code", is_flag=True, help="Allow model code from the hub (off by default)."),
 )
 path_options = bundle(data_dir_option, cache_dir_option)
-intervention_options = bundle(
-    click.option("--intervention", "-i", default="none", show_default=True,
-                 help="Name or composition, e.g. aura, det0, damp, preprompt, dpo, aura+preprompt."),
-    click.option("--intervention-arg", "-a", "intervention_args", multiple=True, metavar="KEY=VALUE",
-                 help="Intervention setting (repeatable); NAME.KEY=VALUE targets one part of a composition."),
-    click.option("--intervention-state", default=None, type=click.Path(),
-                 help="A fitted state file (or DPO checkpoint dir) instead of the cached/fitted one."),
-)
+
+
+def intervention_option(default: str | None = "none", help: str | None = None) -> Decorator:
+    """``--intervention/-i`` (``default=None``: required)."""
+    return click.option("--intervention", "-i", default=default, required=default is None,
+                        show_default=default is not None,
+                        help=help or "Name or composition, e.g. aura, det0, damp, preprompt, dpo, aura+preprompt.")
+
+
+intervention_arg_option = click.option(
+    "--intervention-arg", "-a", "intervention_args", multiple=True, metavar="KEY=VALUE",
+    help="Intervention setting (repeatable); NAME.KEY=VALUE targets one part of a composition.")
+intervention_state_option = click.option(
+    "--intervention-state", default=None, type=click.Path(),
+    help="A fitted state file (or DPO checkpoint dir) instead of the cached/fitted one.")
+intervention_options = bundle(intervention_option(), intervention_arg_option, intervention_state_option)
 dry_run_option = click.option("--dry-run", is_flag=True,
                               help="Check every input and say what would run; load no model, write nothing.")

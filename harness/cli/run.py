@@ -19,7 +19,7 @@ from ..spec.sampling import PROTOCOLS
 from ..spec.sampling import expand as expand_protocol
 from ..spec.values import parse_kv, split_commas
 from .base import ToxbenchCommand
-from .options import dry_run_option, intervention_options, model_options, path_options, seed_option
+from .options import batch_size_option, dry_run_option, intervention_options, model_options, path_options, seed_option
 from .show import show_results
 
 
@@ -58,7 +58,7 @@ def _parse_shard(raw: str | None) -> tuple[int, int] | None:
 @click.option("--limit", type=int, default=None, help="First N documents of each task.")
 @click.option("--max-length", type=int, default=None,
               help="Context window for loglikelihood tasks (default: the model's).")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@batch_size_option
 @click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path())
 @click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of lm-eval task YAMLs.")
 @click.option("--backend", default="hf", show_default=True, help="hf (hooks, any intervention) | vllm (exports).")

@@ -20,7 +20,7 @@ from ..measure.scorers.agreement import evaluate_on_file, evaluate_scorers, to_m
 from ..measure.scorers.labelled import load_labelled
 from ..spec.values import parse_kv, split_commas
 from .base import ToxbenchGroup
-from .options import cache_dir_option, data_dir_option, threads_option
+from .options import cache_dir_option, data_dir_option, folds_seed_option, threads_option
 from .scorers_multilingual import run_eval, train
 
 _OPTION_EXAMPLE = "jigsaw-bilstm:normalize_quotes=true"
@@ -139,13 +139,13 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
 @click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the head (default: the shipped harness/measure/scorers/data/jigsaw_ensemble_head.safetensors).")
 @cache_dir_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cross-validation folds.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the encoder.")
-def fit_ensemble(data_dir: str | None, output: Path | None, cache_dir: str | None, seed: int,
+@folds_seed_option
+@threads_option
+def fit_ensemble(data_dir: str | None, output: Path | None, cache_dir: str | None, folds_seed: int,
                  threads: int | None) -> None:
     """Rebuild the jigsaw-ensemble MiniLM head from the Jigsaw files only (~13k texts; ~10 min on 2 CPU cores,
     seconds once the embeddings are cached)."""
-    info = ensemble.fit_head(data_dir, out=output or ensemble.HEAD_FILE, seed=seed, cache_dir=resolve_cache(cache_dir),
+    info = ensemble.fit_head(data_dir, out=output or ensemble.HEAD_FILE, seed=folds_seed, cache_dir=resolve_cache(cache_dir),
                     threads=threads)
     click.echo(f"wrote {info['path']} (trained on {info['n']} Jigsaw texts, C={info['C']} by 5-fold CV; "
                f"sha256 {info['sha256'][:12]})")

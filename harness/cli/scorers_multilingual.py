@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
+from ..core.defaults import DEFAULT_FOLDS_SEED
 from ..core.errors import did_you_mean
 from ..core.io import atomic_write_text
 from ..core.paths import cache_dir as resolve_cache
@@ -17,29 +15,18 @@ from ..core.paths import data_dir as resolve_data
 from ..measure.scorers import stacked
 from ..measure.scorers.multilingual_train import evaluate_multilingual, format_table, train_head
 from .base import ToxbenchCommand
-from .options import cache_dir_option, data_dir_option
+from .options import bundle, cache_dir_option, data_dir_option, folds_seed_option, threads_option
 
 TRAINABLE = ("multilingual", "rtp-stack")
 
 
-def _threads(n: int | None) -> None:
-    if n:  # read by the encoder's OpenMP runtime when it is first loaded
-        os.environ["OMP_NUM_THREADS"] = str(n)
-
-
-_common = [
-    click.option("--seed", type=int, default=0, show_default=True, help="Seed recorded in the head; shuffles the CV folds of eval."),
+_with_common = bundle(
+    folds_seed_option,
     cache_dir_option,
     data_dir_option,
-    click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the encoder."),
+    threads_option,  # also OMP_NUM_THREADS, which the encoder's OpenMP runtime reads when first loaded
     click.option("--no-progress", is_flag=True, help="Hide progress bars."),
-]  # fmt: skip
-
-
-def _with_common(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(_common):
-        fn = opt(fn)
-    return fn
+)
 
 
 @click.command("train", cls=ToxbenchCommand)
@@ -47,10 +34,10 @@ def _with_common(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the head (default: the shipped file in the package's data folder).")
 @_with_common
-def train(scorer: str, output: Path | None, seed: int, cache_dir: str | None, data_dir: str | None,
+def train(scorer: str, output: Path | None, folds_seed: int, cache_dir: str | None, data_dir: str | None,
           threads: int | None, no_progress: bool) -> None:  # fmt: skip
     """Rebuild a scorer's shipped head from the data dir (SCORER: rtp-stack or multilingual), byte-identically for
-    the same data and --seed, e.g. `toxbench scorers train multilingual`.
+    the same data and --folds-seed, e.g. `toxbench scorers train multilingual`.
 
     rtp-stack (English default): features of every Perspective-scored RTP text (~1 min), a soft-target logistic
     head; prints its held-out ROC-AUC (5 folds grouped by prompt). multilingual: embeds RTP-LX (26 languages), the
@@ -60,24 +47,23 @@ def train(scorer: str, output: Path | None, seed: int, cache_dir: str | None, da
     """
     if scorer not in TRAINABLE:
         raise did_you_mean(scorer, TRAINABLE, "trainable scorer")
-    _threads(threads)
     if scorer == "rtp-stack":
         info = stacked.train_head(resolve_data(data_dir), resolve_cache(cache_dir), out=output or stacked.HEAD_FILE,
-                                  seed=seed)
+                                  seed=folds_seed)
         auc = ", ".join(f"{k} {v:.3f}" for k, v in info["held_out_roc_auc"].items())
         click.echo(f"trained the rtp-stack head on {info['n_train']} Perspective-scored RTP texts; held-out "
                    f"ROC-AUC (5 folds grouped by prompt): {auc}")
         click.echo(f"saved {info['path']} ({info['bytes']} bytes, sha256 {info['sha256'][:12]})")
         return
-    summary = train_head(resolve_data(data_dir), resolve_cache(cache_dir), seed=seed, progress=not no_progress,
+    summary = train_head(resolve_data(data_dir), resolve_cache(cache_dir), seed=folds_seed, progress=not no_progress,
                          out=output)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items()))
-    click.echo(f"trained the multilingual head on {summary['n_train']} texts ({counts}); seed {seed}")
+    click.echo(f"trained the multilingual head on {summary['n_train']} texts ({counts}); folds seed {folds_seed}")
     click.echo(f"saved {summary['head']} ({summary['bytes']} bytes, sha256 {summary['sha256'][:12]})")
     click.echo("per-language validation: toxbench scorers eval --scorer multilingual")
 
 
-def run_eval(seed: int = 0, folds: int = 5, cache_dir: Path | None = None, data_dir: Path | None = None,
+def run_eval(seed: int = DEFAULT_FOLDS_SEED, folds: int = 5, cache_dir: Path | None = None, data_dir: Path | None = None,
              output: Path | None = None, progress: bool = True) -> str:  # fmt: skip
     """Compute the per-language table and return it as Markdown (also written to ``output`` .md/.csv if given)."""
     table = evaluate_multilingual(resolve_data(data_dir), resolve_cache(cache_dir), seed=seed, n_splits=folds,
@@ -93,9 +79,8 @@ def run_eval(seed: int = 0, folds: int = 5, cache_dir: Path | None = None, data_
 @click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table here (.md, or .csv for the raw numbers).")  # fmt: skip
 @_with_common
-def eval_multilingual(folds: int, output: Path | None, seed: int, cache_dir: Path | None, data_dir: Path | None,
+def eval_multilingual(folds: int, output: Path | None, folds_seed: int, cache_dir: Path | None, data_dir: Path | None,
                       threads: int | None, no_progress: bool) -> None:  # fmt: skip
     """Per-language ROC-AUC of the multilingual scorer: RTP-LX human labels (26 languages, CV grouped by prompt
     Index) and Perspective on English DecodingTrust texts (held out). Needs `toxbench scorers train multilingual`."""
-    _threads(threads)
-    click.echo(run_eval(seed, folds, cache_dir, data_dir, output, progress=not no_progress))
+    click.echo(run_eval(folds_seed, folds, cache_dir, data_dir, output, progress=not no_progress))

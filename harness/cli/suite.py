@@ -9,11 +9,12 @@ import click
 from ..run.suite import load_suite, run_suite
 from ..spec.values import nest, parse_kv
 from .base import ToxbenchCommand
+from .options import dry_run_option
 
 
 @click.command("suite", cls=ToxbenchCommand)
 @click.argument("suite_file", metavar="SUITE.yaml")
-@click.option("--dry-run", is_flag=True, help="List the runs the grid expands to (and which are done); run nothing.")
+@dry_run_option
 @click.option("--force", is_flag=True, help="Recompute runs that are already complete.")
 @click.option("--set", "set_", multiple=True, metavar="KEY=VALUE",
               help="Override a shared setting for every run (repeatable), e.g. --set limit=20 --set generation.k=5.")

@@ -84,11 +84,13 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def set_threads(threads: int | None) -> None:
-    """torch's CPU threads for this process (None: torch's choice); every command goes through here."""
+    """CPU threads for this process (None: the libraries' choice); every command goes through here: torch's, and
+    ``OMP_NUM_THREADS`` for OpenMP runtimes loaded later (the scorers' encoders read it when first loaded)."""
     if threads is not None:
         if threads < 1:
             raise UsageError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def auto_dtype(device: str) -> torch.dtype:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .defaults import DEFAULT_MODEL
 from .errors import UsageError, did_you_mean
 from .hardware import resolve_device, resolve_dtype
 from .io import atomic_write_json, sha256_file
@@ -247,7 +248,7 @@ def resolve_model_source(name: str) -> tuple[str, str]:
 
 
 def load_model(
-    name: str = "smollm2-135m",
+    name: str = DEFAULT_MODEL,
     dtype: str | torch.dtype = "auto",
     device: str = "auto",
     revision: str | None = None,

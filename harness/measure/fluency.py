@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..core import models  # models.load_model looked up per call: tests stand in for it
+from ..core.defaults import DEFAULT_BATCH_SIZE
 from ..core.errors import UsageError, did_you_mean
 from ..spec.rundir import RunDir
 from .toxicity import distinct_n, script_share
@@ -72,7 +73,7 @@ def conditional_perplexities(
     continuations: Sequence[Sequence[str]],
     model: Any,
     tokenizer: Any,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | None = None,
     progress: bool = True,
 ) -> list[list[float]]:
@@ -145,7 +146,7 @@ def add_fluency(
     run_dir: str | Path,
     reference_model: str | None = None,
     tasks: Sequence[str] | None = None,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     device: str = "auto",
     dtype: str = "auto",
     cache_dir: str | None = None,

@@ -24,7 +24,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 
 from ...interventions.base import Intervention
-from ..core.defaults import DEFAULT_SEED
+from ..core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 from ..spec.rundir import RunDir
 from . import lm_eval_logs  # noqa: F401  (drops lm-eval's per-run noise)
 from .generation import generate_samples
@@ -40,7 +40,7 @@ class HookedLM(HFLM):
         intervention: Intervention | None = None,
         generation_cache: str | Path | None = None,
         seed: int = DEFAULT_SEED,
-        batch_size: int = 16,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = True,
         **kwargs: Any,
     ) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..core.defaults import DEFAULT_SEED
+from ..core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 from ..core.io import append_jsonl, canonical_json, read_jsonl
 from ..core.models import model_fingerprint, tokenizer_fingerprint
 
@@ -154,7 +154,7 @@ def generate_samples(
     top_k: int = 0,
     until: list[str] | None = None,
     seed: int = DEFAULT_SEED,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     cache_path: Path | None = None,
     progress: bool = True,
     add_special_tokens: bool = True,

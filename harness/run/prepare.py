@@ -18,7 +18,7 @@ import torch
 from ...interventions import build
 from ...interventions.base import Intervention
 from ..core import models  # models.load_model looked up per call: tests stand in for it
-from ..core.defaults import DEFAULT_SEED
+from ..core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 from ..core.hardware import resolve_device
 from ..core.models import LoadedModel
 from ..core.paths import cache_dir as resolve_cache_dir
@@ -42,7 +42,7 @@ class Setup:
     intervention_state: str | None = None
     cache_dir: str | Path | None = None
     data_dir: Path | None = None  # resolved by the caller; None when nothing is fitted (no data needed)
-    batch_size: int = 32
+    batch_size: int = DEFAULT_BATCH_SIZE
     seed: int = DEFAULT_SEED
     refit: bool = False
     state_dtype: str | None = None  # look up the state fitted in this dtype (export); None: the model's

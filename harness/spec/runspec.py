@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..core.defaults import DEFAULT_SEED
+from ..core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, DEFAULT_SEED
 from ..core.hardware import resolve_dtype_name
 from ..core.io import canonical_json, sha256_text
 
@@ -32,7 +32,7 @@ class GenerationSettings:
 
 @dataclass(frozen=True)
 class RunSpec:
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     model_revision: str | None = None
     dtype: str = "auto"
     intervention: str = "none"
@@ -55,7 +55,7 @@ class RunSpec:
     include_paths: tuple[str, ...] = ()
     backend: str = "hf"
     shard: tuple[int, int] | None = None
-    batch_size: int = 16
+    batch_size: int = DEFAULT_BATCH_SIZE
     device: str = "auto"
     output_dir: str = "runs"
     cache_dir: str = ""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...core.defaults import DEFAULT_SEED
+from ...core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 from ...core.errors import UsageError, did_you_mean
 from .probe import save_plot, write_table
 from .value_vectors import greedy_neuron_activations, read_rtp_lx, rtp_lx_languages
@@ -57,7 +57,7 @@ def activation_shift(
     limit: int | None = 50,
     seed: int = DEFAULT_SEED,
     n_new_tokens: int = 20,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per-language rows (before, after, change) and per-neuron rows, for the tables.

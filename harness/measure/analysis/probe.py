@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ....interventions.base import State
 from ....interventions.responses import pad_batch  # noqa: F401 - re-exported for the analyses
-from ...core.defaults import DEFAULT_SEED
+from ...core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 from ...core.errors import UsageError
 from ...core.io import atomic_write_bytes, atomic_write_text, canonical_json, sha256_file, sha256_text
 
@@ -107,7 +107,7 @@ def pooled_hidden_states(
     texts: Sequence[str],
     *,
     all_layers: bool = False,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_length: int | None = 128,
     progress: bool = True,
     desc: str = "hidden states",
@@ -232,7 +232,7 @@ def train_probe(
     data_dir: Path,
     settings: ProbeSettings = ProbeSettings(),
     *,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     model_fingerprint: str = "",
     model_name: str = "",
     progress: bool = True,
@@ -269,7 +269,7 @@ def cached_probe(
     *,
     model_fingerprint: str,
     model_name: str = "",
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     log=lambda msg: None,
 ) -> ToxicityProbe:

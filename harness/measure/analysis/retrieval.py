@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...core.defaults import DEFAULT_BATCH_SIZE
 from ...core.errors import UsageError, did_you_mean
 from ...core.io import atomic_write_text
 from .probe import pooled_hidden_states, save_plot, write_table
@@ -74,7 +75,7 @@ def retrieval_by_layer(
     languages: Sequence[str],
     *,
     limit: int | None = 200,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_length: int | None = 128,
     progress: bool = True,
 ) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ....interventions.base import State
 from ....interventions.forward_hooks import hooked
-from ...core.defaults import DEFAULT_SEED
+from ...core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 from ...core.errors import UsageError, did_you_mean
 from ...core.io import atomic_write_json, canonical_json, sha256_text
 from ...core.models import model_fingerprint
@@ -138,7 +138,7 @@ def greedy_neuron_activations(
     neurons: Sequence[tuple[int, int]],
     *,
     n_new_tokens: int = 20,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_prompt_tokens: int = 128,
     progress: bool = True,
     desc: str = "neuron activations",
@@ -222,7 +222,7 @@ def find_toxic_vectors(
     *,
     top_k: int = 100,
     n_new_tokens: int = 20,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
 ) -> list[ToxicVector]:
     """All ``top_k`` candidates (best cosine first), with their mean activation and whether they are kept."""
@@ -244,7 +244,7 @@ def find_toxic_vectors_cached(
     n_new_tokens: int = 20,
     prompt_limit: int | None = 200,
     seed: int = DEFAULT_SEED,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     model_fingerprint: str = "",
     model_name: str = "",
     progress: bool = True,
