@@ -13,6 +13,20 @@ import numpy as np
 from ...core.errors import UsageError, did_you_mean
 from ...core.io import canonical_json
 
+#: probabilities are clipped to [PROB_EPS, 1 - PROB_EPS] before a logit, so every logit is finite (|z| < 13.9)
+PROB_EPS = 1e-6
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of probabilities clipped to [PROB_EPS, 1 - PROB_EPS], in float64."""
+    p = np.clip(np.asarray(p, dtype=np.float64), PROB_EPS, 1 - PROB_EPS)
+    return np.log(p / (1 - p))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)), with z clipped to [-50, 50] so exp never overflows (the result is 0/1 to 1e-21 there)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
 
 class Scorer(ABC):
     """A toxicity classifier. ``score`` returns P(toxic) in [0, 1] for each text.

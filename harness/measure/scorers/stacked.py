@@ -32,7 +32,7 @@ import numpy as np
 
 from ...core.errors import UsageError
 from ...core.io import atomic_write_bytes, canonical_json
-from .base import Scorer
+from .base import Scorer, logit, sigmoid
 from .ensemble import ENCODER_PIN, encoder_dir
 from .folds import fold_ids
 from .jigsaw_bilstm import LABELS, JigsawBiLSTM, normalize_quotes
@@ -44,13 +44,9 @@ HEAD_FILE = Path(__file__).resolve().parent / "data" / "rtp_stack_head.safetenso
 TRAIN_COMMAND = "toxbench scorers train rtp-stack"
 C = 1.0  # fixed a priori on standardised features (C = 0.1 gave the same held-out AUC to 3 decimals)
 MAX_PIECES = 128
-_EPS = 1e-6
 
 
 # ----------------------------------------------------------------------------------------------------- features
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
 
 
 class WordPieceBag:
@@ -97,7 +93,7 @@ class Features:
         texts = [normalize_quotes(t) for t in texts]
         b = self.bilstm.score_heads(texts)
         p = self.profanity.score_heads(texts)["profanity"]
-        x = np.hstack([_logit(np.stack([b[k] for k in self.labels], 1)), _logit(p)[:, None], self.bag.encode(texts)])
+        x = np.hstack([logit(np.stack([b[k] for k in self.labels], 1)), logit(p)[:, None], self.bag.encode(texts)])
         return x, {"bilstm_toxic": b["toxic"], "profanity": p}
 
 
@@ -114,7 +110,7 @@ class Head:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = ((x - self.mean) / self.scale) @ self.weight + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return sigmoid(z)
 
     def to_bytes(self) -> bytes:
         from safetensors.numpy import save
