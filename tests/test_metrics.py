@@ -132,3 +132,24 @@ def test_paired_mean_ci_is_a_stratified_paired_bootstrap():
     lo, hi = both.delta_ci
     assert lo <= both.delta <= hi and hi - lo < paired_ci(*t2, seed=3).delta_ci[1] - paired_ci(*t2, seed=3).delta_ci[0]
     assert paired_mean_ci([t1, (t2[0], RatioStat.mean([1.0], ["zz"]))], seed=3) is None  # a task shares no document
+
+
+def test_display_schema_entries_are_complete_and_cover_every_reported_metric():
+    """Issue 23: one YAML entry per metric (name, unit, direction, format, headline rank) is what every report
+    reads; every metric the fixture runs report has one."""
+    import json
+    from pathlib import Path
+
+    from toxbench.harness.measure import metrics as M
+
+    for name, e in M.SCHEMA.items():
+        assert e["direction"] in ("lower", "higher") and isinstance(e["decimals"], int) and e.get("unit"), name
+    reported = set()
+    for f in (Path(__file__).parent / "fixtures" / "runs").rglob("results.json"):
+        res = json.loads(f.read_text())
+        for part in ("tasks", "groups"):
+            for t in res.get(part, {}).values():
+                reported |= {m.partition("@")[0] for m in t.get("metrics", {})}
+    assert reported and reported <= set(M.SCHEMA), reported - set(M.SCHEMA)
+    assert M.arrow("toxic_fraction") == "↓" and M.arrow("dist-2") == "↑" and M.decimals("word_perplexity") == 2
+    assert M.Metric.of("conditional_ppl_mean", 3.0).higher_is_better is False

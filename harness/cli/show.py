@@ -10,14 +10,12 @@ from typing import Any
 import click
 
 from ..core.errors import UsageError
-from ..measure.metrics import COUNT_METRICS
+from ..measure.metrics import COUNT_METRICS, HEADLINE_METRICS  # a run listing shows a task's best-ranked one
 from ..report.results import find_run_dirs
 from ..spec.lock import describe_holder, live_holder
 from ..spec.rundir import RunDir
 from .base import ToxbenchCommand
 
-#: the metric a run listing shows per task, first one present
-HEADLINE_METRICS = ("toxic_fraction", "word_perplexity", "perplexity", "toxic_nll", "acc_norm", "acc", "exact_match")
 
 
 def show_results(run_dir: Path | str) -> None:

@@ -33,6 +33,7 @@ from ..core import models  # models.load_model looked up per call: tests stand i
 from ..core.defaults import DEFAULT_BATCH_SIZE
 from ..core.errors import UsageError, did_you_mean
 from ..spec.rundir import RunDir
+from .metrics import COND_METRICS, DIST_METRICS, Metric, group_mean
 from .toxicity import distinct_n, script_share
 
 PPL_CEILING = 1e4  # DExperts: `if ppl < 1e4:  # for sanity`
@@ -106,13 +107,9 @@ def summarize_ppl(per_prompt: Sequence[Sequence[float]]) -> tuple[dict[str, dict
     kept = finite[finite < PPL_CEILING]
     std = float(kept.std()) if kept.size else None
 
-    def metric(v: float) -> dict:
-        return {"value": v, "ci": None, "std": std, "higher_is_better": False}
-
-    metrics = {
-        "conditional_ppl_mean": metric(float(kept.mean()) if kept.size else float("nan")),
-        "conditional_ppl_median": metric(float(np.median(kept)) if kept.size else float("nan")),
-    }
+    values = {"conditional_ppl_mean": float(kept.mean()) if kept.size else float("nan"),
+              "conditional_ppl_median": float(np.median(kept)) if kept.size else float("nan")}
+    metrics = {name: Metric.of(name, v, std=std).to_dict() for name, v in values.items()}
     counts = {"n_continuations": int(flat.size), "n_kept": int(kept.size),
               "n_empty": int(flat.size - finite.size), "n_dropped_ge_1e4": int(finite.size - kept.size)}
     return metrics, counts
@@ -204,11 +201,9 @@ def add_fluency(
         members = group.get("tasks") or []
         if not members or not all(m in results["tasks"] for m in members):
             continue
-        for name in ("conditional_ppl_mean", "conditional_ppl_median", "dist-1", "dist-2", "dist-3"):
-            vals = [results["tasks"][m].get("metrics", {}).get(name, {}).get("value") for m in members]
-            if all(isinstance(v, (int, float)) for v in vals):
-                group.setdefault("metrics", {})[name] = {
-                    "value": float(np.mean(vals)), "ci": None, "std": None,
-                    "higher_is_better": name.startswith("dist"), "n_tasks": len(vals)}
+        per_task = {m: results["tasks"][m].get("metrics", {}) for m in members}
+        names = [n for n in (*COND_METRICS[::-1], *DIST_METRICS)
+                 if all(isinstance(per_task[m].get(n, {}).get("value"), (int, float)) for m in members)]
+        group.setdefault("metrics", {}).update(group_mean(per_task, names))
     run.save_results(results)
     return added

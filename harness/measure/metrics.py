@@ -1,7 +1,8 @@
 """Every number toxbench reports, in one place: the metric record, its vocabulary, its CIs and group averages.
 
 - ``Metric``: the record results.json stores per metric (value, 95% CI, std, direction).
-- Vocabulary: names, direction (↓/↑), labels and decimals; what kind of task reports them.
+- Vocabulary: names, direction (↓/↑), labels and decimals, read from the display schema ``metrics.yaml`` (one
+  entry per metric); what kind of task reports them.
 - ``RatioStat``: a metric as ``transform(Σa / Σb)`` over documents (a mean is ``Σx / n``, a word perplexity
   ``exp(-Σll / Σwords)``, a toxic fraction ``Σtoxic / Σcontinuations``). One vectorised percentile bootstrap serves
   every such metric: resample documents, recompute the statistic. ``paired_ci`` resamples the documents *jointly*
@@ -15,9 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 N_BOOTSTRAP = 1000
 LEVEL = 0.95
@@ -35,6 +38,12 @@ class Metric:
     higher_is_better: bool = True
     n_tasks: int | None = None  # group metrics: how many member tasks the mean is over
 
+    @classmethod
+    def of(cls, name: str, value: float, ci: tuple[float, float] | None = None, std: float | None = None,
+           n_tasks: int | None = None) -> Metric:
+        """The metric ``name`` (its direction from the display schema)."""
+        return cls(value, ci, std, not lower_is_better(name), n_tasks)
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"value": float(self.value), "ci": None if self.ci is None else [float(x) for x in self.ci],
                              "std": None if self.std is None else float(self.std),
@@ -44,35 +53,44 @@ class Metric:
         return d
 
 
-# -- vocabulary -------------------------------------------------------------------------------------------------
-TOX_METRICS = ("expected_max_toxicity", "toxicity_probability", "toxic_fraction")
+# -- vocabulary: read from the display schema (metrics.yaml), one entry per metric -------------------------------
+SCHEMA_FILE = Path(__file__).with_name("metrics.yaml")
+
+
+def _load_schema() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    raw = yaml.safe_load(SCHEMA_FILE.read_text(encoding="utf-8"))
+    return dict(raw["metrics"]), dict(raw["splits"])
+
+
+SCHEMA, SPLIT_LABELS = _load_schema()
+SPLITS = tuple(SPLIT_LABELS)
+
+
+def family(name: str) -> tuple[str, ...]:
+    """The metrics of a family, in the schema's order."""
+    return tuple(m for m, e in SCHEMA.items() if e.get("family") == name)
+
+
+def headline_order(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` that are headline metrics, best-ranked first."""
+    return tuple(sorted((m for m in names if "headline" in SCHEMA.get(m, {})), key=lambda m: SCHEMA[m]["headline"]))
+
+
+TOX_METRICS = family("toxicity")
 #: The metrics the papers headline (ml-aura reports toxic fraction and toxicity probability, never EMT).
-HEADLINE_TOX = ("toxic_fraction", "toxicity_probability", "expected_max_toxicity")
-SPLITS = ("@toxic_prompts", "@nontoxic_prompts")
-PPL_METRICS = ("word_perplexity", "perplexity", "perplexity_median", "byte_perplexity", "bits_per_byte")
-ACC_METRICS = ("acc_norm", "acc")  # acc_norm where lm-eval reports it, as the common-sense average does
-COND_METRICS = ("conditional_ppl_median", "conditional_ppl_mean")
-DIST_METRICS = ("dist-1", "dist-2", "dist-3")
-SCRIPT_METRIC = "script_share"  # letters in the prompt language's script (non-Latin languages only)
-COUNT_METRICS = ("n_continuations",)  # counts: a value, never a CI
-NLL_METRICS = ("toxic_nll", "clean_nll")  # teacher-forced (tasks/rtp/continuations.py)
+HEADLINE_TOX = headline_order(TOX_METRICS)
+HEADLINE_METRICS = headline_order(SCHEMA)
+PPL_METRICS = family("perplexity")
+ACC_METRICS = family("accuracy")  # acc_norm where lm-eval reports it, as the common-sense average does
+COND_METRICS = family("conditional_ppl")
+DIST_METRICS = family("distinctness")
+(SCRIPT_METRIC,) = family("script")  # letters in the prompt language's script (non-Latin languages only)
+COUNT_METRICS = family("count")  # counts: a value, never a CI
+NLL_METRICS = family("likelihood")  # teacher-forced (tasks/rtp/continuations.py)
 #: Every metric name the harness emits (used to validate names a user writes, e.g. in a baseline).
-KNOWN_METRICS = (
-    *TOX_METRICS, *(m + s for m in TOX_METRICS for s in SPLITS), *DIST_METRICS, *PPL_METRICS, *COND_METRICS,
-    SCRIPT_METRIC, *NLL_METRICS, "acc", "acc_norm", "acc_avg", "acc_norm_avg", "acc_stderr", "mc1", "mc2",
-    "exact_match",
-)
-LOWER_IS_BETTER = {*TOX_METRICS, *PPL_METRICS, *COND_METRICS, "clean_nll", "perplexity_std"}
-LABELS = {
-    "expected_max_toxicity": "EMT", "toxicity_probability": "Tox. prob.", "toxic_fraction": "Toxic frac.",
-    "word_perplexity": "word PPL", "perplexity": "PPL", "perplexity_median": "median PPL",
-    "byte_perplexity": "byte PPL", "bits_per_byte": "bits/byte",
-    "conditional_ppl_median": "cond. PPL (median)", "conditional_ppl_mean": "cond. PPL (mean)",
-    "acc_avg": "avg acc", "script_share": "script share", "toxic_nll": "toxic NLL", "clean_nll": "clean NLL",
-}
-SPLIT_LABELS = {"@toxic_prompts": "toxic prompts", "@nontoxic_prompts": "non-toxic prompts"}
-#: Perplexities get 2 decimals; probabilities, accuracies and everything else 3.
-TWO_DECIMALS = {"word_perplexity", "perplexity", "perplexity_median", *COND_METRICS}
+KNOWN_METRICS = (*SCHEMA, *(m + s for m, e in SCHEMA.items() if e.get("splits") for s in SPLITS))
+LOWER_IS_BETTER = {m for m, e in SCHEMA.items() if e["direction"] == "lower"}
+LABELS = {m: e["label"] for m, e in SCHEMA.items() if "label" in e}
 #: Preferred task order (papers print these first); anything else follows alphabetically.
 TASK_ORDER = ("rtp_challenging", "rtp_nontoxic", "wikitext", "wiki_sentences", "wikitext103")
 #: What a task measures, as its YAML declares (``metadata: {toxbench_kind: ...}``).
@@ -86,11 +104,16 @@ def metric_label(metric: str) -> str:
 
 
 def decimals(metric: str) -> int:
-    return 2 if metric.partition("@")[0] in TWO_DECIMALS else 3
+    return int(SCHEMA.get(metric.partition("@")[0], {}).get("decimals", 3))
 
 
 def lower_is_better(metric: str) -> bool:
     return metric.partition("@")[0] in LOWER_IS_BETTER
+
+
+def arrow(metric: str) -> str:
+    """The column marker of a metric's better direction."""
+    return "↓" if lower_is_better(metric) else "↑"
 
 
 def task_sort_key(task: str) -> tuple[int, str]:

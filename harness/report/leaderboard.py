@@ -30,7 +30,9 @@ from ..measure.metrics import (
     SCRIPT_METRIC,
     SPLITS,
     TOX_METRICS,
+    TOX_THRESHOLD,
     Paired,
+    arrow,
     decimals,
     lower_is_better,
     metric_label,
@@ -362,13 +364,14 @@ class Leaderboard:
         for t in tox + tox_groups:  # the papers' headline metrics first (ml-aura never reports EMT)
             for m in HEADLINE_TOX:
                 label = metric_label(m)
-                summary += [Column(t, m, f"{t} {label} ↓"), Column(t, m, f"{t} {label} ×", "reduction")]
+                summary += [Column(t, m, f"{t} {label} {arrow(m)}"), Column(t, m, f"{t} {label} ×", "reduction")]
         for t in ppl:
             if m := self._primary_ppl(t):
-                summary += [Column(t, m, f"{t} {metric_label(m)} ↓"), Column(t, m, f"{t} Δ{metric_label(m)}", "delta")]
+                summary += [Column(t, m, f"{t} {metric_label(m)} {arrow(m)}"),
+                            Column(t, m, f"{t} Δ{metric_label(m)}", "delta")]
         for g in zs_groups:
             if m := self._acc_metric(g):
-                summary += [Column(g, m, f"{g} {metric_label(m)} ↑"), Column(g, m, f"{g} Δ", "delta")]
+                summary += [Column(g, m, f"{g} {metric_label(m)} {arrow(m)}"), Column(g, m, f"{g} Δ", "delta")]
         if len({c.task for c in summary}) > 1:
             out.append(("Summary", summary, "Headline metrics of each task; × and Δ with their paired 95% CI, **bold** "
                                             "where it excludes no change. Value CIs and protocols in the sections "
@@ -377,13 +380,14 @@ class Leaderboard:
         for t in tox:
             cols = []
             for m in TOX_METRICS:
-                cols += [Column(t, m, f"{metric_label(m)} ↓", "ci"), Column(t, m, f"{metric_label(m)} ×", "reduction")]
+                cols += [Column(t, m, f"{metric_label(m)} {arrow(m)}", "ci"),
+                         Column(t, m, f"{metric_label(m)} ×", "reduction")]
             for m in COND_METRICS:
-                cols += [Column(t, m, f"{metric_label(m)} ↓", "ci"), Column(t, m, f"Δ{metric_label(m)}", "delta")]
-            cols += [Column(t, m, f"{m} ↑", "ci") for m in DIST_METRICS]
+                cols += [Column(t, m, f"{metric_label(m)} {arrow(m)}", "ci"), Column(t, m, f"Δ{metric_label(m)}", "delta")]
+            cols += [Column(t, m, f"{metric_label(m)} {arrow(m)}", "ci") for m in DIST_METRICS]
             out.append((f"{t}: toxicity", cols, ""))
-            split = [Column(t, m + s, f"{metric_label(m + s)} ↓", "ci") for s in SPLITS for m in TOX_METRICS]
-            out.append((f"{t}: by prompt toxicity", split, "Prompts split at prompt toxicity 0.5."))
+            split = [Column(t, m + s, f"{metric_label(m + s)} {arrow(m)}", "ci") for s in SPLITS for m in TOX_METRICS]
+            out.append((f"{t}: by prompt toxicity", split, f"Prompts split at prompt toxicity {TOX_THRESHOLD}."))
 
         if ppl:
             cols = []
@@ -391,7 +395,7 @@ class Leaderboard:
                 primary = self._primary_ppl(t)
                 for m in PPL_METRICS:
                     if m in self._metrics(t):
-                        cols.append(Column(t, m, f"{t} {metric_label(m)} ↓", "ci"))
+                        cols.append(Column(t, m, f"{t} {metric_label(m)} {arrow(m)}", "ci"))
                         if m == primary:
                             cols.append(Column(t, m, f"{t} Δ{metric_label(m)}", "delta"))
             out.append(("Perplexity", cols, ""))
@@ -399,7 +403,7 @@ class Leaderboard:
         lik = self._tasks("likelihood")
         if lik:
             cols = [c for t in lik for m in self._metrics(t)
-                    for c in (Column(t, m, f"{t} {metric_label(m)} {'↓' if lower_is_better(m) else '↑'}", "ci"),
+                    for c in (Column(t, m, f"{t} {metric_label(m)} {arrow(m)}", "ci"),
                               Column(t, m, f"{t} Δ", "delta"))]
             out.append(("Teacher-forced toxicity", cols, "Negative log-likelihood per word of RTP's own continuations "
                         "(no sampling, no scorer): higher on toxic ones = toxic text less likely; on clean ones, "
@@ -409,10 +413,10 @@ class Leaderboard:
             cols = []
             for g in zs_groups:
                 if m := self._acc_metric(g):
-                    cols += [Column(g, m, f"{g} {metric_label(m)} ↑", "ci"), Column(g, m, f"{g} Δ", "delta")]
+                    cols += [Column(g, m, f"{g} {metric_label(m)} {arrow(m)}", "ci"), Column(g, m, f"{g} Δ", "delta")]
             for t in zs:
                 if m := self._acc_metric(t):
-                    cols += [Column(t, m, f"{t} {m} ↑", "ci"), Column(t, m, f"{t} Δ", "delta")]
+                    cols += [Column(t, m, f"{t} {metric_label(m)} {arrow(m)}", "ci"), Column(t, m, f"{t} Δ", "delta")]
             out.append(("Common sense (zero-shot)", cols, "acc_norm where lm-eval reports it, else acc."))
 
         out += self._language_sections(tox_groups)
@@ -437,14 +441,13 @@ class Leaderboard:
                 for g in groups:
                     cols += [Column(g, m, f"{g} mean"), Column(g, m, f"{g} ×", "reduction"),
                              Column(g, m, f"{g} lower in", "languages")]
-                out.append((f"{fam}: {metric_label(m)} per language ↓", cols, LANGUAGES_NOTE if groups else ""))
+                out.append((f"{fam}: {metric_label(m)} per language {arrow(m)}", cols, LANGUAGES_NOTE if groups else ""))
             # Fluency and diversity beside the toxicity (as the cross-lingual paper reports): a detoxified model
             # that degenerates shows here. Tables without values (no `toxbench fluency` yet) are left out.
-            for m, arrow, intro in (("conditional_ppl_median", "↓", ""), ("dist-2", "↑", ""),
-                                    (SCRIPT_METRIC, "↑", SCRIPT_NOTE)):
+            for m, intro in (("conditional_ppl_median", ""), ("dist-2", ""), (SCRIPT_METRIC, SCRIPT_NOTE)):
                 cols = [Column(t, m, lang) for lang, t in langs]
                 cols += [c for g in groups for c in (Column(g, m, f"{g} mean"), Column(g, m, f"{g} Δ", "delta"))]
-                out.append((f"{fam}: {metric_label(m)} per language {arrow}", cols, intro))
+                out.append((f"{fam}: {metric_label(m)} per language {arrow(m)}", cols, intro))
         return out
 
     def rendered(self) -> list[tuple[str, str, list[Table]]]:

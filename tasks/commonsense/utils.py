@@ -26,8 +26,8 @@ from lm_eval.tasks.winogrande.preprocess_winogrande import (  # noqa: F401
     doc_to_target as winogrande_doc_to_target,
     doc_to_text as winogrande_doc_to_text,
 )
-
 from toxbench.harness.core.errors import UsageError
+from toxbench.harness.measure.metrics import Metric
 from toxbench.tasks.datafiles import hub_dataset, local_dataset, read_records  # noqa: F401
 
 LETTERS = "ABCDEFGHIJ"
@@ -327,6 +327,6 @@ def group_summary(task_metrics: dict[str, dict[str, Any]]) -> dict:
         raise UsageError("commonsense: none of its tasks reported acc, acc_norm or exact_match")
     mean = sum(values) / len(values)
     return {
-        "metrics": {"acc_avg": {"value": mean, "ci": None, "std": None, "higher_is_better": True}},
+        "metrics": {"acc_avg": Metric.of("acc_avg", mean).to_dict()},
         "protocol": {"acc_avg_metrics": used, "n_tasks": len(values)},
     }

@@ -25,16 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from toxbench.harness.run import context
 from toxbench.harness.core.defaults import DEFAULT_SEED
 from toxbench.harness.core.errors import UsageError
-from toxbench.harness.measure.metrics import group_mean
 from toxbench.harness.core.paths import data_dir
+from toxbench.harness.measure.metrics import TOX_THRESHOLD, group_mean
 from toxbench.harness.measure.scorers import DEFAULT_SCORER, get_scorer
 from toxbench.harness.measure.toxicity import distinct_n, script_share, toxicity_metrics
+from toxbench.harness.run import context
 from toxbench.tasks.datafiles import hub_dataset, read_records
-
 
 #: Env var / RunContext extra / lm-eval ``--metadata`` key naming a user's RTP-format JSONL for the ``rtp`` task.
 RTP_DATA_ENV = "TOXBENCH_RTP_DATA"
@@ -298,7 +296,7 @@ def summarize(samples: list[dict], task_name: str, task_config: Any, scorer: Any
         "sampling": {key: gen.get(key) for key in ("do_sample", "temperature", "top_p", "top_k")},
         "lang": lang,
         "scorer_language_ok": ok,
-        "threshold": 0.5,
+        "threshold": TOX_THRESHOLD,
         "n_prompts": len(conts),
     }
     if warn:
