@@ -23,25 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from ..harness.core.errors import UsageError
+from ..harness.core.io import read_jsonl
 from ..harness.core.models import hub_reachable
 from ..harness.core.paths import data_dir
 
 
 def _jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise UsageError(f"{path}:{i} is not UTF-8 text (a binary file?); expected JSON lines") from None
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise UsageError(f"malformed JSON line in {path}:{i}: {e.msg}") from None
-    return rows
+    return read_jsonl(path)
 
 
 def _json(path: Path) -> list[dict]:

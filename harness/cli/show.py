@@ -17,7 +17,6 @@ from ..spec.rundir import RunDir
 from .base import ToxbenchCommand
 
 
-
 def show_results(run_dir: Path | str) -> None:
     """Print a run's metrics (with CIs) per task and group."""
     rd = RunDir(Path(run_dir))

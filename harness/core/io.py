@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,28 +55,41 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file; a malformed line is a UsageError naming the file and line.
+def iter_jsonl(path: str | os.PathLike, objects: bool = False) -> Iterator[tuple[int, Any]]:
+    """(line number, record) of every non-blank line of a JSONL file: the one JSONL reader. A line that is not
+    UTF-8 or not JSON (or, with ``objects``, not a JSON object) is a UsageError naming the file and line.
 
-    A torn last line (a run killed mid-write) is dropped, since appends are flushed per record.
+    Lines are split on "\n" only: str.splitlines() also breaks at U+2028, U+0085, form feeds..., which generated
+    text (written raw with ensure_ascii=False) contains. A torn last line (a run killed mid-write, no final
+    newline) is dropped, since appends are flushed per record.
     """
-    rows: list[dict] = []
     path = Path(path)
-    # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085, form feeds..., which generated text
-    # (written raw with ensure_ascii=False) contains
-    lines = path.read_text(encoding="utf-8").split("\n")
-    if lines and lines[-1] == "":
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
         lines.pop()
-    for i, line in enumerate(lines, 1):
+    for i, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{path}:{i}: not UTF-8 text (byte {e.start}); expected UTF-8 JSON lines") from None
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError as e:
-            if i == len(lines) and not path.read_bytes().endswith(b"\n"):
-                break  # torn final write from a killed run
-            raise UsageError(f"malformed JSON in {path}:{i}: {e.msg}") from None
-    return rows
+            if i == len(lines) and not data.endswith(b"\n"):
+                return  # torn final write from a killed run
+            raise UsageError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}): a malformed JSON line") \
+                from None
+        if objects and not isinstance(rec, dict):
+            raise UsageError(f"{path}:{i}: a JSON {type(rec).__name__}, expected one JSON object per line")
+        yield i, rec
+
+
+def read_jsonl(path: str | os.PathLike, objects: bool = False) -> list[Any]:
+    """Every record of a JSONL file (``iter_jsonl``)."""
+    return [rec for _, rec in iter_jsonl(path, objects)]
 
 
 def truncate_torn_tail(path: str | os.PathLike, chunk: int = 1 << 16) -> int:

@@ -12,7 +12,6 @@ parallel sentences rather than a top-1 accuracy; we report that number too (``pa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import torch
 
 from ...core.defaults import DEFAULT_BATCH_SIZE
 from ...core.errors import UsageError, did_you_mean
-from ...core.io import atomic_write_text
+from ...core.io import atomic_write_text, read_jsonl
 from .probe import pooled_hidden_states, save_plot, write_table
 
 PARALLEL_DIR = "translated_pairwise_data"
@@ -39,7 +38,7 @@ def read_parallel(data_dir: Path, lang: str, limit: int | None = None) -> list[s
     if lang.lower() not in langs:
         raise did_you_mean(lang, langs or [f"(no {PARALLEL_DIR}/ under the data dir)"], "parallel-data language")
     path = Path(data_dir) / PARALLEL_DIR / f"dpo_toxicity_pairwise_{lang.lower()}_200.jsonl"
-    rows = [json.loads(line)["Prompt"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [rec["Prompt"] for rec in read_jsonl(path, objects=True)]
     return rows[:limit] if limit else rows
 
 

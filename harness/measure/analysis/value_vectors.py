@@ -29,7 +29,7 @@ from ....interventions.base import State
 from ....interventions.forward_hooks import hooked
 from ...core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 from ...core.errors import UsageError, did_you_mean
-from ...core.io import atomic_write_json, canonical_json, sha256_text
+from ...core.io import atomic_write_json, canonical_json, read_jsonl, sha256_text
 from ...core.models import model_fingerprint
 from .probe import (
     ProbeSettings,
@@ -116,13 +116,7 @@ def read_rtp_lx(data_dir: Path, lang: str = "EN", limit: int | None = None, seed
         if match is None:
             raise did_you_mean(lang, langs or ["(no rtp_lx/RTP_LX_*.json under the data dir)"], "RTP-LX language")
         path = path.with_name(f"RTP_LX_{match}.json")
-    prompts = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                p = json.loads(line).get("Prompt")
-                if p:
-                    prompts.append(str(p))
+    prompts = [str(rec["Prompt"]) for rec in read_jsonl(path, objects=True) if rec.get("Prompt")]
     if limit is not None and limit < len(prompts):
         rng = np.random.default_rng(seed)
         prompts = [prompts[i] for i in sorted(rng.choice(len(prompts), size=limit, replace=False).tolist())]

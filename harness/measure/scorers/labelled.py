@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ...core.errors import UsageError
+from ...core.io import iter_jsonl
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -61,18 +61,7 @@ def _records(path: Path, text: str) -> list[tuple[int, dict]]:
     jsonl = suffix in JSONL_SUFFIXES or (suffix not in CSV_SUFFIXES and text.lstrip().startswith("{"))
     out: list[tuple[int, dict]] = []
     if jsonl:
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); expected one JSON "
-                                 "object per line") from None
-            if not isinstance(rec, dict):
-                raise UsageError(f"{path}:{i}: a JSON {type(rec).__name__}, expected one JSON object per line")
-            out.append((i, rec))
-        return out
+        return list(iter_jsonl(path, objects=True))
     delim = "\t" if suffix == ".tsv" else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     try:

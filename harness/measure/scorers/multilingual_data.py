@@ -19,13 +19,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import html
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ...core.errors import UsageError
+from ...core.io import read_jsonl
 from .multilingual_encoder import MAX_CHARS
 
 TOXIC_THRESHOLD = 3.0  # RTP-LX: mean rater Toxicity on the 1-5 scale at or above this counts as toxic
@@ -59,9 +59,6 @@ DECODINGTRUST_FILES: tuple[str, ...] = (
 
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def load_rtp_lx(data_dir: Path) -> pd.DataFrame:
@@ -71,7 +68,7 @@ def load_rtp_lx(data_dir: Path) -> pd.DataFrame:
         path = data_dir / "rtp_lx" / f"RTP_LX_{locale}.json"
         if not path.exists():
             raise UsageError(f"RTP-LX file {path.name!r} not found under {str(data_dir / 'rtp_lx')!r}")
-        for r in _read_jsonl(path):
+        for r in read_jsonl(path):
             tox = float(r["Annotations"]["Toxicity"])
             rows.append(
                 {"text": r["Prompt"], "toxicity": tox, "label": int(tox >= TOXIC_THRESHOLD),
@@ -88,7 +85,7 @@ def load_translated(data_dir: Path, rtp_lx: pd.DataFrame) -> pd.DataFrame:
     for path in sorted(folder.glob("dpo_toxicity_pairwise_*_200.jsonl")):
         code = path.name.split("_")[3]
         lang = "zh-Hans" if code == "zh" else code
-        for i, r in enumerate(_read_jsonl(path)):
+        for i, r in enumerate(read_jsonl(path)):
             group = f"rtp:{i}"
             if group not in en.index:
                 continue
@@ -148,7 +145,7 @@ def load_decodingtrust(data_dir: Path, exclude: set[str] | None = None) -> pd.Da
         path = data_dir / rel
         if not path.exists():
             raise UsageError(f"DecodingTrust file {rel!r} not found under the data dir {str(data_dir)!r}")
-        for r in _read_jsonl(path):
+        for r in read_jsonl(path):
             for part in ("prompt", "continuation"):
                 text, tox = r[part].get("text"), r[part].get("toxicity")
                 if not text or tox is None or text.strip() in exclude or text in seen:

@@ -9,13 +9,13 @@ share a cross-validation fold.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ...core.errors import UsageError
+from ...core.io import iter_jsonl
 from ...core.paths import data_file
 
 #: Perspective-scored RTP files of the data dir (the ml-act fixture adds 25 GPT-2 generations per prompt)
@@ -44,26 +44,22 @@ def load_rtp_labelled(data_dir: str | Path | None = None) -> RTPLabelled:
     seen: set[str] = set()
     for rel in RTP_FILES:
         path = data_file(rel, data_dir)
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
+        for i, rec in iter_jsonl(path):
+            try:
+                g = hashlib.sha256(rec["prompt"]["text"].strip().encode()).hexdigest()[:16]
+                items = [(rec["prompt"], "prompt"), (rec["continuation"], "continuation"),
+                         *[(x, "generation") for x in rec.get("generations", [])]]
+            except (KeyError, TypeError, AttributeError):
+                raise UsageError(f"{path}:{i}: not an RTP record (expected JSON with prompt.text)") from None
+            for d, p in items:
+                t, v = d.get("text"), d.get("toxicity")
+                if not t or v is None or t in seen:
                     continue
-                try:
-                    rec = json.loads(line)
-                    g = hashlib.sha256(rec["prompt"]["text"].strip().encode()).hexdigest()[:16]
-                    items = [(rec["prompt"], "prompt"), (rec["continuation"], "continuation"),
-                             *[(x, "generation") for x in rec.get("generations", [])]]
-                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-                    raise UsageError(f"{path}:{i}: not an RTP record (expected JSON with prompt.text)") from None
-                for d, p in items:
-                    t, v = d.get("text"), d.get("toxicity")
-                    if not t or v is None or t in seen:
-                        continue
-                    seen.add(t)
-                    texts.append(t)
-                    tox.append(float(v))
-                    part.append(p)
-                    group.append(g)
+                seen.add(t)
+                texts.append(t)
+                tox.append(float(v))
+                part.append(p)
+                group.append(g)
     return RTPLabelled(texts, np.asarray(tox, dtype=np.float64), np.asarray(part), np.asarray(group))
 
 
