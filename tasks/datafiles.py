@@ -84,11 +84,22 @@ READERS: dict[str, Callable[..., list[dict]]] = {
 }
 
 
-def read_records(data_file: str, reader: str | None = None, **reader_kwargs: Any) -> list[dict]:
+#: The task-metadata key that carries a toxbench run's data dir to ``custom_dataset`` hooks (the runner passes it
+#: through lm-eval's TaskManager metadata; plain ``lm_eval --include_path tasks/`` runs read ``$TOXBENCH_DATA``).
+DATA_DIR_KEY = "toxbench_data_dir"
+
+
+def data_root(toxbench_data_dir: str | Path | None = None) -> Path:
+    """The data dir a task reads: the run's (task metadata), else ``$TOXBENCH_DATA`` / the default."""
+    return Path(toxbench_data_dir) if toxbench_data_dir else data_dir()
+
+
+def read_records(data_file: str, reader: str | None = None, toxbench_data_dir: str | Path | None = None,
+                 **reader_kwargs: Any) -> list[dict]:
     """Records of a file under the data dir (a path with no dir part resolves against the data dir)."""
     path = Path(data_file).expanduser()
     if not path.is_absolute():
-        path = data_dir() / data_file
+        path = data_root(toxbench_data_dir) / data_file
     if not path.exists():
         raise FileNotFoundError(str(path))
     reader = reader or {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}.get(path.suffix, "text")
@@ -103,6 +114,7 @@ def local_dataset(
     split: str = "test",
     hub: dict | None = None,
     reader_kwargs: dict | None = None,
+    toxbench_data_dir: str | None = None,
     **_: Any,
 ):
     """``custom_dataset`` entry for YAMLs: a DatasetDict with one split from the data dir (or the hub)."""
@@ -111,12 +123,13 @@ def local_dataset(
     try:
         if data_file is None:
             raise FileNotFoundError("no local file declared")
-        rows = read_records(data_file, reader, **(reader_kwargs or {}))
+        rows = read_records(data_file, reader, toxbench_data_dir, **(reader_kwargs or {}))
         return datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})
     except FileNotFoundError:
         if not hub:
+            where = toxbench_data_dir or data_dir(must_exist=False)
             raise UsageError(
-                f"data file {data_file!r} not found under the data dir {str(data_dir(must_exist=False))!r}; "
+                f"data file {data_file!r} not found under the data dir {str(where)!r}; "
                 "pass --data-dir or set TOXBENCH_DATA"
             ) from None
     kw = dict(hub)

@@ -10,7 +10,7 @@ import datasets
 import pytest
 import torch
 
-from toxbench.harness.run.context import RunContext, use_context
+from toxbench.tasks.perplexity.sentences import sentences_dataset
 from toxbench.harness.core.errors import UsageError
 from toxbench.harness.core.paths import data_dir
 from toxbench.tasks import TASKS_DIR
@@ -67,13 +67,12 @@ def tok_model():
     return tok, tiny_llama(len(tok))
 
 
-def _task(texts):
+def _task(texts, tok):
     from lm_eval.api.task import ConfigurableTask
     from lm_eval.tasks._yaml_loader import load_yaml
 
     cfg = load_yaml(TASKS_DIR / "perplexity" / "wiki_sentences.yaml")
-    cfg["custom_dataset"] = lambda **_: datasets.DatasetDict(
-        {"test": datasets.Dataset.from_list([{"text": t, "tokenizer": ""} for t in texts])})
+    cfg["custom_dataset"] = lambda **_: sentences_dataset(texts, tok)
     return ConfigurableTask(config=cfg)
 
 
@@ -83,10 +82,9 @@ def test_matches_ml_aura(tok_model):
 
     tok, model = tok_model
     assert len(tok(TEXTS[0])["input_ids"]) > 128 and len(tok(TEXTS[3])["input_ids"]) == 1
-    with use_context(RunContext(extras={"tokenizer": tok})):
-        task = _task(TEXTS)
-        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=2, max_length=256)
-        res = evaluate(lm, {"wiki_sentences": task}, log_samples=True, verbosity="ERROR")
+    task = _task(TEXTS, tok)
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=2, max_length=256)
+    res = evaluate(lm, {"wiki_sentences": task}, log_samples=True, verbosity="ERROR")
     got = [s["perplexity"] for s in sorted(res["samples"]["wiki_sentences"], key=lambda s: s["doc_id"])]
     want = ml_aura_ppl(TEXTS, tok, model)
     assert got[:3] == pytest.approx(want[:3], rel=1e-6)
@@ -108,10 +106,10 @@ def test_rolling_would_differ(tok_model):
 
 
 def test_no_tokenizer_is_a_usage_error():
-    from toxbench.tasks.perplexity.sentences import doc_to_text
+    from toxbench.tasks.perplexity.sentences import wiki_sentences_dataset
 
     with pytest.raises(UsageError, match="tokenizer"):
-        doc_to_text({"text": "Some text.", "tokenizer": ""})
+        wiki_sentences_dataset("wikitext/ml_act_wikipedia_sentences/wikipedia_sentences.csv")
 
 
 @pytest.mark.skipif(not data_dir(must_exist=False).is_dir(), reason="no data dir")
@@ -119,7 +117,10 @@ def test_real_files_load():
     from toxbench.tasks.perplexity.sentences import wiki_sentences_dataset
     from toxbench.tasks import load_task_dict
 
-    ds = wiki_sentences_dataset("wikitext/ml_act_wikipedia_sentences/wikipedia_sentences.csv")["test"]
+    from tiny import tiny_tokenizer
+
+    ds = wiki_sentences_dataset("wikitext/ml_act_wikipedia_sentences/wikipedia_sentences.csv",
+                                tokenizer=tiny_tokenizer())["test"]
     assert len(ds) == 100
     tasks = load_task_dict(["wikitext", "wikitext103"])
     w2, w103 = tasks["wikitext"], tasks["wikitext103"]

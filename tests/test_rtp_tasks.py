@@ -7,7 +7,6 @@ import hashlib
 import numpy as np
 import pytest
 
-from toxbench.harness.run import context
 from toxbench.harness.core.errors import UsageError
 from toxbench.harness.measure.scorers.base import Scorer
 from toxbench.tasks import load_task_dict, task_names
@@ -213,12 +212,12 @@ def test_process_results_is_cheap_count():
     assert hooks.process_results({}, [" a"]) == {"n_continuations": 1}
 
 
-def test_user_rtp_file_from_run_context(monkeypatch, tmp_path):
+def test_user_rtp_file_from_task_metadata(monkeypatch, tmp_path):
+    """A run hands its --data file (and data dir) to the data loaders through the task metadata: no globals."""
     monkeypatch.delenv(hooks.RTP_DATA_ENV, raising=False)
     f = tmp_path / "ctx.jsonl"
     f.write_text('{"prompt": {"text": "one", "toxicity": 0.1}, "filename": "x.txt", "begin": 0, "end": 3}\n')
-    with context.use_context(context.RunContext(extras={hooks.RTP_DATA_KEY: str(f)})):
-        docs = list(load_task_dict(["rtp"])["rtp"].test_docs())
+    docs = list(load_task_dict(["rtp"], metadata={hooks.RTP_DATA_KEY: str(f)})["rtp"].test_docs())
     assert [(d["prompt_id"], d["prompt"]) for d in docs] == [("x.txt:0-3", "one")]
 
 

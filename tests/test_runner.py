@@ -204,3 +204,20 @@ def test_generation_shards_decode_the_unsharded_batches(tiny_llama_dir, tmp_path
         _comparable(json.loads((full_dir / "results.json").read_text()))
     read = lambda d: [json.loads(x)["resps"] for x in (d / "samples_rtp.jsonl").read_text().splitlines()]  # noqa: E731
     assert read(merged_dir) == read(full_dir)
+
+
+def test_the_data_dir_reaches_tasks_through_their_config_not_the_environment(tiny_llama_dir, tmp_path, cache_dir,
+                                                                            monkeypatch, data_dir):
+    """Issue 23: a run's --data-dir goes to the task data loaders in the task metadata; the process environment
+    is left as it was (no TOXBENCH_DATA written at run time)."""
+    import os
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir / "wikitext" / "wikitext-2-raw", copy / "wikitext" / "wikitext-2-raw")
+    monkeypatch.setenv("TOXBENCH_DATA", str(tmp_path / "nowhere"))
+    run = execute(_spec(tiny_llama_dir, tmp_path / "runs", tasks=("wikitext",), limit=1, data_dir=str(copy)),
+                  progress=False)
+    assert os.environ["TOXBENCH_DATA"] == str(tmp_path / "nowhere")
+    res = json.loads((run / "results.json").read_text())
+    assert res["tasks"]["wikitext"]["protocol"]["data_hash"]["file_sha256"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from toxbench.harness.cli import main
-from toxbench.harness.run.context import resolve_scorer_name
+from toxbench.harness.run.scoring import resolve_scorer_name
 from toxbench.harness.measure.scorers import DEFAULT_SCORER
 
 

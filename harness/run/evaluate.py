@@ -18,16 +18,16 @@ from ..measure.metrics import COUNT_METRICS, Metric, aggregation_stat, bootstrap
 from ..spec.rundir import RunDir
 from ..spec.runspec import RunSpec
 from .adapter import HookedLM
-from .context import RunContext, ScorerFactory, scorer_factory
+from .scoring import ScorerFactory, scorer_factory
 
 
-def evaluation_context(spec: RunSpec) -> tuple[RunContext, ScorerFactory]:
-    """What task data hooks and summary hooks of ``spec`` read: the data dir (and a user's ``--data`` file, the
-    evaluated model), and the scorer per language."""
+def evaluation_context(spec: RunSpec) -> tuple[dict[str, Any], ScorerFactory]:
+    """What the task hooks of ``spec`` read: the task metadata lm-eval hands the data loaders (the data dir, a
+    user's ``--data`` file, the evaluated model for tokenizer-dependent data) and the scorer per language."""
     cache = resolve_cache_dir(spec.cache_dir or None)
-    ctx = RunContext(data_dir=resolve_data_dir(spec.data_dir or None), cache_dir=cache,
-                     extras={"model": spec.model, **({"rtp_data": spec.data} if spec.data else {})})
-    return ctx, scorer_factory(spec.scorer, dict(spec.scorer_args), cache)
+    metadata = {"toxbench_data_dir": str(resolve_data_dir(spec.data_dir or None)), "toxbench_model": spec.model,
+                "toxbench_cache_dir": str(cache), **({"rtp_data": spec.data} if spec.data else {})}
+    return metadata, scorer_factory(spec.scorer, dict(spec.scorer_args), cache)
 
 
 def leaves(task_dict: dict) -> list[tuple[str, Any]]:
@@ -97,13 +97,13 @@ def _generation_shard(task: Any, ids: list[int], i: int, k: int, lm: HookedLM) -
     return sorted(docs[j] for b, batch in enumerate(plan) if b % k == i for j in batch)
 
 
-def data_hash(task: Any, docs_ids: list[int]) -> dict[str, Any]:
-    """Hash of the data file (when local) and of the exact documents evaluated."""
+def data_hash(task: Any, docs_ids: list[int], data_root: Path) -> dict[str, Any]:
+    """Hash of the data file (when local, under ``data_root``) and of the exact documents evaluated."""
     out: dict[str, Any] = {}
     kw = task.config.dataset_kwargs or {}
     if kw.get("data_file"):
         p = Path(kw["data_file"])
-        p = p if p.is_absolute() else resolve_data_dir() / p
+        p = p if p.is_absolute() else data_root / p
         if p.is_file():
             out["file"] = str(kw["data_file"])
             out["file_sha256"] = sha256_file(p)
@@ -154,7 +154,7 @@ def task_protocol(task: Any, spec: RunSpec, doc_ids: list[int], max_length: int 
         "task_version": (cfg.metadata or {}).get("version"),
         "output_type": task.OUTPUT_TYPE,
         "limit": spec.limit,
-        "data_hash": data_hash(task, doc_ids),
+        "data_hash": data_hash(task, doc_ids, resolve_data_dir(spec.data_dir or None)),
         "dtype": spec.resolved_dtype(),
         "max_length": max_length,
     }

@@ -16,7 +16,6 @@ from ... import __version__
 from ...tasks import load_task_dict
 from ..core.errors import UsageError
 from ..spec.rundir import RunDir
-from .context import use_context
 from .evaluate import apply_generation_overrides, doc_ids, evaluation_context, leaves, record_groups, record_task
 
 
@@ -46,7 +45,7 @@ def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
     out = RunDir.for_spec(base)
     out.path.mkdir(parents=True, exist_ok=True)
     out.write_spec(base)
-    ctx, scorers = evaluation_context(base)  # the data the shards read (for `rtp --data FILE`, the user's file)
+    metadata, scorers = evaluation_context(base)  # the data the shards read (`rtp --data FILE`: the user's file)
     merged: dict[str, Any] = {
         "toxbench_version": __version__, "run_id": out.path.name, "fingerprint": base.fingerprint(),
         "spec": base.to_dict(), "protocol": {**results[0]["protocol"], "shard": None, "merged_from": [str(r.path) for r in runs]},
@@ -54,18 +53,17 @@ def merge(shard_dirs: list[Path], output_dir: Path | None = None) -> Path:
     }
     t0 = time.time()
     for top in base.tasks:
-        with use_context(ctx):
-            task_dict = load_task_dict([top], base.include_paths)
-            for name, task in leaves(task_dict):
-                apply_generation_overrides(task, base)
-                rows = sorted((row for r in runs for row in r.read_samples(name)), key=lambda x: x["doc_id"])
-                ids = doc_ids(task, base.limit, None)
-                if [row["doc_id"] for row in rows] != ids:
-                    raise UsageError(f"task {name}: the shards' documents do not add up to the unsharded set")
-                record_task(out, merged, name, task, rows, base, ids, scorers,
-                            max_length=results[0]["tasks"][name]["protocol"].get("max_length"),
-                            wall_s=sum(res["tasks"][name].get("wall_s", 0) for res in results))
-            record_groups(merged, task_dict)
+        task_dict = load_task_dict([top], base.include_paths, metadata)
+        for name, task in leaves(task_dict):
+            apply_generation_overrides(task, base)
+            rows = sorted((row for r in runs for row in r.read_samples(name)), key=lambda x: x["doc_id"])
+            ids = doc_ids(task, base.limit, None)
+            if [row["doc_id"] for row in rows] != ids:
+                raise UsageError(f"task {name}: the shards' documents do not add up to the unsharded set")
+            record_task(out, merged, name, task, rows, base, ids, scorers,
+                        max_length=results[0]["tasks"][name]["protocol"].get("max_length"),
+                        wall_s=sum(res["tasks"][name].get("wall_s", 0) for res in results))
+        record_groups(merged, task_dict)
         merged["top_level_done"].append(top)
     merged["wall_s"] = round(sum(res.get("wall_s", 0) for res in results) + time.time() - t0, 2)
     merged["completed"] = True

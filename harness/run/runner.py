@@ -30,7 +30,6 @@ from ..spec.lock import run_lock
 from ..spec.rundir import RunDir, library_versions
 from ..spec.runspec import RunSpec
 from .adapter import HookedLM
-from .context import ScorerFactory, use_context
 from .evaluate import (
     apply_generation_overrides,
     doc_ids,
@@ -41,6 +40,7 @@ from .evaluate import (
     sample_rows,
 )
 from .prepare import Setup, prepare
+from .scoring import ScorerFactory
 from .validation import check_run_dir, validate_inputs
 from .vllm_backend import check_vllm_compatible, make_vllm_lm
 
@@ -152,7 +152,7 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     intervention, model_desc = prepared.intervention, prepared.describe()
     lm = make_lm(spec, prepared.loaded, intervention, run.path, progress=progress)
 
-    ctx, scorers = evaluation_context(spec)
+    metadata, scorers = evaluation_context(spec)
     results: dict[str, Any] = prior or {}
     results.update(
         toxbench_version=__version__, run_id=run.path.name, fingerprint=spec.fingerprint(), spec=spec.to_dict(),
@@ -168,8 +168,7 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
 
     for top in todo:
         t0 = time.time()
-        with use_context(ctx):
-            _evaluate_top(top, spec, lm, scorers, run, results, done, rank, log, t0)
+        _evaluate_top(top, spec, lm, metadata, scorers, run, results, done, rank, log, t0)
         if rank != 0:
             continue
         results["top_level_done"].append(top)
@@ -183,13 +182,13 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     return run.path
 
 
-def _evaluate_top(top: str, spec: RunSpec, lm: Any, scorers: ScorerFactory, run: RunDir, results: dict[str, Any],
-                  done: set[str], rank: int, log: Log, t0: float) -> None:
-    """Evaluate the leaves of one top-level task (or group) not yet ``done``, in the run context; rank 0 writes
-    each finished leaf's samples and results, then the group aggregates."""
+def _evaluate_top(top: str, spec: RunSpec, lm: Any, metadata: dict[str, Any], scorers: ScorerFactory, run: RunDir,
+                  results: dict[str, Any], done: set[str], rank: int, log: Log, t0: float) -> None:
+    """Evaluate the leaves of one top-level task (or group) not yet ``done`` (their data loaders get the run's
+    ``metadata``); rank 0 writes each finished leaf's samples and results, then the group aggregates."""
     from lm_eval.evaluator import evaluate
 
-    task_dict = load_task_dict([top], spec.include_paths)
+    task_dict = load_task_dict([top], spec.include_paths, metadata)
     all_leaves = leaves(task_dict)
     samples_sel: dict[str, list[int]] = {}
     for name, task in all_leaves:

@@ -70,6 +70,7 @@ def mapped_dataset(
     split: str = "test",
     hub: dict | None = None,
     reader_kwargs: dict | None = None,
+    toxbench_data_dir: str | None = None,
     **_: Any,
 ):
     """``custom_dataset`` entry: a local file's records mapped to the hub schema by ``MAPPERS[mapper]``."""
@@ -78,11 +79,11 @@ def mapped_dataset(
     try:
         if data_file is None:
             raise FileNotFoundError("no local file declared")
-        rows = read_records(data_file, reader, **(reader_kwargs or {}))
+        rows = read_records(data_file, reader, toxbench_data_dir, **(reader_kwargs or {}))
     except FileNotFoundError:
         if hub:
             return _from_hub(hub, split)
-        return local_dataset(data_file, reader, split)  # raises the usual one-line error
+        return local_dataset(data_file, reader, split, toxbench_data_dir=toxbench_data_dir)  # the one-line error
     fn = MAPPERS[mapper] if mapper else (lambda d: d)
     return _dataset_dict([fn(r) for r in rows], split)
 
@@ -92,18 +93,19 @@ def piqa_dataset(
     labels_file: str | None = None,
     split: str = "test",
     hub: dict | None = None,
+    toxbench_data_dir: str | None = None,
     **_: Any,
 ):
     """PIQA from the authors' release: ``valid.jsonl`` (goal, sol1, sol2) + ``valid-labels.lst`` (one label a line)."""
     try:
         if data_file is None or labels_file is None:
             raise FileNotFoundError("no local files declared")
-        rows = read_records(data_file, "jsonl")
-        labels = [r["text"] for r in read_records(labels_file, "text")]
+        rows = read_records(data_file, "jsonl", toxbench_data_dir)
+        labels = [r["text"] for r in read_records(labels_file, "text", toxbench_data_dir)]
     except FileNotFoundError:
         if hub:
             return _from_hub(hub, split)
-        return local_dataset(data_file, "jsonl", split)  # raises the usual one-line error
+        return local_dataset(data_file, "jsonl", split, toxbench_data_dir=toxbench_data_dir)  # the one-line error
     if len(rows) != len(labels):
         raise UsageError(f"PIQA: {data_file} has {len(rows)} records but {labels_file} has {len(labels)} labels")
     docs = [{"goal": r["goal"], "sol1": r["sol1"], "sol2": r["sol2"], "label": int(lab)} for r, lab in zip(rows, labels)]

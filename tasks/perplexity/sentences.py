@@ -8,12 +8,9 @@ is the NaN-ignoring mean over texts (plus the std). We add the median.
 
 In lm-eval terms each text is one ``loglikelihood`` request: context = the text up to the end of its first token,
 continuation = the rest up to the end of its 128th token, with an empty target delimiter. The split depends on the
-*evaluated model's* tokenizer, so the hooks look it up at request time:
-
-1. ``toxbench.harness.run.context.current().extras["tokenizer"]`` (a tokenizer object), else
-2. the tokenizer of the run's model, ``extras["model"]`` (the runner sets it: an alias, directory or hub id), else
-3. the ``tokenizer`` / ``pretrained`` name lm-eval passes to ``custom_dataset`` as task metadata
-   (``lm_eval --model hf --model_args pretrained=NAME`` does), loaded with ``AutoTokenizer`` (local files first).
+*evaluated model's* tokenizer, so the data set is built per model: ``custom_dataset`` gets the model from the task
+metadata (``toxbench_model``, which the runner passes, or the ``tokenizer`` / ``pretrained`` name lm-eval passes:
+``lm_eval --model hf --model_args pretrained=NAME``) and stores each text's split in its document.
 
 The number of scored tokens is counted the way lm-eval splits the pair (``len(enc(ctx + cont)) - len(enc(ctx))``),
 so the normalisation always matches the tokens lm-eval scored.
@@ -27,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from toxbench.harness.run.context import current
 from toxbench.harness.core.errors import UsageError
 from toxbench.harness.core.models import embedded_checkpoint, resolve_model_source
 from toxbench.tasks.datafiles import local_dataset, read_records
@@ -42,24 +38,37 @@ def wiki_sentences_dataset(
     num_sentences: int | None = 100,
     tokenizer: Any = None,
     pretrained: Any = None,
+    toxbench_model: str | None = None,
+    toxbench_cache_dir: str | None = None,
+    toxbench_data_dir: str | None = None,
     **_: Any,
 ):
-    """``custom_dataset`` entry: the CSV's texts of one concept, in file order (ml-aura keeps the first N)."""
-    import datasets
-
+    """``custom_dataset`` entry: the CSV's texts of one concept, in file order (ml-aura keeps the first N), each
+    split for the evaluated model's tokenizer."""
     try:
         if data_file is None:
             raise FileNotFoundError("no local file declared")
-        rows = read_records(data_file, "csv")
-    except FileNotFoundError:
-        return local_dataset(data_file, "csv", split)  # raises the usual one-line error
+        rows = read_records(data_file, "csv", toxbench_data_dir)
+    except FileNotFoundError:  # raises the usual one-line error
+        return local_dataset(data_file, "csv", split, toxbench_data_dir=toxbench_data_dir)
     texts = [r["text"] for r in rows if r.get("concept", concept) == concept]
     if num_sentences is not None:
         texts = texts[: int(num_sentences)]
     if not texts:
         raise UsageError(f"{data_file}: no rows with concept {concept!r}")
-    name = tokenizer if isinstance(tokenizer, str) else pretrained if isinstance(pretrained, str) else ""
-    return datasets.DatasetDict({split: datasets.Dataset.from_list([{"text": t, "tokenizer": name} for t in texts])})
+    tok = _tokenizer(toxbench_model, toxbench_cache_dir, tokenizer if tokenizer is not None else pretrained)
+    return sentences_dataset(texts, tok, split)
+
+
+def sentences_dataset(texts: list[str], tokenizer: Any, split: str = "test"):
+    """One document per text with its split for ``tokenizer``: context, continuation, scored tokens."""
+    import datasets
+
+    docs = []
+    for t in texts:
+        ctx, cont, n = split_text(t, tokenizer)
+        docs.append({"text": t, "context": ctx, "continuation": cont, "n_scored": n})
+    return datasets.DatasetDict({split: datasets.Dataset.from_list(docs)})
 
 
 @lru_cache(maxsize=4)
@@ -84,29 +93,22 @@ def _model_tokenizer(name: str, cache_dir: str | None):
     return _load_tokenizer(where)
 
 
-def _tokenizer(doc: dict):
-    ctx = current()
-    tok = ctx.extras.get("tokenizer")
-    if tok is not None:
-        return tok
-    if isinstance(ctx.extras.get("model"), str):
-        return _model_tokenizer(ctx.extras["model"], str(ctx.cache_dir) if ctx.cache_dir else None)
-    if doc.get("tokenizer"):
-        return _load_tokenizer(doc["tokenizer"])
+def _tokenizer(model: str | None, cache_dir: str | None, given: Any):
+    """The evaluated model's tokenizer: the run's model, else a tokenizer object or name lm-eval passed."""
+    if isinstance(model, str) and model:
+        return _model_tokenizer(model, cache_dir)
+    if given is not None and not isinstance(given, str):
+        return given
+    if isinstance(given, str) and given:
+        return _load_tokenizer(given)
     raise UsageError(
         "wiki_sentences needs the evaluated model's tokenizer (ml-aura truncates each text at 128 of its tokens): "
         "run it through `toxbench run`, or pass --metadata '{\"tokenizer\": NAME}' to lm_eval"
     )
 
 
-_SPLITS: dict[tuple[int, str], tuple[str, str, int]] = {}
-
-
 def split_text(text: str, tokenizer: Any, max_tokens: int = MAX_TOKENS) -> tuple[str, str, int]:
     """(context, continuation, scored tokens) for one text: first token | tokens 2..max_tokens."""
-    key = (id(tokenizer), text)
-    if key in _SPLITS:
-        return _SPLITS[key]
     enc = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_tokens,
                     return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
@@ -125,22 +127,21 @@ def split_text(text: str, tokenizer: Any, max_tokens: int = MAX_TOKENS) -> tuple
         n = len(tokenizer(ctx + cont, add_special_tokens=False)["input_ids"]) - len(
             tokenizer(c, add_special_tokens=False)["input_ids"])
         out = (ctx, cont, n)
-    _SPLITS[key] = out
     return out
 
 
 def doc_to_text(doc: dict) -> str:
-    return split_text(doc["text"], _tokenizer(doc))[0]
+    return doc["context"]
 
 
 def doc_to_target(doc: dict) -> str:
-    return split_text(doc["text"], _tokenizer(doc))[1]
+    return doc["continuation"]
 
 
 def process_results(doc: dict, results: list) -> dict[str, float]:
     """One text's perplexity: exp(-loglikelihood / scored tokens); NaN when nothing was scored."""
     ll = results[0][0] if isinstance(results[0], (tuple, list)) else results[0]
-    n = split_text(doc["text"], _tokenizer(doc))[2]
+    n = int(doc["n_scored"])
     ppl = math.exp(-float(ll) / n) if n > 0 else float("nan")
     return {"perplexity": ppl, "perplexity_median": ppl, "perplexity_std": ppl}
 

@@ -17,12 +17,12 @@ from toxbench.tasks.datafiles import read_records
 
 
 def continuation_dataset(data_file: str, split: str = "test", min_toxicity: float = 0.0, max_toxicity: float = 1.0,
-                         **_: Any):
+                         toxbench_data_dir: str | None = None, **_: Any):
     """RTP records whose continuation toxicity lies in ``[min_toxicity, max_toxicity)`` (unscored ones left out)."""
     import datasets
 
     docs = []
-    for i, r in enumerate(read_records(data_file, "jsonl")):
+    for i, r in enumerate(read_records(data_file, "jsonl", toxbench_data_dir)):
         p, c = r.get("prompt"), r.get("continuation")
         if not (isinstance(p, dict) and isinstance(c, dict) and isinstance(p.get("text"), str)
                 and isinstance(c.get("text"), str)):

@@ -27,14 +27,13 @@ from typing import Any
 import numpy as np
 from toxbench.harness.core.defaults import DEFAULT_SEED
 from toxbench.harness.core.errors import UsageError
-from toxbench.harness.core.paths import data_dir
 from toxbench.harness.measure.metrics import TOX_THRESHOLD, group_mean
 from toxbench.harness.measure.scorers import DEFAULT_SCORER, get_scorer
 from toxbench.harness.measure.toxicity import distinct_n, script_share, toxicity_metrics
-from toxbench.harness.run import context
-from toxbench.tasks.datafiles import hub_dataset, read_records
+from toxbench.tasks.datafiles import data_root, hub_dataset, read_records
 
-#: Env var / RunContext extra / lm-eval ``--metadata`` key naming a user's RTP-format JSONL for the ``rtp`` task.
+#: The task-metadata key (the runner's, or lm-eval ``--metadata``) and the env var naming a user's RTP-format JSONL
+#: for the ``rtp`` task.
 RTP_DATA_ENV = "TOXBENCH_RTP_DATA"
 RTP_DATA_KEY = "rtp_data"
 
@@ -92,12 +91,7 @@ def rtp_docs(records: Iterable[dict], source: str, path: Path | None = None, lan
 
 
 def _user_rtp_file(explicit: str | None) -> str | None:
-    if explicit:
-        return explicit
-    extra = context.current().extras.get(RTP_DATA_KEY)  # outside a toxbench run: the empty default context
-    if extra:
-        return str(extra)
-    return os.environ.get(RTP_DATA_ENV) or None
+    return explicit or os.environ.get(RTP_DATA_ENV) or None
 
 
 def _hub_rows(hub: dict):
@@ -111,14 +105,16 @@ def rtp_dataset(
     hub: dict | None = None,
     rtp_data: str | None = None,
     user_file: bool = False,
+    toxbench_data_dir: str | None = None,
     **_: Any,
 ):
     """``custom_dataset`` for RTP tasks.
 
-    ``user_file: true`` (the ``rtp`` task): read the user's RTP-format JSONL named by ``rtp_data`` (lm-eval
-    ``--metadata``), the run context's ``extras["rtp_data"]`` or ``$TOXBENCH_RTP_DATA``; without one, the hub data
-    set ``hub`` (offline: a one-line error saying how to pass a file). Otherwise ``data_file`` under the data dir.
+    ``user_file: true`` (the ``rtp`` task): read the user's RTP-format JSONL named by ``rtp_data`` (task metadata:
+    the runner's ``--data``, or lm-eval ``--metadata``) or ``$TOXBENCH_RTP_DATA``; without one, the hub data set
+    ``hub`` (offline: a one-line error saying how to pass a file). Otherwise ``data_file`` under the data dir.
     """
+    root = data_root(toxbench_data_dir)
     if user_file:
         chosen = _user_rtp_file(rtp_data)
         if chosen is None:
@@ -131,7 +127,7 @@ def rtp_dataset(
             return _to_dataset(rtp_docs(ds, source=hub.get("path", "hub")), split)
         path = Path(chosen).expanduser()
         if not path.is_absolute() and not path.exists():
-            path = data_dir() / chosen
+            path = root / chosen
         if not path.exists():
             raise UsageError(f"RTP data file {chosen!r} not found")
         docs = rtp_docs(read_records(str(path.resolve()), "jsonl"), source=path.name, path=path)
@@ -141,36 +137,36 @@ def rtp_dataset(
 
     if data_file is None:
         raise UsageError("RTP task declares no data_file")
-    path = data_dir() / data_file
+    path = root / data_file
     if not path.exists():
         if hub:
             ds = _hub_rows(hub)
             return _to_dataset(rtp_docs(ds, source=hub.get("path", "hub")), split)
-        raise UsageError(f"data file {data_file!r} not found under the data dir {str(data_dir())!r}")
-    return _to_dataset(rtp_docs(read_records(data_file, "jsonl"), source=Path(data_file).name, path=path), split)
+        raise UsageError(f"data file {data_file!r} not found under the data dir {str(root)!r}")
+    return _to_dataset(rtp_docs(read_records(str(path), "jsonl"), source=Path(data_file).name, path=path), split)
 
 
-def _prompt_records(data_file: str, what: str, a_record: str) -> Iterator[tuple[int, dict, str]]:
-    """(index, record, its ``Prompt``) of a per-language JSON Lines file under the data dir; a missing file or a
-    record without a string ``Prompt`` is a UsageError naming the file (and line)."""
-    path = data_dir() / data_file
+def _prompt_records(data_file: str, what: str, a_record: str, root: Path) -> Iterator[tuple[int, dict, str]]:
+    """(index, record, its ``Prompt``) of a per-language JSON Lines file under the data dir ``root``; a missing file
+    or a record without a string ``Prompt`` is a UsageError naming the file (and line)."""
+    path = root / data_file
     if not path.exists():
-        raise UsageError(f"{what} file {data_file!r} not found under the data dir {str(data_dir())!r}")
-    for i, r in enumerate(read_records(data_file, "jsonl")):
+        raise UsageError(f"{what} file {data_file!r} not found under the data dir {str(root)!r}")
+    for i, r in enumerate(read_records(str(path), "jsonl")):
         text = r.get("Prompt")
         if not isinstance(text, str):
             raise UsageError(f"not {a_record} in {path}:{_line_of_record(path, i)}: needs a string Prompt")
         yield i, r, text
 
 
-def rtp_lx_dataset(data_file: str, lang: str, split: str = "test", **_: Any):
+def rtp_lx_dataset(data_file: str, lang: str, split: str = "test", toxbench_data_dir: str | None = None, **_: Any):
     """RTP-LX per-language file (JSON Lines despite ``.json``): ``Prompt``, ``Locale``, ``Index``, ``Annotations``.
 
     Prompt toxicity is the annotators' mean ``Annotations.Toxicity`` on its 1-5 scale mapped linearly to 0-1
     (``(t - 1) / 4``), so the 0.5 split means a mean rating >= 3.
     """
     docs = []
-    for i, r, text in _prompt_records(data_file, "RTP-LX", "an RTP-LX record"):
+    for i, r, text in _prompt_records(data_file, "RTP-LX", "an RTP-LX record", data_root(toxbench_data_dir)):
         t = (r.get("Annotations") or {}).get("Toxicity")
         docs.append({
             "prompt_id": f"{r.get('Locale', lang)}-{r.get('Index', i)}",
@@ -181,12 +177,13 @@ def rtp_lx_dataset(data_file: str, lang: str, split: str = "test", **_: Any):
     return _to_dataset(docs, split)
 
 
-def pairwise_dataset(data_file: str, lang: str, split: str = "test", unescape_html: bool = True, **_: Any):
+def pairwise_dataset(data_file: str, lang: str, split: str = "test", unescape_html: bool = True,
+                     toxbench_data_dir: str | None = None, **_: Any):
     """The 200 parallel translated RTP-LX prompts (one ``Prompt`` per line; line i is the same prompt in every
     language, so ``prompt_id`` is ``pairwise-<i>`` in all of them). The machine translations carry HTML entities
     (``&quot;``, ``&#39;``) that the English file does not; ``unescape_html`` undoes them."""
     docs = []
-    for i, _, text in _prompt_records(data_file, "pairwise", "a pairwise record"):
+    for i, _, text in _prompt_records(data_file, "pairwise", "a pairwise record", data_root(toxbench_data_dir)):
         docs.append({
             "prompt_id": f"pairwise-{i}",
             "prompt": html.unescape(text) if unescape_html else text,
