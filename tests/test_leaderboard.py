@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from toxbench.harness.cli.leaderboard import leaderboard as leaderboard_cmd
 from toxbench.harness.core.errors import UsageError
 from toxbench.harness.report.leaderboard import Column, build_leaderboard, write_leaderboard
@@ -167,9 +166,9 @@ def test_only_unfinished_runs_is_a_usage_error(tmp_path):
 
 
 def test_small_pieces():
+    from toxbench.harness.measure.schema import task_kind
     from toxbench.harness.report.leaderboard import _reduction
     from toxbench.harness.report.protocol_text import describe_data_hash, describe_protocol
-    from toxbench.harness.measure.metrics import task_kind
 
     assert task_kind(None, ["perplexity", "acc"]) == "zeroshot"  # LAMBADA sits with common sense
     assert task_kind(None, ["word_perplexity", "bits_per_byte"]) == "perplexity"

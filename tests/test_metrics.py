@@ -6,9 +6,16 @@ import math
 
 import numpy as np
 import pytest
-
-from toxbench.harness.measure.metrics import (RatioStat, aggregation_stat, bootstrap_ci, group_mean, paired_ci,
-                                      sample_stats, task_kind, toxicity_stats)
+from toxbench.harness.measure.metrics import (
+    RatioStat,
+    aggregation_stat,
+    bootstrap_ci,
+    group_mean,
+    paired_ci,
+    sample_stats,
+    toxicity_stats,
+)
+from toxbench.harness.measure.schema import task_kind
 
 
 def test_ratio_stats_equal_lm_eval_aggregations():
@@ -114,7 +121,6 @@ def test_task_kind_prefers_the_declared_kind():
 
 def test_paired_mean_ci_is_a_stratified_paired_bootstrap():
     import numpy as np
-
     from toxbench.harness.measure.metrics import RatioStat, paired_ci, paired_mean_ci
 
     rng = np.random.default_rng(1)
@@ -140,7 +146,7 @@ def test_display_schema_entries_are_complete_and_cover_every_reported_metric():
     import json
     from pathlib import Path
 
-    from toxbench.harness.measure import metrics as M
+    from toxbench.harness.measure import metrics, schema as M
 
     for name, e in M.SCHEMA.items():
         assert e["direction"] in ("lower", "higher") and isinstance(e["decimals"], int) and e.get("unit"), name
@@ -152,4 +158,4 @@ def test_display_schema_entries_are_complete_and_cover_every_reported_metric():
                 reported |= {m.partition("@")[0] for m in t.get("metrics", {})}
     assert reported and reported <= set(M.SCHEMA), reported - set(M.SCHEMA)
     assert M.arrow("toxic_fraction") == "↓" and M.arrow("dist-2") == "↑" and M.decimals("word_perplexity") == 2
-    assert M.Metric.of("conditional_ppl_mean", 3.0).higher_is_better is False
+    assert metrics.Metric.of("conditional_ppl_mean", 3.0).higher_is_better is False

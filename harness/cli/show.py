@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..core.errors import UsageError
-from ..measure.metrics import COUNT_METRICS, HEADLINE_METRICS  # a run listing shows a task's best-ranked one
+from ..measure.schema import COUNT_METRICS, HEADLINE_METRICS  # a listing shows a task's best-ranked one
 from ..report.results import find_run_dirs
 from ..spec.lock import describe_holder, live_holder
 from ..spec.rundir import RunDir

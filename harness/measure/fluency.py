@@ -33,7 +33,8 @@ from ..core import models  # models.load_model looked up per call: tests stand i
 from ..core.defaults import DEFAULT_BATCH_SIZE
 from ..core.errors import UsageError, did_you_mean
 from ..spec.rundir import RunDir
-from .metrics import COND_METRICS, DIST_METRICS, Metric, group_mean
+from .metrics import Metric, group_mean
+from .schema import COND_METRICS, DIST_METRICS
 from .toxicity import distinct_n, script_share
 
 PPL_CEILING = 1e4  # DExperts: `if ppl < 1e4:  # for sanity`

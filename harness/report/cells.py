@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.io import canonical_json, sha256_text
-from ..measure.metrics import COND_METRICS
+from ..measure.schema import COND_METRICS
 from .protocol_text import DERIVED_FIELDS
 from .results import Run
 

@@ -33,7 +33,7 @@ import pandas as pd
 
 from ..core.errors import UsageError, did_you_mean
 from ..core.io import atomic_write_json, canonical_json
-from ..measure.metrics import KNOWN_METRICS, decimals
+from ..measure.schema import KNOWN_METRICS, decimals
 from .cells import as_number, build_cells
 from .protocol_text import flatten, fmt_value, protocol_differences
 from .results import collect

@@ -21,7 +21,8 @@ import pandas as pd
 
 from ..core.errors import UsageError
 from ..core.io import atomic_write_json, atomic_write_text, canonical_json, sha256_text
-from ..measure.metrics import (
+from ..measure.metrics import TOX_THRESHOLD, Paired, paired_ci, paired_mean_ci
+from ..measure.schema import (
     ACC_METRICS,
     COND_METRICS,
     DIST_METRICS,
@@ -30,14 +31,10 @@ from ..measure.metrics import (
     SCRIPT_METRIC,
     SPLITS,
     TOX_METRICS,
-    TOX_THRESHOLD,
-    Paired,
     arrow,
     decimals,
     lower_is_better,
     metric_label,
-    paired_ci,
-    paired_mean_ci,
     task_sort_key,
 )
 from .cells import as_number, build_cells

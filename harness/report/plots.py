@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.io import atomic_write_bytes
-from ..measure.metrics import PPL_METRICS, metric_label
+from ..measure.schema import PPL_METRICS, metric_label
 from .leaderboard import DAGGER, Column, Leaderboard, Table
 
 #: The toxicity the trade-off plot shows: the papers' headline (ml-aura plots toxic fraction, never EMT).

@@ -12,7 +12,8 @@ from typing import Any
 
 from ..core.errors import UsageError
 from ..core.io import canonical_json, sha256_text
-from ..measure.metrics import RatioStat, sample_stats, task_kind
+from ..measure.metrics import RatioStat, sample_stats
+from ..measure.schema import task_kind
 from ..spec.rundir import RunDir
 
 REFERENCE = "none"

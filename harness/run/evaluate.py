@@ -14,7 +14,8 @@ from typing import Any
 from ..core.io import canonical_json, sha256_file, sha256_text
 from ..core.paths import cache_dir as resolve_cache_dir
 from ..core.paths import data_dir as resolve_data_dir
-from ..measure.metrics import COUNT_METRICS, Metric, aggregation_stat, bootstrap_ci, bootstrap_generic, group_mean
+from ..measure.metrics import Metric, aggregation_stat, bootstrap_ci, bootstrap_generic, group_mean
+from ..measure.schema import COUNT_METRICS
 from ..spec.rundir import RunDir
 from ..spec.runspec import RunSpec
 from .adapter import HookedLM
