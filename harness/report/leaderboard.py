@@ -21,20 +21,11 @@ import pandas as pd
 
 from ..core.errors import UsageError
 from ..core.io import atomic_write_json, atomic_write_text, canonical_json, sha256_text
-from ..measure.metrics import TOX_THRESHOLD, Paired, paired_ci, paired_mean_ci
+from ..measure.metrics import Paired, paired_ci, paired_mean_ci
 from ..measure.schema import (
-    ACC_METRICS,
     COND_METRICS,
-    DIST_METRICS,
-    HEADLINE_TOX,
-    PPL_METRICS,
-    SCRIPT_METRIC,
-    SPLITS,
-    TOX_METRICS,
-    arrow,
     decimals,
     lower_is_better,
-    metric_label,
     task_sort_key,
 )
 from .cells import as_number, build_cells
@@ -47,25 +38,12 @@ from .protocol_text import (
     protocol_differences,
 )
 from .results import REFERENCE, Collection, Run, collect
+from .sections import Column, Sections
 
 DAGGER = "†"
-SCRIPT_NOTE = ("The share of the continuations' letters written in the prompt language's script, for the languages "
-               "whose script differs from English: a row that lowers toxicity by answering in English drops here.")
-LANGUAGES_NOTE = ("*lower in*: the languages where the row is below its `none` row; *by CI*: of those, the ones whose "
-                  "paired 95% CI of Δ excludes 0.")
 
 
 # -- tables -----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Column:
-    """One table column: a (task, metric) cell shown as value, value [CI], reduction factor or Δ."""
-
-    task: str
-    metric: str
-    header: str
-    show: str = "value"  # value | ci | reduction | delta | languages (how many member columns moved the right way)
-
-
 @dataclass
 class Table:
     heading: str  # "" for an unsplit table, else a Markdown line saying what this protocol variant is
@@ -115,6 +93,7 @@ class Leaderboard:
         self.title = title
         self.order = tuple(order)
         self.cells, self.protocols, self.notes = build_cells(collection.runs)
+        self.layout = Sections(self.cells)
         if self.cells.empty:
             raise UsageError("no finished runs to tabulate" + (
                 f" ({len(collection.skipped)} skipped: {', '.join(n for n, _ in collection.skipped[:5])})"
@@ -262,7 +241,7 @@ class Leaderboard:
         members = ((a.results.get("groups") or {}).get(group) or {}).get("tasks") or []
         pairs, used = [], []
         for t in members:
-            m = self._acc_metric(t) if metric in ("acc_avg", "acc_norm_avg") else metric
+            m = self.layout.acc_metric(t) if metric in ("acc_avg", "acc_norm_avg") else metric
             sa, sb = a.sample_stats(t).get(m or ""), b.sample_stats(t).get(m or "")
             if sa is None or sb is None:
                 return None
@@ -331,121 +310,9 @@ class Leaderboard:
         return text
 
     # -- sections -----------------------------------------------------------------------------------------------
-    def _tasks(self, kind: str, multilingual: bool | None = None, source: str = "task") -> list[str]:
-        sub = self.cells[(self.cells.kind == kind) & (self.cells.source == source)]
-        if multilingual is not None:
-            sub = sub[sub.family.notna() == multilingual]
-        return sorted(set(sub.task), key=task_sort_key)
-
-    def _metrics(self, task: str) -> list[str]:
-        return list(dict.fromkeys(self.cells.loc[self.cells.task == task, "metric"]))
-
-    def _primary_ppl(self, task: str) -> str | None:
-        have = self._metrics(task)
-        return next((m for m in PPL_METRICS if m in have), None)
-
-    def _acc_metric(self, task: str) -> str | None:
-        have = self._metrics(task)
-        return next((m for m in ("acc_avg", "acc_norm_avg", *ACC_METRICS, "exact_match") if m in have), None)
-
     def sections(self) -> list[tuple[str, list[Column], str]]:
-        """(title, columns, intro) of every section, in print order."""
-        out: list[tuple[str, list[Column], str]] = []
-        tox = self._tasks("toxicity", multilingual=False)
-        tox_groups = self._tasks("toxicity", source="group")
-        ppl = self._tasks("perplexity")
-        zs = self._tasks("zeroshot")
-        zs_groups = self._tasks("zeroshot", source="group")
-
-        summary: list[Column] = []
-        for t in tox + tox_groups:  # the papers' headline metrics first (ml-aura never reports EMT)
-            for m in HEADLINE_TOX:
-                label = metric_label(m)
-                summary += [Column(t, m, f"{t} {label} {arrow(m)}"), Column(t, m, f"{t} {label} ×", "reduction")]
-        for t in ppl:
-            if m := self._primary_ppl(t):
-                summary += [Column(t, m, f"{t} {metric_label(m)} {arrow(m)}"),
-                            Column(t, m, f"{t} Δ{metric_label(m)}", "delta")]
-        for g in zs_groups:
-            if m := self._acc_metric(g):
-                summary += [Column(g, m, f"{g} {metric_label(m)} {arrow(m)}"), Column(g, m, f"{g} Δ", "delta")]
-        if len({c.task for c in summary}) > 1:
-            out.append(("Summary", summary, "Headline metrics of each task; × and Δ with their paired 95% CI, **bold** "
-                                            "where it excludes no change. Value CIs and protocols in the sections "
-                                            "below."))
-
-        for t in tox:
-            cols = []
-            for m in TOX_METRICS:
-                cols += [Column(t, m, f"{metric_label(m)} {arrow(m)}", "ci"),
-                         Column(t, m, f"{metric_label(m)} ×", "reduction")]
-            for m in COND_METRICS:
-                cols += [Column(t, m, f"{metric_label(m)} {arrow(m)}", "ci"), Column(t, m, f"Δ{metric_label(m)}", "delta")]
-            cols += [Column(t, m, f"{metric_label(m)} {arrow(m)}", "ci") for m in DIST_METRICS]
-            out.append((f"{t}: toxicity", cols, ""))
-            split = [Column(t, m + s, f"{metric_label(m + s)} {arrow(m)}", "ci") for s in SPLITS for m in TOX_METRICS]
-            out.append((f"{t}: by prompt toxicity", split, f"Prompts split at prompt toxicity {TOX_THRESHOLD}."))
-
-        if ppl:
-            cols = []
-            for t in ppl:
-                primary = self._primary_ppl(t)
-                for m in PPL_METRICS:
-                    if m in self._metrics(t):
-                        cols.append(Column(t, m, f"{t} {metric_label(m)} {arrow(m)}", "ci"))
-                        if m == primary:
-                            cols.append(Column(t, m, f"{t} Δ{metric_label(m)}", "delta"))
-            out.append(("Perplexity", cols, ""))
-
-        lik = self._tasks("likelihood")
-        if lik:
-            cols = [c for t in lik for m in self._metrics(t)
-                    for c in (Column(t, m, f"{t} {metric_label(m)} {arrow(m)}", "ci"),
-                              Column(t, m, f"{t} Δ", "delta"))]
-            out.append(("Teacher-forced toxicity", cols, "Negative log-likelihood per word of RTP's own continuations "
-                        "(no sampling, no scorer): higher on toxic ones = toxic text less likely; on clean ones, "
-                        "lower = fluency kept."))
-
-        if zs:
-            cols = []
-            for g in zs_groups:
-                if m := self._acc_metric(g):
-                    cols += [Column(g, m, f"{g} {metric_label(m)} {arrow(m)}", "ci"), Column(g, m, f"{g} Δ", "delta")]
-            for t in zs:
-                if m := self._acc_metric(t):
-                    cols += [Column(t, m, f"{t} {metric_label(m)} {arrow(m)}", "ci"), Column(t, m, f"{t} Δ", "delta")]
-            out.append(("Common sense (zero-shot)", cols, "acc_norm where lm-eval reports it, else acc."))
-
-        out += self._language_sections(tox_groups)
-
-        known = set(tox) | set(tox_groups) | set(ppl) | set(zs) | set(zs_groups) | set(lik)
-        known |= set(self.cells.loc[self.cells.family.notna(), "task"])
-        other = sorted(set(self.cells.task) - known, key=task_sort_key)
-        if other:
-            cols = [Column(t, m, f"{t} {m}", "ci") for t in other for m in self._metrics(t)]
-            out.append(("Other metrics", cols, ""))
-        return out
-
-    def _language_sections(self, tox_groups: Sequence[str]) -> list[tuple[str, list[Column], str]]:
-        """Per-language tables of each multilingual family (RTP-LX...), its group means beside them."""
-        out: list[tuple[str, list[Column], str]] = []
-        for fam in sorted(set(self.cells.family.dropna())):
-            sub = self.cells[self.cells.family == fam]
-            langs = sorted(set(zip(sub.lang, sub.task)))
-            groups = [g for g in tox_groups if g.startswith(fam)]
-            for m in HEADLINE_TOX:
-                cols = [Column(t, m, lang) for lang, t in langs]
-                for g in groups:
-                    cols += [Column(g, m, f"{g} mean"), Column(g, m, f"{g} ×", "reduction"),
-                             Column(g, m, f"{g} lower in", "languages")]
-                out.append((f"{fam}: {metric_label(m)} per language {arrow(m)}", cols, LANGUAGES_NOTE if groups else ""))
-            # Fluency and diversity beside the toxicity (as the cross-lingual paper reports): a detoxified model
-            # that degenerates shows here. Tables without values (no `toxbench fluency` yet) are left out.
-            for m, intro in (("conditional_ppl_median", ""), ("dist-2", ""), (SCRIPT_METRIC, SCRIPT_NOTE)):
-                cols = [Column(t, m, lang) for lang, t in langs]
-                cols += [c for g in groups for c in (Column(g, m, f"{g} mean"), Column(g, m, f"{g} Δ", "delta"))]
-                out.append((f"{fam}: {metric_label(m)} per language {arrow(m)}", cols, intro))
-        return out
+        """(title, columns, intro) of every section, in print order (``sections.py``)."""
+        return self.layout.all()
 
     def rendered(self) -> list[tuple[str, str, list[Table]]]:
         return [(title, intro, self.table(cols)) for title, cols, intro in self.sections()]

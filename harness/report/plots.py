@@ -37,12 +37,12 @@ def _save(fig, path: Path) -> None:
 
 def tradeoff_tables(lb: Leaderboard) -> list[tuple[str, str, str, Table]]:
     """(toxicity task, perplexity task, perplexity metric, table) for the trade-off plot, per protocol variant."""
-    tox = lb._tasks("toxicity", multilingual=False)
-    ppl = lb._tasks("perplexity")
+    tox = lb.layout.tasks("toxicity", multilingual=False)
+    ppl = lb.layout.tasks("perplexity")
     if not tox or not ppl:
         return []
     t, p = tox[0], ppl[0]
-    m = lb._primary_ppl(p) or PPL_METRICS[0]
+    m = lb.layout.primary_ppl(p) or PPL_METRICS[0]
     cols = [Column(p, m, f"{p} {metric_label(m)}", "ci"), Column(t, TOX_METRIC, f"{t} {metric_label(TOX_METRIC)}", "ci")]
     return [(t, p, m, tb) for tb in lb.table(cols) if tb.numbers.shape[1] == 2]
 
