@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.errors import UsageError
-from ..core.io import atomic_write_json, atomic_write_text, canonical_json, sha256_text
+from ..core.io import atomic_write_json, atomic_write_text, sha256_text
 from ..measure.metrics import Paired, paired_ci, paired_mean_ci
 from ..measure.schema import (
     COND_METRICS,
@@ -29,18 +29,14 @@ from ..measure.schema import (
     task_sort_key,
 )
 from .cells import as_number, build_cells
+from .markdown import DAGGER, render_markdown
 from .protocol_text import (
-    describe_data_hash,
-    describe_protocol,
-    describe_scorer,
     flatten,
     fmt_value,
     protocol_differences,
 )
 from .results import REFERENCE, Collection, Run, collect
 from .sections import Column, Sections
-
-DAGGER = "†"
 
 
 # -- tables -----------------------------------------------------------------------------------------------------
@@ -317,85 +313,9 @@ class Leaderboard:
     def rendered(self) -> list[tuple[str, str, list[Table]]]:
         return [(title, intro, self.table(cols)) for title, cols, intro in self.sections()]
 
-    # -- footnotes ----------------------------------------------------------------------------------------------
-    def protocol_lines(self, used: Sequence[tuple[str, str]]) -> list[str]:
-        """One line per protocol, tasks with the same settings (bar the data) merged."""
-        merged: dict[str, list[tuple[str, str]]] = {}
-        for task, pid in sorted(set(used), key=lambda x: task_sort_key(x[0])):
-            proto = self.protocols[pid]
-            if "group" in proto:
-                continue
-            shared = {k: v for k, v in proto.items() if k not in ("data_hash", "lang", "scorer_language_ok")}
-            merged.setdefault(canonical_json(shared), []).append((task, pid))
-        lines = []
-        for items in merged.values():
-            tasks = [t for t, _ in items]
-            proto = self.protocols[items[0][1]]
-            ns = sorted({int(n) for t, p in items for n in self.cells.loc[(self.cells.task == t)
-                         & (self.cells.protocol == p), "n"].dropna()})
-            name = f"**{tasks[0]}**" if len(tasks) == 1 else f"**{', '.join(tasks)}** ({len(tasks)} tasks)"
-            n = "" if not ns else (f" (n={ns[0]})" if len(ns) == 1 else f" (n={ns[0]}–{ns[-1]})")
-            parts = [describe_protocol(proto)]
-            hashes = [(t, self.protocols[p].get("data_hash")) for t, p in items if self.protocols[p].get("data_hash")]
-            if len(hashes) == 1:
-                parts.append(f"data {describe_data_hash(hashes[0][1], 12)}")
-            elif hashes:
-                parts.append("data " + ", ".join(f"{t} {describe_data_hash(h, 8)}" for t, h in hashes))
-            lines.append(f"- {name}{n}: " + "; ".join(p for p in parts if p))
-        return lines
-
     def markdown(self) -> str:
-        out = [f"# {self.title}", ""]
-        nruns = len(self.collection.runs)
-        out.append(f"{nruns} run{'s' if nruns != 1 else ''}; a row per (model, intervention). ↓ lower is better, "
-                   "↑ higher is better. × = reduction factor against the same model's `none` row (none ÷ this); "
-                   "Δ = this − none; `ref` marks the `none` row. Brackets: 95% CI; beside × and Δ, the *paired* CI "
-                   "(prompts resampled jointly for the variant and `none`), **bold** when it excludes no change. "
-                   "Tables never mix protocols: when runs differ, each protocol variant gets its own table.")
-        out.append("")
-        for title, intro, tables in self.rendered():
-            if not tables:
-                continue
-            out += [f"## {title}", ""]
-            if intro:
-                out += [intro, ""]
-            for tb in tables:
-                if tb.heading:
-                    out += [tb.heading, ""]
-                out += [tb.markdown(), ""]
-                if title != "Summary":
-                    lines = self.protocol_lines(tb.protocols)
-                    if lines:
-                        out += ["Protocol:", "", *lines, ""]
-                if tb.daggers:
-                    out += [self.dagger_note(tb), ""]
-        if self.notes:
-            out += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
-        if self.collection.skipped:
-            out += ["Skipped: " + "; ".join(f"`{n}` ({why})" for n, why in self.collection.skipped) + ".", ""]
-        return "\n".join(out).rstrip() + "\n"
-
-    def _expand(self, pids: Iterable[str]) -> list[str]:
-        """Protocol ids with each group protocol replaced by its members'."""
-        out = []
-        for p in pids:
-            proto = self.protocols[p]
-            out += list(proto["members"].values()) if "group" in proto else [p]
-        return list(dict.fromkeys(out))
-
-    def dagger_note(self, tb: Table) -> str:
-        bad = [p for p in self._expand(p for _, p in tb.protocols)
-               if self.protocols[p].get("scorer_language_ok") is False]
-        scorers = "; ".join(sorted({describe_scorer(self.protocols[p].get("scorer")) for p in bad}))
-        langs = [lang for t, lang in tb.daggers if lang != t]
-        groups = [t for t, lang in tb.daggers if lang == t]
-        if not langs:  # only means are shown: name the languages they average over
-            langs = sorted({str(self.protocols[p].get("lang")) for p in bad})
-            return (f"{DAGGER} {', '.join(groups)} include(s) {', '.join(langs)}, scored by an English-only scorer "
-                    f"({scorers}), where it is not a valid toxicity measurement.")
-        tail = f", and the means over them ({', '.join(groups)})" if groups else ""
-        return (f"{DAGGER} scored by an English-only scorer ({scorers}) in {', '.join(langs)}{tail}: "
-                "not a valid toxicity measurement in these languages.")
+        """The whole board as Markdown (``markdown.py``)."""
+        return render_markdown(self)
 
     # -- exports ------------------------------------------------------------------------------------------------
     def long_table(self) -> pd.DataFrame:
