@@ -11,15 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from toxbench.harness.core.errors import UsageError
-from toxbench.harness.run.pairs import (
-    build_pairs,
-    eval_prompt_keys,
-    import_pairwise,
-    load_prompts,
-    normalize,
-    read_pairs,
-    resolve_pool,
-)
+from toxbench.harness.run.pair_pools import eval_prompt_keys, load_prompts, normalize, resolve_pool
+from toxbench.harness.run.pairs import build_pairs, import_pairwise, read_pairs
 
 WORDS = "the a cat dog said good bad nice awful hello world is very and it was".split()
 TOXIC = {"bad", "awful"}

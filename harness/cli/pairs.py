@@ -11,7 +11,8 @@ import click
 from ..core.errors import UsageError
 from ..core.paths import data_dir as resolve_data_dir
 from ..measure.scorers import DEFAULT_SCORER
-from ..run.pairs import build_pairs, import_pairwise, resolve_pool
+from ..run.pair_pools import resolve_pool
+from ..run.pairs import build_pairs, import_pairwise
 from ..run.prepare import Setup, prepare
 from .base import ToxbenchCommand
 from .options import (
