@@ -111,11 +111,8 @@ def build(
             parts.append(cls(**cfg))
             continue
         if explicit is not None:
-            path = Path(explicit)
+            parts.append(cls(state=_explicit_state(Path(explicit), model_fingerprint), **cfg))
             explicit = None
-            if path.is_dir() and (path / "state.safetensors").is_file():
-                path = path / "state.safetensors"
-            parts.append(cls(state=State.load(path, model_fingerprint), **cfg))
             continue
         if cache_dir is None or model_fingerprint is None:
             raise UsageError(f"intervention {name!r} needs a fitted state: pass --intervention-state PATH")
@@ -131,27 +128,30 @@ def build(
                              f"`toxbench fit --intervention {name} --dtype {dtype}` (what `run --dtype {dtype}` "
                              f"uses), or pass --intervention-state PATH")
         if not fit_missing:
-            raise UsageError(f"no fitted state for {name!r} on this model; run `toxbench fit --intervention {name}` first")
+            raise UsageError(f"no fitted state for {name!r} on this model; run `toxbench fit -i {name}` first")
         log(f"[toxbench] fitting {name} on {model_name or 'the model'} (cached at {path})")
-        fitted = cls(**cfg).fit(
-            model,
-            tokenizer,
-            data_dir=data_dir,
-            cache_dir=cache_dir,
-            device=device,
-            batch_size=batch_size,
-            model_fingerprint=model_fingerprint,
-            model_name=model_name,
-            seed=seed,
-        )
-        fitted.metadata.setdefault("model_fingerprint", model_fingerprint)
-        fitted.metadata.setdefault("model", model_name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fitted.save(path)
-        parts.append(cls(state=fitted, **cfg))
-    if len(parts) == 1:
-        return parts[0]
-    return Composite(parts)
+        parts.append(cls(state=_fit(cls, cfg, path, model, tokenizer, data_dir=data_dir, cache_dir=cache_dir,
+                                    device=device, batch_size=batch_size, model_fingerprint=model_fingerprint,
+                                    model_name=model_name, seed=seed), **cfg))
+    return parts[0] if len(parts) == 1 else Composite(parts)
+
+
+def _explicit_state(path: Path, model_fingerprint: str | None) -> State:
+    """``--intervention-state``: a state file, or a folder holding ``state.safetensors`` (a DPO checkpoint)."""
+    if path.is_dir() and (path / "state.safetensors").is_file():
+        path = path / "state.safetensors"
+    return State.load(path, model_fingerprint)
+
+
+def _fit(cls: type[Intervention], cfg: dict[str, Any], path: Path, model: Any, tokenizer: Any,
+         **context: Any) -> State:
+    """Fit one part's state (identified by the model it was fitted on) and cache it at ``path``."""
+    fitted = cls(**cfg).fit(model, tokenizer, **context)
+    fitted.metadata.setdefault("model_fingerprint", context["model_fingerprint"])
+    fitted.metadata.setdefault("model", context["model_name"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fitted.save(path)
+    return fitted
 
 
 def state_files(intervention: Intervention, cache_dir: Path, model_fingerprint: str, model: Any) -> list[Path]:

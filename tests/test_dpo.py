@@ -71,7 +71,8 @@ def test_fit_raises_margin_and_merges(lm, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from toxbench.interventions.base import State
-    from toxbench.interventions.dpo import checkpoint_hash, reward_margins
+    from toxbench.interventions.dpo import checkpoint_hash
+    from toxbench.interventions.dpo_training import reward_margins
 
     model, tok = lm
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -107,7 +108,8 @@ def test_merged_logits_equal_peft_logits(lm, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from toxbench.harness.run.pairs import read_pairs
-    from toxbench.interventions.dpo import DPO, build_trainer, merge_and_save
+    from toxbench.interventions.dpo import DPO
+    from toxbench.interventions.dpo_training import build_trainer, merge_and_save
 
     model, tok = lm
     rows = read_pairs(write_pairs(tmp_path / "pairs.jsonl", 8))

@@ -140,6 +140,30 @@ def reference_name(results: dict[str, Any]) -> str:
     return str(name)
 
 
+def _chosen_tasks(run: RunDir, results: dict[str, Any], tasks: Sequence[str] | None) -> dict[str, list[dict]]:
+    found = generation_tasks(run.path, results)
+    if tasks:
+        missing = [t for t in tasks if t not in found]
+        if missing:
+            raise did_you_mean(missing[0], found, "generation task of this run")
+        found = {t: found[t] for t in tasks}
+    if not found:
+        raise UsageError(f"run {run.path.name!r} has no generation samples (samples_<task>.jsonl with continuations)")
+    return found
+
+
+def _update_groups(results: dict[str, Any]) -> None:
+    """Groups whose every member now has the new metrics get their unweighted mean (``group_mean``)."""
+    for group in results.get("groups", {}).values():
+        members = group.get("tasks") or []
+        if not members or not all(m in results["tasks"] for m in members):
+            continue
+        per_task = {m: results["tasks"][m].get("metrics", {}) for m in members}
+        names = [n for n in (*COND_METRICS[::-1], *DIST_METRICS)
+                 if all(isinstance(per_task[m].get(n, {}).get("value"), (int, float)) for m in members)]
+        group.setdefault("metrics", {}).update(group_mean(per_task, names))
+
+
 def add_fluency(
     run_dir: str | Path,
     reference_model: str | None = None,
@@ -162,14 +186,7 @@ def add_fluency(
     """
     run = RunDir(Path(run_dir))
     results = run.read_results()
-    found = generation_tasks(run.path, results)
-    if tasks:
-        missing = [t for t in tasks if t not in found]
-        if missing:
-            raise did_you_mean(missing[0], found, "generation task of this run")
-        found = {t: found[t] for t in tasks}
-    if not found:
-        raise UsageError(f"run {run.path.name!r} has no generation samples (samples_<task>.jsonl with continuations)")
+    found = _chosen_tasks(run, results, tasks)
 
     if perplexity:
         if loaded is None:
@@ -197,14 +214,6 @@ def add_fluency(
         entry.setdefault("metrics", {}).update(metrics)
         added[task] = metrics
 
-    # groups whose every member now has the new metrics: their unweighted mean, as the group's other metrics
-    for group in results.get("groups", {}).values():
-        members = group.get("tasks") or []
-        if not members or not all(m in results["tasks"] for m in members):
-            continue
-        per_task = {m: results["tasks"][m].get("metrics", {}) for m in members}
-        names = [n for n in (*COND_METRICS[::-1], *DIST_METRICS)
-                 if all(isinstance(per_task[m].get(n, {}).get("value"), (int, float)) for m in members)]
-        group.setdefault("metrics", {}).update(group_mean(per_task, names))
+    _update_groups(results)
     run.save_results(results)
     return added

@@ -74,62 +74,67 @@ def build_cells(runs: list[Run]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]
     # fresh clone renders the same Markdown; a later duplicate (same model, intervention, task) overrides.
     runs = list(runs)
     labels = _label_rows(runs)
-    protos: dict[str, dict[str, Any]] = {}
-    cells: dict[tuple, dict[str, Any]] = {}
-    notes: list[str] = []
-
-    def add(row: dict[str, Any]) -> None:
-        key = (row["model"], row["intervention"], row["task"], row["metric"], row["protocol"])
-        if key in cells and cells[key]["run_id"] != row["run_id"]:
-            note = (f"{row['model']} / {row['intervention']} / {row['task']}: measured twice under the same "
-                    f"protocol; using {row['run_id']} over {cells[key]['run_id']}")
-            if note not in notes:
-                notes.append(note)
-        cells[key] = row
-
+    table = _Cells()
     for i, run in enumerate(runs):
-        model, interv = labels[i]
-        task_pids: dict[str, tuple[str, str, str, bool]] = {}  # task -> (pid, conditional-ppl pid, kind, lang ok)
+        task_pids = table.add_tasks(run, *labels[i])
+        table.add_groups(run, *labels[i], task_pids)
+    return pd.DataFrame(list(table.cells.values()), columns=CELL_COLUMNS), table.protos, table.notes
+
+
+class _Cells:
+    def __init__(self) -> None:
+        self.protos: dict[str, dict[str, Any]] = {}
+        self.cells: dict[tuple, dict[str, Any]] = {}
+        self.notes: list[str] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        key = (row["model"], row["intervention"], row["task"], row["metric"], row["protocol"])
+        if key in self.cells and self.cells[key]["run_id"] != row["run_id"]:
+            note = (f"{row['model']} / {row['intervention']} / {row['task']}: measured twice under the same "
+                    f"protocol; using {row['run_id']} over {self.cells[key]['run_id']}")
+            if note not in self.notes:
+                self.notes.append(note)
+        self.cells[key] = row
+
+    def add_tasks(self, run: Run, model: str, interv: str) -> dict[str, tuple[str, str, str, bool]]:
+        """The run's task cells; returns task -> (pid, conditional-ppl pid, kind, scorer language ok)."""
+        task_pids: dict[str, tuple[str, str, str, bool]] = {}
         for task, tdata in run.results["tasks"].items():
             tdata = tdata or {}
             proto, cond_proto = task_protocol(run, task), task_protocol(run, task, conditional_ppl=True)
             pid, cond_pid = protocol_id(proto), protocol_id(cond_proto)
-            protos[pid], protos[cond_pid] = proto, cond_proto
-            metrics = tdata.get("metrics") or {}
+            self.protos[pid], self.protos[cond_pid] = proto, cond_proto
             kind = run.task_kind(task)
             ml = _is_multilingual(task, proto) if kind == "toxicity" else None
             lang_ok = proto.get("scorer_language_ok") is not False
             task_pids[task] = (pid, cond_pid, kind, lang_ok)
-            for metric, m in metrics.items():
-                row = _metric_row(m)
-                if row is None:
-                    continue
-                add({"model": model, "intervention": interv, "task": task, "metric": metric, **row,
-                     "protocol": cond_pid if metric in COND_METRICS else pid, "kind": kind,
-                     "family": ml[0] if ml else None,
-                     "lang": ml[1] if ml else proto.get("lang"), "lang_ok": lang_ok, "n": tdata.get("n"),
-                     "run_id": run.run_id, "source": "task"})
+            for metric, m in (tdata.get("metrics") or {}).items():
+                if (row := _metric_row(m)) is not None:
+                    self.add({"model": model, "intervention": interv, "task": task, "metric": metric, **row,
+                              "protocol": cond_pid if metric in COND_METRICS else pid, "kind": kind,
+                              "family": ml[0] if ml else None, "lang": ml[1] if ml else proto.get("lang"),
+                              "lang_ok": lang_ok, "n": tdata.get("n"), "run_id": run.run_id, "source": "task"})
+        return task_pids
+
+    def add_groups(self, run: Run, model: str, interv: str, task_pids: dict[str, tuple[str, str, str, bool]]) -> None:
+        """The run's group cells, under a protocol naming their members' protocols."""
         for group, gdata in (run.results.get("groups") or {}).items():
-            metrics = (gdata or {}).get("metrics") or {}
+            gdata = gdata or {}
             kind = run.task_kind(group)
-            members = (gdata or {}).get("tasks") or [t for t, (_, _, k, _) in task_pids.items() if k == kind]
+            members = gdata.get("tasks") or [t for t, (_, _, k, _) in task_pids.items() if k == kind]
             members = [t for t in members if t in task_pids]
             group_pids = []
             for which in (0, 1):  # the group's protocol, and its conditional-perplexity protocol
                 proto = {"group": group, "members": {t: task_pids[t][which] for t in sorted(members)},
-                         "seed": run.seed, **((gdata or {}).get("protocol") or {})}
+                         "seed": run.seed, **(gdata.get("protocol") or {})}
                 group_pids.append(protocol_id(proto))
-                protos[group_pids[-1]] = proto
+                self.protos[group_pids[-1]] = proto
             lang_ok = all(task_pids[t][3] for t in members)
-            for metric, m in metrics.items():
-                row = _metric_row(m)
-                if row is None:
-                    continue
-                add({"model": model, "intervention": interv, "task": group, "metric": metric, **row,
-                     "protocol": group_pids[metric in COND_METRICS], "kind": kind, "family": None, "lang": None,
-                     "lang_ok": lang_ok, "n": None, "run_id": run.run_id, "source": "group"})
-    df = pd.DataFrame(list(cells.values()), columns=CELL_COLUMNS)
-    return df, protos, notes
+            for metric, m in (gdata.get("metrics") or {}).items():
+                if (row := _metric_row(m)) is not None:
+                    self.add({"model": model, "intervention": interv, "task": group, "metric": metric, **row,
+                              "protocol": group_pids[metric in COND_METRICS], "kind": kind, "family": None,
+                              "lang": None, "lang_ok": lang_ok, "n": None, "run_id": run.run_id, "source": "group"})
 
 
 def _metric_row(m: Any) -> dict[str, Any] | None:

@@ -222,6 +222,40 @@ def _describe(entry: dict[str, Any]) -> str:
     return f"{entry['task']} ({entry['model']} / {entry['intervention']})"
 
 
+def _match(entry: dict, candidates: list[dict], update: bool) -> dict | None:
+    """The current entry measured under the baseline entry's protocol; another protocol is a one-line error
+    naming what differs (unless the baseline is being replaced)."""
+    match = next((c for c in candidates if canonical_json(c["protocol"]) == canonical_json(entry.get("protocol"))),
+                 None)
+    if match is None and candidates and not update:
+        other = candidates[0]["protocol"]
+        diffs = protocol_differences([entry.get("protocol") or {}, other])
+        shown = "; ".join(f"{k} {fmt_value(flatten(entry.get('protocol') or {}).get(k))} in the baseline vs "
+                          f"{fmt_value(flatten(other).get(k))} now" for k in diffs) or "protocol differs"
+        raise UsageError(f"not comparable with the baseline: {_describe(entry)}: {shown}; rerun with the "
+                         "baseline's settings, or --update to replace it")
+    return match
+
+
+def _entry_rows(entry: dict, match: dict | None, baseline_path: Path, tol: dict) -> list[CheckRow]:
+    """One row per metric of a baseline entry (ok / FAIL / missing), then the metrics only measured now."""
+    key = (entry["model"], entry["intervention"], entry["task"])
+    rows = []
+    for metric, m in sorted(entry["metrics"].items()):
+        bval = as_number((m or {}).get("value"))
+        cur = as_number(((match or {}).get("metrics", {}).get(metric) or {}).get("value")) if match else None
+        if bval is None:
+            raise UsageError(f"baseline {str(baseline_path)!r}: {_describe(entry)} {metric} has no numeric value")
+        lo, hi, rule = _band(bval, (m or {}).get("ci"), metric, entry["task"], tol)
+        status = "missing" if cur is None else ("ok" if lo - 1e-12 <= cur <= hi + 1e-12 else "FAIL")
+        rows.append(CheckRow(*key, metric, bval, cur, lo, hi, rule, status))
+    if match is not None:
+        for metric in sorted(set(match["metrics"]) - set(entry["metrics"])):
+            rows.append(CheckRow(*key, metric, None, as_number(match["metrics"][metric]["value"]), None, None, "",
+                                 "new"))
+    return rows
+
+
 def check(baseline_path: str | Path, run_dirs: list[str | Path], update: bool = False) -> CheckReport:
     """Compare the runs under ``run_dirs`` with the baseline; ``update`` rewrites it (atomically) from them."""
     baseline_path = Path(baseline_path)
@@ -244,36 +278,13 @@ def check(baseline_path: str | Path, run_dirs: list[str | Path], update: bool = 
 
     report = CheckReport(baseline_path, skipped=coll.skipped, baseline_kernels=list(base.get("kernels") or []),
                          current_kernels=run_kernels(coll.runs))
-    seen: set[tuple] = set()
+    seen: set[int] = set()
     for entry in base["entries"]:
         key = (entry["model"], entry["intervention"], entry["task"])
-        candidates = by_key.get(key, [])
-        match = next((c for c in candidates if canonical_json(c["protocol"]) == canonical_json(entry.get("protocol"))),
-                     None)
-        if match is None and candidates and not update:
-            other = candidates[0]["protocol"]
-            diffs = protocol_differences([entry.get("protocol") or {}, other])
-            shown = "; ".join(f"{k} {fmt_value(flatten(entry.get('protocol') or {}).get(k))} in the baseline vs "
-                              f"{fmt_value(flatten(other).get(k))} now" for k in diffs) or "protocol differs"
-            raise UsageError(f"not comparable with the baseline: {_describe(entry)}: {shown}; rerun with the "
-                             "baseline's settings, or --update to replace it")
+        match = _match(entry, by_key.get(key, []), update)
         if match is not None:
             seen.add(id(match))
-        for metric, m in sorted(entry["metrics"].items()):
-            bval = as_number((m or {}).get("value"))
-            cur = as_number(((match or {}).get("metrics", {}).get(metric) or {}).get("value")) if match else None
-            if bval is None:
-                raise UsageError(f"baseline {str(baseline_path)!r}: {_describe(entry)} {metric} has no numeric value")
-            lo, hi, rule = _band(bval, (m or {}).get("ci"), metric, entry["task"], tol)
-            if cur is None:
-                status = "missing"
-            else:
-                status = "ok" if lo - 1e-12 <= cur <= hi + 1e-12 else "FAIL"
-            report.rows.append(CheckRow(*key, metric, bval, cur, lo, hi, rule, status))
-        if match is not None:
-            for metric in sorted(set(match["metrics"]) - set(entry["metrics"])):
-                value = as_number(match["metrics"][metric]["value"])
-                report.rows.append(CheckRow(*key, metric, None, value, None, None, "", "new"))
+        report.rows += _entry_rows(entry, match, baseline_path, tol)
     for e in current:
         if id(e) not in seen:
             for metric, m in sorted(e["metrics"].items()):

@@ -177,22 +177,11 @@ def generate_samples(
     if do_sample and temperature <= 0:  # lm-eval's convention: temperature 0 means greedy
         do_sample = False
     cfg = getattr(model, "config", None)
-    settings = _Settings(
-        format=CACHE_FORMAT,
-        k=k,
-        max_new_tokens=max_new_tokens,
-        do_sample=bool(do_sample),
-        temperature=float(temperature),
-        top_p=float(top_p),
-        top_k=int(top_k),
-        until=until,
-        seed=int(seed),
-        add_special_tokens=bool(add_special_tokens),
-        # Content, never paths: a run dir that is copied, moved or read through another cache dir resumes.
-        model=model_fingerprint(model),
-        tokenizer=tokenizer_fingerprint(tokenizer),
-    )
-    digest = settings.digest()
+    # Content, never paths: a run dir that is copied, moved or read through another cache dir resumes.
+    digest = _Settings(format=CACHE_FORMAT, k=k, max_new_tokens=max_new_tokens, do_sample=bool(do_sample),
+                       temperature=float(temperature), top_p=float(top_p), top_k=int(top_k), until=until,
+                       seed=int(seed), add_special_tokens=bool(add_special_tokens), model=model_fingerprint(model),
+                       tokenizer=tokenizer_fingerprint(tokenizer)).digest()
     keys = _prompt_keys(contexts)
     ids = _encode(tokenizer, contexts, add_special_tokens, getattr(cfg, "max_position_embeddings", None),
                   max_new_tokens)
@@ -295,11 +284,12 @@ class _BatchRunner:
         except StopIteration:  # pragma: no cover - parameterless test doubles
             self.device = torch.device("cpu")
 
-    def run(self, prompts: list[list[int]], keys: list[str], k: int) -> list[list[str]]:
+    def _prefill(self, prompts: list[list[int]], R: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded prompts prefilled once (last position's logits only); with ``R`` > 1 the KV cache, logits
+        and mask are repeated R times, adjacent in the batch (the k samples share the prefill)."""
         from transformers import DynamicCache
 
         P, L, dev = len(prompts), max(len(p) for p in prompts), self.device
-        R = k if self.do_sample else 1
         input_ids = torch.full((P, L), self.pad, dtype=torch.long)
         mask = torch.zeros((P, L), dtype=torch.long)
         for i, p in enumerate(prompts):  # left padding
@@ -307,20 +297,21 @@ class _BatchRunner:
             mask[i, L - len(p):] = 1
         input_ids, mask = input_ids.to(dev), mask.to(dev)
         pos = (mask.cumsum(-1) - 1).clamp_(min=0)
-
         cache = DynamicCache(config=self.model.config)
-        out = self.model(
-            input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True,
-            **{self.cache_arg: cache}, **self.keep_arg,
-        )
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                         **{self.cache_arg: cache}, **self.keep_arg)
         logits = out.logits[:, -1, :]
-        if R > 1:  # share the prefill: k copies of each prompt's cache, adjacent in the batch
+        if R > 1:
             cache.batch_repeat_interleave(R)
             logits = logits.repeat_interleave(R, dim=0)
             mask = mask.repeat_interleave(R, dim=0)
-        B = P * R
-        last_pos = pos[:, -1].repeat_interleave(R)
+        return cache, logits, mask, pos[:, -1].repeat_interleave(R)
 
+    def run(self, prompts: list[list[int]], keys: list[str], k: int) -> list[list[str]]:
+        P, dev = len(prompts), self.device
+        R = k if self.do_sample else 1
+        cache, logits, mask, last_pos = self._prefill(prompts, R)
+        B = P * R
         if self.do_sample:  # per-prompt noise: independent of batch composition
             gens = [torch.Generator().manual_seed(_prompt_seed(self.seed, key)) for key in keys]
             u = torch.cat([torch.rand(R, self.T, generator=g, dtype=torch.float64) for g in gens]).to(dev)
@@ -341,19 +332,19 @@ class _BatchRunner:
                 break
             mask = torch.cat([mask, mask.new_ones(B, 1)], dim=1)  # finished rows run on, output ignored
             last_pos = last_pos + 1
-            out = self.model(
-                input_ids=nxt.unsqueeze(1), attention_mask=mask, position_ids=last_pos.unsqueeze(1),
-                use_cache=True, **{self.cache_arg: cache},
-            )
+            out = self.model(input_ids=nxt.unsqueeze(1), attention_mask=mask, position_ids=last_pos.unsqueeze(1),
+                             use_cache=True, **{self.cache_arg: cache})
             logits = out.logits[:, -1, :]
-
-        # Keep tokens before the first EOS of each row (vectorised), then one batched decode.
-        tokens = tokens[:, :n_steps].cpu()
-        is_eos = torch.isin(tokens, eos.cpu())
-        first = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full((B,), n_steps))
-        rows = [r[:n].tolist() for r, n in zip(tokens, first.tolist())]
-        texts = self.tok.batch_decode(rows, skip_special_tokens=True)
-        texts = [truncate_at_stops(s, self.until) for s in texts]
+        texts = self._decode(tokens[:, :n_steps].cpu(), eos.cpu())
         if R == 1 and k > 1:
             return [[s] * k for s in texts]
         return [texts[i * R : (i + 1) * R] for i in range(P)]
+
+    def _decode(self, tokens: torch.Tensor, eos: torch.Tensor) -> list[str]:
+        """Each row's tokens before its first EOS (vectorised), one batched decode, cut at the stop strings."""
+        B, n_steps = tokens.shape
+        is_eos = torch.isin(tokens, eos)
+        first = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full((B,), n_steps))
+        rows = [r[:n].tolist() for r, n in zip(tokens, first.tolist())]
+        texts = self.tok.batch_decode(rows, skip_special_tokens=True)
+        return [truncate_at_stops(s, self.until) for s in texts]

@@ -125,14 +125,8 @@ def build_pairs(
                            top_k=top_k)
     out_path = Path(out_path)
     progress_path, meta_path = _paths(out_path)
-    meta = {
-        "model_fingerprint": model_fingerprint(model),
-        "scorer": getattr(scorer_obj, "id", type(scorer_obj).__name__),
-        "sampling": asdict(s),
-        "margin": margin,
-        "seed": seed,
-        "batch_prompts": batch_prompts,
-    }
+    meta = {"model_fingerprint": model_fingerprint(model), "scorer": getattr(scorer_obj, "id", type(scorer_obj).__name__),
+            "sampling": asdict(s), "margin": margin, "seed": seed, "batch_prompts": batch_prompts}
     _check_resumable(out_path, meta_path, meta)
     atomic_write_json(meta_path, {**meta, "pool": info})
 

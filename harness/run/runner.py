@@ -153,18 +153,7 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     lm = make_lm(spec, prepared.loaded, intervention, run.path, progress=progress)
 
     metadata, scorers = evaluation_context(spec)
-    results: dict[str, Any] = prior or {}
-    results.update(
-        toxbench_version=__version__, run_id=run.path.name, fingerprint=spec.fingerprint(), spec=spec.to_dict(),
-        protocol={"model": model_desc, "intervention": intervention.spec(), "versions": library_versions(),
-                  "seed": spec.seed, "limit": spec.limit, "shard": list(spec.shard) if spec.shard else None,
-                  "backend": spec.backend},
-        kernels=kernel_set(device),  # not protocol: `check` names it when numbers moved across machines
-    )
-    results.setdefault("tasks", {})
-    results.setdefault("groups", {})
-    results.setdefault("top_level_done", [])
-    results["completed"] = False
+    results = _results_header(prior, spec, run, model_desc, intervention.spec(), device)
 
     for top in todo:
         t0 = time.time()
@@ -180,6 +169,23 @@ def _execute_locked(spec: RunSpec, force: bool, progress: bool, log: Log) -> Pat
     run.save_results(results)
     log(f"[toxbench] wrote {run.results_file} in {time.time() - t_start:.1f}s")
     return run.path
+
+
+def _results_header(prior: dict[str, Any], spec: RunSpec, run: RunDir, model_desc: dict[str, Any],
+                    intervention: dict[str, Any], device: str) -> dict[str, Any]:
+    """results.json before this pass's tasks: the run's identity and protocol over what a killed run finished."""
+    results: dict[str, Any] = prior or {}
+    results.update(
+        toxbench_version=__version__, run_id=run.path.name, fingerprint=spec.fingerprint(), spec=spec.to_dict(),
+        protocol={"model": model_desc, "intervention": intervention, "versions": library_versions(),
+                  "seed": spec.seed, "limit": spec.limit, "shard": list(spec.shard) if spec.shard else None,
+                  "backend": spec.backend},
+        kernels=kernel_set(device),  # not protocol: `check` names it when numbers moved across machines
+    )
+    for key, empty in (("tasks", {}), ("groups", {}), ("top_level_done", [])):
+        results.setdefault(key, empty)
+    results["completed"] = False
+    return results
 
 
 def _evaluate_top(top: str, spec: RunSpec, lm: Any, metadata: dict[str, Any], scorers: ScorerFactory, run: RunDir,

@@ -262,25 +262,34 @@ def summarize(samples: list[dict], task_name: str, task_config: Any, scorer: Any
     metrics.update(distinct_n(conts))
     metrics.update(script_share(conts, lang))  # {} for Latin-script languages
 
+    rows = _sample_rows(samples, docs, conts, heads, main, bounds, lang)
+    protocol = _protocol(scorer, gen, conts, lang, ok)
+    if warn:
+        protocol["warnings"] = [warn]
+    return {"metrics": metrics, "protocol": protocol, "samples": rows}
+
+
+def _sample_rows(samples: list[dict], docs: list[dict], conts: list[list[str]], heads: dict, main: str,
+                 bounds: np.ndarray, lang: str) -> list[dict]:
+    """One row per prompt: its continuations and every scorer head's scores for them."""
     rows = []
     for i, (s, d, cs) in enumerate(zip(samples, docs, conts)):
         sl = slice(bounds[i], bounds[i + 1])
         scores = {h: [float(x) for x in np.asarray(v)[sl]] for h, v in heads.items()}
         rows.append({
-            "doc_id": s.get("doc_id", i),
-            "prompt_id": d.get("prompt_id"),
-            "prompt": d.get("prompt"),
-            "prompt_toxicity": d.get("prompt_toxicity"),
-            "lang": d.get("lang", lang),
-            "continuations": cs,
-            "toxicity": scores.get(main, []),
-            "max_toxicity": max(scores.get(main, []), default=None),
+            "doc_id": s.get("doc_id", i), "prompt_id": d.get("prompt_id"), "prompt": d.get("prompt"),
+            "prompt_toxicity": d.get("prompt_toxicity"), "lang": d.get("lang", lang), "continuations": cs,
+            "toxicity": scores.get(main, []), "max_toxicity": max(scores.get(main, []), default=None),
             "scores": scores,
         })
+    return rows
 
+
+def _protocol(scorer: Any, gen: dict, conts: list[list[str]], lang: str, ok: bool) -> dict[str, Any]:
+    """The scorer (name, version, calibration), sampling and language the toxicity metrics were measured under."""
     ks = sorted({len(cs) for cs in conts})
     describe = scorer.describe() if hasattr(scorer, "describe") else {}
-    protocol = {
+    return {
         "scorer": {
             **{k: v for k, v in describe.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))},
             "name": getattr(scorer, "name", describe.get("name")),
@@ -296,9 +305,6 @@ def summarize(samples: list[dict], task_name: str, task_config: Any, scorer: Any
         "threshold": TOX_THRESHOLD,
         "n_prompts": len(conts),
     }
-    if warn:
-        protocol["warnings"] = [warn]
-    return {"metrics": metrics, "protocol": protocol, "samples": rows}
 
 
 def summarize_group(task_metrics: dict[str, dict]) -> dict:
