@@ -115,16 +115,19 @@ def local_dataset(
     hub: dict | None = None,
     reader_kwargs: dict | None = None,
     toxbench_data_dir: str | None = None,
+    transform: Callable[[dict], dict] | None = None,
     **_: Any,
 ):
-    """``custom_dataset`` entry for YAMLs: a DatasetDict with one split from the data dir (or the hub)."""
+    """``custom_dataset`` entry for YAMLs: a DatasetDict with one split from the data dir (each record through
+    ``transform``, e.g. to the hub's schema), or else from the hub (already in its schema)."""
     import datasets
 
     try:
         if data_file is None:
             raise FileNotFoundError("no local file declared")
         rows = read_records(data_file, reader, toxbench_data_dir, **(reader_kwargs or {}))
-        return datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})
+        return datasets.DatasetDict({split: datasets.Dataset.from_list([transform(r) for r in rows] if transform
+                                                                      else rows)})
     except FileNotFoundError:
         if not hub:
             where = toxbench_data_dir or data_dir(must_exist=False)
@@ -132,8 +135,15 @@ def local_dataset(
                 f"data file {data_file!r} not found under the data dir {str(where)!r}; "
                 "pass --data-dir or set TOXBENCH_DATA"
             ) from None
+    return from_hub(hub, split)
+
+
+def from_hub(hub: dict, split: str):
+    """The hub copy, under our split name (the YAMLs read ``test``; the hub split is often ``validation``)."""
+    import datasets
+
     kw = dict(hub)
-    hub_split = kw.pop("split", split)  # the hub's split name may differ from the local one
+    hub_split = kw.pop("split", split)
     ds = hub_dataset(split=hub_split, **kw)
     return datasets.DatasetDict({split: ds[hub_split]})
 

@@ -18,7 +18,7 @@ import pytest
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks._yaml_loader import load_yaml
 
-from toxbench.tasks import TASKS_DIR
+from toxbench.tasks import TASKS_DIR, datafiles
 
 LMEVAL_TASKS = Path(lm_eval.__file__).parent / "tasks"
 OURS = TASKS_DIR / "commonsense"
@@ -213,8 +213,8 @@ def _ours(name: str, local: list[dict] | None, hub: list[dict], monkeypatch) -> 
         files = {cfg["dataset_kwargs"]["data_file"]: [{k: d[k] for k in ("goal", "sol1", "sol2")} for d in local],
                  cfg["dataset_kwargs"]["labels_file"]: [{"text": lab} for lab in PIQA_LABELS]}
         monkeypatch.setitem(fn.__globals__, "read_records", lambda f, *a, **k: files[f])
-    else:
-        monkeypatch.setitem(fn.__globals__, "read_records", lambda f, *a, **k: [dict(d) for d in local])
+    else:  # mapped tasks read through datafiles.local_dataset
+        monkeypatch.setattr(datafiles, "read_records", lambda f, *a, **k: [dict(d) for d in local])
     return ConfigurableTask(config=cfg)
 
 
@@ -286,14 +286,13 @@ def test_missing_local_file_falls_back_to_the_hub_split(monkeypatch, tmp_path) -
 
     monkeypatch.setenv("TOXBENCH_DATA", str(tmp_path))
     cfg = load_yaml(OURS / "arc_easy.yaml")
-    fn = cfg["custom_dataset"]
     calls = []
 
     def fake_hub(path, name=None, split="test", **kw):
         calls.append((path, name, split))
         return datasets.DatasetDict({split: datasets.Dataset.from_list(ARC_HUB)})
 
-    monkeypatch.setitem(fn.__globals__, "hub_dataset", fake_hub)
+    monkeypatch.setattr(datafiles, "hub_dataset", fake_hub)  # the hub fallback lives in datafiles.from_hub
     task = ConfigurableTask(config=cfg)
     assert calls == [("allenai/ai2_arc", "ARC-Easy", "test")]
     assert _requests(task) == _requests(_theirs("arc/arc_easy.yaml", ARC_HUB))
@@ -301,6 +300,6 @@ def test_missing_local_file_falls_back_to_the_hub_split(monkeypatch, tmp_path) -
     def offline(*a, **k):
         raise UsageError("cannot load data set from the hub (ConnectionError)")
 
-    monkeypatch.setitem(fn.__globals__, "hub_dataset", offline)
+    monkeypatch.setattr(datafiles, "hub_dataset", offline)
     with pytest.raises(UsageError, match="hub"):
         ConfigurableTask(config=load_yaml(OURS / "piqa.yaml"))

@@ -24,14 +24,13 @@ from ..run.prepare import Setup, prepare
 from ..spec.values import parse_kv
 from .base import ToxbenchCommand
 from .options import (
-    cache_dir_option,
-    data_dir_option,
     device_option,
     dry_run_option,
     intervention_arg_option,
     intervention_option,
     intervention_state_option,
     model_option,
+    path_options,
     seed_option,
     threads_option,
 )
@@ -54,8 +53,7 @@ from .options import (
 @seed_option
 @threads_option
 @click.option("--force", is_flag=True, help="Replace --out if it exists and is not empty.")
-@cache_dir_option
-@data_dir_option
+@path_options
 @dry_run_option
 def export(dry_run: bool, **kw: Any) -> None:
     """Fold INTERVENTION into MODEL's weights and save a plain HF checkpoint to --out."""

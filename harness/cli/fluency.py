@@ -9,14 +9,15 @@ from ..spec.values import split_commas
 from .base import ToxbenchCommand
 from .options import batch_size_option, cache_dir_option, device_option, dtype_option, threads_option
 
+REFERENCE_HELP = ("Causal LM that scores the continuations (alias, directory or hub id). Default: the run's own base "
+                  "model, without its intervention.")
+TASKS_HELP = "Only these generation tasks of the run (default: every task with continuations)."
+
 
 @click.command("fluency", cls=ToxbenchCommand)
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
-@click.option("--reference-model", "-m", default=None, metavar="M",
-              help="Causal LM that scores the continuations (alias, directory or hub id). "
-                   "Default: the run's own base model, without its intervention.")
-@click.option("--tasks", "-t", default=None, metavar="T1,T2",
-              help="Only these generation tasks of the run (default: every task with continuations).")
+@click.option("--reference-model", "-m", default=None, metavar="M", help=REFERENCE_HELP)
+@click.option("--tasks", "-t", default=None, metavar="T1,T2", help=TASKS_HELP)
 @batch_size_option
 @device_option
 @dtype_option

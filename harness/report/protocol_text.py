@@ -4,7 +4,7 @@ which protocol fields differ between runs (leaderboard and check compare protoco
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core.io import canonical_json
@@ -69,33 +69,32 @@ def describe_data_hash(h: Any, width: int) -> str:
     return " ".join(parts) or canonical_json(h)
 
 
+def _sampling_text(s: dict[str, Any]) -> str:
+    if s.get("do_sample") is False:
+        return "greedy"
+    return "sampling " + ", ".join(f"{k}={s[k]}" for k in ("temperature", "top_p", "top_k") if k in s)
+
+
+#: (field, its words) in footnote order; seed and limit are printed even when unset
+_IN_WORDS: tuple[tuple[str, Callable[[Any], str]], ...] = (
+    ("scorer", lambda v: f"scorer {describe_scorer(v)}"),
+    ("k", lambda v: f"k={v}"),
+    ("max_new_tokens", lambda v: f"max {v} new tokens"),
+    ("sampling", lambda v: _sampling_text(v) if isinstance(v, dict) else ""),
+    ("seed", lambda v: f"seed {v}"),
+    ("limit", lambda v: f"limit {v}"),
+    ("task_version", lambda v: f"task v{v}"),
+    ("max_length", lambda v: f"window {v}"),
+    ("num_fewshot", lambda v: f"{v}-shot"),
+    ("until", lambda v: "stop at " + canonical_json(v).replace("|", "/") if v else ""),
+)
+
+
 def describe_protocol(p: dict[str, Any]) -> str:
     """The footnote text of one task protocol: every field, known ones in words."""
-    parts = []
-    if p.get("scorer") is not None:
-        parts.append(f"scorer {describe_scorer(p['scorer'])}")
-    if p.get("k") is not None:
-        parts.append(f"k={p['k']}")
-    if p.get("max_new_tokens") is not None:
-        parts.append(f"max {p['max_new_tokens']} new tokens")
-    s = p.get("sampling")
-    if isinstance(s, dict):
-        if s.get("do_sample") is False:
-            parts.append("greedy")
-        else:
-            parts.append("sampling " + ", ".join(f"{k}={s[k]}" for k in ("temperature", "top_p", "top_k") if k in s))
-    parts.append(f"seed {p.get('seed')}")
-    parts.append(f"limit {p.get('limit')}")
-    if p.get("task_version") is not None:
-        parts.append(f"task v{p['task_version']}")
-    if p.get("max_length") is not None:
-        parts.append(f"window {p['max_length']}")
-    if p.get("num_fewshot") is not None:
-        parts.append(f"{p['num_fewshot']}-shot")
-    if p.get("until"):
-        parts.append("stop at " + canonical_json(p["until"]).replace("|", "/"))
-    shown = {"scorer", "k", "max_new_tokens", "sampling", "seed", "limit", "task_version", "data_hash",
-             "max_length", "num_fewshot", "until", *MARKER_FIELDS, *HIDDEN_FIELDS}
+    parts = [text for key, words in _IN_WORDS
+             if (p.get(key) is not None or key in ("seed", "limit")) and (text := words(p.get(key)))]
+    shown = {*(k for k, _ in _IN_WORDS), "data_hash", *MARKER_FIELDS, *HIDDEN_FIELDS}
     for k, v in sorted(flatten({k: v for k, v in p.items() if k not in shown}).items()):
         parts.append(f"{k}={fmt_value(v)}")
     return "; ".join(parts)

@@ -60,16 +60,18 @@ def sample_continuations(model: Any, tokenizer: Any, texts: list[str], s: Genera
 # -- building pairs ---------------------------------------------------------------------------------------------
 @dataclass
 class PairsResult:
+    """What a ``build_pairs`` call did (the CLI prints it)."""
+
     out_path: str
-    pool: dict[str, Any]
-    prompts: int = 0
-    already_done: int = 0
-    processed: int = 0
-    pairs_written: int = 0
-    pairs_total: int = 0
+    pool: dict[str, Any]  # the pool's summary: name, files, overlap with evaluation prompts dropped or refused
+    prompts: int = 0  # in the pool (after --limit)
+    already_done: int = 0  # found in the progress file: a resumed call skips them
+    processed: int = 0  # sampled and scored by this call
+    pairs_written: int = 0  # by this call (a prompt whose gap is below the margin writes none)
+    pairs_total: int = 0  # in the output file
     below_margin: int = 0
     wall_s: float = 0.0
-    mean_gap: float | None = None
+    mean_gap: float | None = None  # mean rejected - chosen score of this call's pairs
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

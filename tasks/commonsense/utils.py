@@ -28,7 +28,7 @@ from lm_eval.tasks.winogrande.preprocess_winogrande import (  # noqa: F401
 )
 from toxbench.harness.core.errors import UsageError
 from toxbench.harness.measure.metrics import Metric
-from toxbench.tasks.datafiles import hub_dataset, local_dataset, read_records  # noqa: F401
+from toxbench.tasks.datafiles import from_hub, hub_dataset, local_dataset, read_records  # noqa: F401
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -53,49 +53,15 @@ def _dataset_dict(rows: list[dict], split: str):
     return datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})
 
 
-def _from_hub(hub: dict, split: str):
-    """The hub copy, under our split name (the YAMLs read ``test``; the hub split is often ``validation``)."""
-    import datasets
-
-    kw = dict(hub)
-    hub_split = kw.pop("split", split)
-    dd = hub_dataset(split=hub_split, **kw)
-    return datasets.DatasetDict({split: dd[hub_split]})
-
-
-def mapped_dataset(
-    data_file: str | None = None,
-    reader: str | None = None,
-    mapper: str | None = None,
-    split: str = "test",
-    hub: dict | None = None,
-    reader_kwargs: dict | None = None,
-    toxbench_data_dir: str | None = None,
-    **_: Any,
-):
+def mapped_dataset(mapper: str | None = None, **kw: Any):
     """``custom_dataset`` entry: a local file's records mapped to the hub schema by ``MAPPERS[mapper]``."""
     if mapper is not None and mapper not in MAPPERS:
         raise UsageError(f"unknown mapper {mapper!r}; valid: {', '.join(sorted(MAPPERS))}")
-    try:
-        if data_file is None:
-            raise FileNotFoundError("no local file declared")
-        rows = read_records(data_file, reader, toxbench_data_dir, **(reader_kwargs or {}))
-    except FileNotFoundError:
-        if hub:
-            return _from_hub(hub, split)
-        return local_dataset(data_file, reader, split, toxbench_data_dir=toxbench_data_dir)  # the one-line error
-    fn = MAPPERS[mapper] if mapper else (lambda d: d)
-    return _dataset_dict([fn(r) for r in rows], split)
+    return local_dataset(**kw, transform=MAPPERS[mapper] if mapper else None)
 
 
-def piqa_dataset(
-    data_file: str | None = None,
-    labels_file: str | None = None,
-    split: str = "test",
-    hub: dict | None = None,
-    toxbench_data_dir: str | None = None,
-    **_: Any,
-):
+def piqa_dataset(data_file: str | None = None, labels_file: str | None = None, split: str = "test",
+                 hub: dict | None = None, toxbench_data_dir: str | None = None, **_: Any):
     """PIQA from the authors' release: ``valid.jsonl`` (goal, sol1, sol2) + ``valid-labels.lst`` (one label a line)."""
     try:
         if data_file is None or labels_file is None:
@@ -104,7 +70,7 @@ def piqa_dataset(
         labels = [r["text"] for r in read_records(labels_file, "text", toxbench_data_dir)]
     except FileNotFoundError:
         if hub:
-            return _from_hub(hub, split)
+            return from_hub(hub, split)
         return local_dataset(data_file, "jsonl", split, toxbench_data_dir=toxbench_data_dir)  # the one-line error
     if len(rows) != len(labels):
         raise UsageError(f"PIQA: {data_file} has {len(rows)} records but {labels_file} has {len(labels)} labels")
