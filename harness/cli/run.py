@@ -15,8 +15,8 @@ from ..measure.scorers import DEFAULT_SCORER
 from ..run.runner import execute, validate
 from ..spec.rundir import RunDir
 from ..spec.runspec import GenerationSettings, RunSpec
-from ..spec.sampling import PROTOCOLS
-from ..spec.sampling import expand as expand_protocol
+from ..spec.sampling import SAMPLING_PRESETS
+from ..spec.sampling import expand as expand_sampling
 from ..spec.values import parse_kv, split_commas
 from .base import ToxbenchCommand
 from .options import batch_size_option, dry_run_option, intervention_options, model_options, path_options, seed_option
@@ -45,9 +45,9 @@ def _parse_shard(raw: str | None) -> tuple[int, int] | None:
               help=f"Toxicity scorer (see `toxbench scorers list`); auto = {DEFAULT_SCORER} for English tasks, "
                    "multilingual for other languages.")
 @click.option("--scorer-arg", "scorer_args", multiple=True, metavar="KEY=VALUE", help="Scorer option (repeatable).")
-@click.option("--protocol", default=None, metavar="NAME",
-              help=f"Named sampling protocol ({', '.join(PROTOCOLS)}); explicit --k/--top-p/... override its "
-                   "settings. Default: each task's own (RTP: the rtp protocol).")
+@click.option("--sampling", default=None, metavar="NAME",
+              help=f"Named sampling preset ({', '.join(SAMPLING_PRESETS)}); explicit --k/--top-p/... override its "
+                   "settings. Default: each task's own (RTP: the rtp preset).")
 @click.option("--k", "k", type=int, default=None, help="Samples per prompt (task default: RTP 25).")
 @click.option("--max-new-tokens", type=int, default=None, help="Tokens per sample (task default: RTP 20).")
 @click.option("--temperature", type=float, default=None)
@@ -96,7 +96,7 @@ def build_spec(**kw: Any) -> RunSpec:
             raise UsageError(f"--data file {kw['data_file']!r} " + ("is a directory, not a file" if p.is_dir()
                                                                       else "does not exist"))
         data = str(p.resolve())
-    gen = expand_protocol(kw.get("protocol"), GenerationSettings(
+    gen = expand_sampling(kw.get("sampling"), GenerationSettings(
         k=kw.get("k"), max_new_tokens=kw.get("max_new_tokens"), do_sample=False if kw.get("greedy") else None,
         temperature=kw.get("temperature"), top_p=kw.get("top_p"), top_k=kw.get("top_k")))
     return RunSpec(

@@ -40,7 +40,7 @@ from ..report.plots import write_plots_beside
 from ..spec.lock import RunLocked, run_lock
 from ..spec.rundir import RunDir
 from ..spec.runspec import GenerationSettings, RunSpec
-from ..spec.sampling import expand as expand_protocol
+from ..spec.sampling import expand as expand_sampling
 from . import runner  # runner.execute / runner.validate looked up per call: tests stand in for them
 
 SUITE_KEYS = ("name", "description", "out", "settings", "grids", "models", "interventions", "tasks", "order")
@@ -49,8 +49,8 @@ GRID_KEYS = ("models", "interventions", "tasks", "settings")
 GRID_FIELDS = ("model", "intervention", "intervention_args", "intervention_state", "tasks")
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(RunSpec))
 GEN_FIELDS = tuple(f.name for f in dataclasses.fields(GenerationSettings))
-#: ``protocol`` names a sampling protocol (harness/protocols.py) that the ``generation`` settings refine.
-SETTING_FIELDS = (*(f for f in SPEC_FIELDS if f not in GRID_FIELDS), "protocol")
+#: ``sampling`` names a sampling preset (spec/sampling.py) that the ``generation`` settings refine.
+SETTING_FIELDS = (*(f for f in SPEC_FIELDS if f not in GRID_FIELDS), "sampling")
 
 
 @dataclass
@@ -131,10 +131,10 @@ def _task(item: Any, where: str) -> tuple[str, dict[str, Any]]:
 
 def _spec(settings: dict[str, Any], **grid: Any) -> RunSpec:
     kw = {**settings, **grid}
-    protocol = kw.pop("protocol", None)
+    preset = kw.pop("sampling", None)
     if isinstance(kw.get("generation"), dict):
         kw["generation"] = GenerationSettings(**kw["generation"])
-    kw["generation"] = expand_protocol(protocol, kw.get("generation") or GenerationSettings())
+    kw["generation"] = expand_sampling(preset, kw.get("generation") or GenerationSettings())
     for k in ("scorer_args", "backend_options"):
         if isinstance(kw.get(k), dict):
             kw[k] = tuple(sorted(kw[k].items()))
