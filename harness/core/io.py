@@ -55,13 +55,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def iter_jsonl(path: str | os.PathLike, objects: bool = False) -> Iterator[tuple[int, Any]]:
-    """(line number, record) of every non-blank line of a JSONL file: the one JSONL reader. A line that is not
-    UTF-8 or not JSON (or, with ``objects``, not a JSON object) is a UsageError naming the file and line.
+def iter_jsonl(path: str | os.PathLike, objects: bool = False, torn_tail: bool = False
+               ) -> Iterator[tuple[int, Any]]:
+    """(line number, record) of every non-blank line of a JSONL file: the one JSONL reader. A line that is binary,
+    not UTF-8 or not JSON (or, with ``objects``, not a JSON object) is a UsageError naming the file and line.
 
     Lines are split on "\n" only: str.splitlines() also breaks at U+2028, U+0085, form feeds..., which generated
-    text (written raw with ensure_ascii=False) contains. A torn last line (a run killed mid-write, no final
-    newline) is dropped, since appends are flushed per record.
+    text (written raw with ensure_ascii=False) contains. ``torn_tail`` (files toxbench appends to, flushed per
+    record): a malformed last line without a final newline is a write killed midway, and is dropped.
     """
     path = Path(path)
     data = path.read_bytes()
@@ -69,16 +70,19 @@ def iter_jsonl(path: str | os.PathLike, objects: bool = False) -> Iterator[tuple
     if lines and lines[-1] == b"":
         lines.pop()
     for i, raw in enumerate(lines, 1):
+        if b"\x00" in raw:
+            raise UsageError(f"{path}:{i}: binary data (NUL bytes); expected UTF-8 JSON lines")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise UsageError(f"{path}:{i}: not UTF-8 text (byte {e.start}); expected UTF-8 JSON lines") from None
+            raise UsageError(f"{path}:{i}: not UTF-8 text (byte {e.start}: a binary file?); expected UTF-8 JSON "
+                             "lines") from None
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            if i == len(lines) and not data.endswith(b"\n"):
+            if torn_tail and i == len(lines) and not data.endswith(b"\n"):
                 return  # torn final write from a killed run
             raise UsageError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}): a malformed JSON line") \
                 from None
@@ -87,9 +91,9 @@ def iter_jsonl(path: str | os.PathLike, objects: bool = False) -> Iterator[tuple
         yield i, rec
 
 
-def read_jsonl(path: str | os.PathLike, objects: bool = False) -> list[Any]:
+def read_jsonl(path: str | os.PathLike, objects: bool = False, torn_tail: bool = False) -> list[Any]:
     """Every record of a JSONL file (``iter_jsonl``)."""
-    return [rec for _, rec in iter_jsonl(path, objects)]
+    return [rec for _, rec in iter_jsonl(path, objects, torn_tail)]
 
 
 def truncate_torn_tail(path: str | os.PathLike, chunk: int = 1 << 16) -> int:

@@ -135,7 +135,7 @@ def _load_cache(path: Path | None, digest: str) -> dict[str, list[str]]:
     if path is None or not Path(path).exists():
         return {}
     done: dict[str, list[str]] = {}
-    for row in read_jsonl(path):
+    for row in read_jsonl(path, torn_tail=True):
         if row.get("settings") == digest and "key" in row:
             done[row["key"]] = row["samples"]
     return done

@@ -30,7 +30,7 @@ import torch
 
 from ..core.defaults import DEFAULT_SEED
 from ..core.errors import UsageError
-from ..core.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from ..core.io import append_jsonl, atomic_write_json, atomic_write_text, iter_jsonl, read_jsonl
 from ..core.models import model_fingerprint
 from ..core.paths import data_dir as resolve_data_dir
 from ..measure.scorers import DEFAULT_SCORER, get_scorer
@@ -192,9 +192,9 @@ def _check_resumable(out_path: Path, meta_path: Path, meta: dict[str, Any]) -> N
 
 
 def _done_ids(out_path: Path, progress_path: Path) -> set[str]:
-    done = {r["prompt_id"] for r in read_jsonl(progress_path)} if progress_path.is_file() else set()
+    done = {r["prompt_id"] for r in read_jsonl(progress_path, torn_tail=True)} if progress_path.is_file() else set()
     if out_path.is_file():  # a pair written just before a kill counts as done even without its progress record
-        done |= {r.get("prompt_id") for r in read_jsonl(out_path)}
+        done |= {r.get("prompt_id") for r in read_jsonl(out_path, torn_tail=True)}
     return done
 
 
@@ -247,7 +247,7 @@ def import_pairwise(path: str | Path, out_path: str | Path | None = None) -> lis
     rejected; a file or a folder of JSONL) as our pair rows; write them to ``out_path`` when given."""
     rows: list[dict[str, Any]] = []
     for f in _pair_files(Path(path)):
-        for i, r in enumerate(read_jsonl(f), 1):
+        for i, r in iter_jsonl(f, objects=True):
             missing = [k for k in ("prompt_text", "unpert_gen_text", "pert_gen_text") if k not in r]
             if missing:
                 raise UsageError(f"{f}:{i}: not the seeds' pairwise format (missing {', '.join(missing)})")
@@ -262,7 +262,7 @@ def read_pairs(path: str | Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str]] = set()
     for f in _pair_files(Path(path)):
-        for i, r in enumerate(read_jsonl(f), 1):
+        for i, r in iter_jsonl(f, objects=True, torn_tail=True):  # our own output is appended per prompt
             if "prompt_text" in r and "unpert_gen_text" in r:
                 r = _seed_row(r)
             missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(r.get(k), str)]

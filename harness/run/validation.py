@@ -18,6 +18,7 @@ from typing import Any
 
 from ...interventions import INTERVENTIONS, split_names
 from ..core.errors import UsageError
+from ..core.io import iter_jsonl
 from ..core.paths import cache_dir as resolve_cache_dir
 from ..measure.scorers import SCORERS, get_scorer
 from ..measure.scorers.base import Scorer, check_options
@@ -70,20 +71,12 @@ def check_rtp_file(path: str | os.PathLike) -> int:
     if not raw.strip():
         raise UsageError(f"--data file {str(path)!r} is empty; {_RTP_HINT}")
     n = 0
-    for lineno, line in enumerate(raw.split(b"\n"), 1):
-        if not line.strip():
-            continue
+    try:
+        records = list(iter_jsonl(path))
+    except UsageError as e:  # binary, not UTF-8 or malformed JSON, at file:line
+        raise UsageError(f"--data file {e}; {_RTP_HINT}") from None
+    for lineno, rec in records:
         where = f"{path}:{lineno}"
-        if b"\x00" in line:
-            raise UsageError(f"--data file {where} holds binary data (NUL bytes); {_RTP_HINT}")
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UsageError(f"--data file {where} is not UTF-8 text (a binary file?); {_RTP_HINT}") from None
-        try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"malformed JSON in --data file {where}: {e.msg}; {_RTP_HINT}") from None
         prompt = rec.get("prompt") if isinstance(rec, dict) else None
         ptext = prompt.get("text") if isinstance(prompt, dict) else prompt
         if not isinstance(ptext, str):

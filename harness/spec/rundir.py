@@ -158,4 +158,4 @@ class RunDir:
 
     def read_samples(self, task: str) -> list[dict]:
         f = self.samples_file(task)
-        return read_jsonl(f) if f.is_file() else []
+        return read_jsonl(f, torn_tail=True) if f.is_file() else []
