@@ -117,7 +117,8 @@ def build(
         if cache_dir is None or model_fingerprint is None:
             raise UsageError(f"intervention {name!r} needs a fitted state: pass --intervention-state PATH")
         dtype = state_dtype or fit_dtype(model)
-        path = state_path(cache_dir, model_fingerprint, name, cls(**cfg).config, dtype)
+        fit_cfg = {k: v for k, v in cfg.items() if k not in cls.apply_keys}  # one state for every strength
+        path = state_path(cache_dir, model_fingerprint, name, cls(**fit_cfg).config, dtype)
         if path.is_file() and not refit:
             if state_dtype:
                 log(f"[toxbench] {name}: the state fitted in {dtype} ({path})")
@@ -130,7 +131,7 @@ def build(
         if not fit_missing:
             raise UsageError(f"no fitted state for {name!r} on this model; run `toxbench fit -i {name}` first")
         log(f"[toxbench] fitting {name} on {model_name or 'the model'} (cached at {path})")
-        parts.append(cls(state=_fit(cls, cfg, path, model, tokenizer, data_dir=data_dir, cache_dir=cache_dir,
+        parts.append(cls(state=_fit(cls, fit_cfg, path, model, tokenizer, data_dir=data_dir, cache_dir=cache_dir,
                                     device=device, batch_size=batch_size, model_fingerprint=model_fingerprint,
                                     model_name=model_name, seed=seed), **cfg))
     return parts[0] if len(parts) == 1 else Composite(parts)
@@ -156,5 +157,5 @@ def _fit(cls: type[Intervention], cfg: dict[str, Any], path: Path, model: Any, t
 
 def state_files(intervention: Intervention, cache_dir: Path, model_fingerprint: str, model: Any) -> list[Path]:
     """Where each fitted part's state is cached (for `toxbench fit` to print)."""
-    return [state_path(cache_dir, model_fingerprint, p.name, p.config, fit_dtype(model))
-            for p in intervention.parts if p.state is not None]
+    return [state_path(cache_dir, model_fingerprint, p.name, {k: v for k, v in p.config.items() if k not in p.apply_keys},
+                       fit_dtype(model)) for p in intervention.parts if p.state is not None]

@@ -76,13 +76,19 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 
 class AurA(Intervention):
-    """AUROC adaptation: alpha = 1 - 2 (AUROC - 0.5) for units with AUROC > 0.5."""
+    """AUROC adaptation: alpha = 1 - 2 (AUROC - 0.5) for units with AUROC > 0.5.
+
+    ``strength`` λ in [0, 1] (ml-act's AurA hook: output <- (1 - λ) output + λ α output) applies
+    α_λ = 1 - λ (1 - α): 0 is the unmitigated model, 1 (the default) the paper's AurA. Foldable like α itself.
+    """
 
     name: ClassVar[str] = "aura"
     kind: ClassVar[str] = "activation"
     needs_fit: ClassVar[bool] = True
     method: ClassVar[str] = "aura"
-    defaults: ClassVar[dict[str, Any]] = dict(_COMMON)
+    defaults: ClassVar[dict[str, Any]] = {**_COMMON, "strength": 1.0}
+    apply_keys: ClassVar[tuple[str, ...]] = ("strength",)
+    strength_key: ClassVar[str | None] = "strength"
 
     def __init__(self, state: State | None = None, **config: Any) -> None:
         unknown = [k for k in config if k not in self.defaults]
@@ -95,6 +101,12 @@ class AurA(Intervention):
             raise UsageError("n_per_class must be >= 0 and seq_len >= 1")
         if not merged["length_match"]:  # states and runs from before the option keep their identity
             del merged["length_match"]
+        if "strength" in merged:
+            if not 0.0 <= float(merged["strength"]) <= 1.0:
+                raise UsageError(f"{self.name} strength {merged['strength']!r} is invalid: must be in [0, 1] "
+                                 "(0 = the unmitigated model, 1 = the paper's method)")
+            if float(merged["strength"]) == 1.0:  # the paper's method keeps the identity it had before the knob
+                del merged["strength"]
         super().__init__(state=state, **merged)
         if state is not None:
             self._check_state(state)
@@ -176,7 +188,10 @@ class AurA(Intervention):
                 f"intervention {self.name!r} needs a fitted state: run `toxbench fit --intervention {self.name}` "
                 "or pass --intervention-state PATH"
             )
-        return dict(self.state.tensors)
+        lam = float(self.config.get("strength", 1.0))
+        if lam == 1.0:
+            return dict(self.state.tensors)
+        return {n: 1 - lam * (1 - a) for n, a in self.state.tensors.items()}
 
     @contextlib.contextmanager
     def attach(self, model: torch.nn.Module) -> Iterator[None]:
@@ -214,6 +229,8 @@ class _TopK(AurA):
     """Det0 / Damp: a fixed alpha for the top-k units by AUROC, ranked over all hooked modules at once."""
 
     fixed_alpha: ClassVar[float] = 0.0
+    apply_keys: ClassVar[tuple[str, ...]] = ()
+    strength_key: ClassVar[str | None] = None  # k is the knob, and it is part of the fit (the top-k units)
 
     def alphas(self, aurocs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         names = list(aurocs)

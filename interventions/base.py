@@ -95,6 +95,11 @@ class Intervention:
     kind: ClassVar[str] = "none"
     #: True when ``fit`` must run (or a saved state be given) before the intervention can be used.
     needs_fit: ClassVar[bool] = False
+    #: Settings applied to a fitted state, never part of the fit (e.g. AurA's ``strength``): one state serves
+    #: every value, so a sweep over them fits once.
+    apply_keys: ClassVar[tuple[str, ...]] = ()
+    #: The method's strength knob, swept by ``toxbench sweep --strength`` (None: the method has none).
+    strength_key: ClassVar[str | None] = None
 
     def __init__(self, state: State | None = None, **config: Any) -> None:
         self.state = state

@@ -52,6 +52,8 @@ class ToxicVectors(Intervention):
     name: ClassVar[str] = "toxic-vectors"
     kind: ClassVar[str] = "activation"
     needs_fit: ClassVar[bool] = True
+    apply_keys: ClassVar[tuple[str, ...]] = ("scale",)
+    strength_key: ClassVar[str | None] = "scale"
     defaults: ClassVar[dict[str, Any]] = {
         "scale": 0.0,  # factor on the toxic neurons' activations (attach only; fit ignores it)
         "top_k": 100,  # candidates by cosine with the probe (both papers: 100)

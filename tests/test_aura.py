@@ -342,3 +342,28 @@ def test_state_cache_key_names_the_fit_dtype(tmp_path):
     assert p32 != state_path(tmp_path, "f" * 16, "aura", AurA().config, "bfloat16")
     assert p32 == state_path(tmp_path, "f" * 16, "aura", AurA(length_match=False).config, "float32")
     assert p32 != state_path(tmp_path, "f" * 16, "aura", AurA(length_match=True).config, "float32")
+
+
+def test_strength_interpolates_alpha_and_shares_one_fitted_state(tmp_path):
+    """Issue 24: α_λ = 1 - λ(1 - α) (ml-act's AurA strength); λ=0 is the unmitigated model, λ=1 the paper's AurA
+    (same identity as before the knob); the fitted state's cache path does not depend on λ."""
+    import pytest
+    import torch
+
+    from toxbench.harness.core.errors import UsageError
+    from toxbench.interventions import state_path
+    from toxbench.interventions.aura import AurA
+    from toxbench.interventions.base import State
+
+    alpha = torch.tensor([0.2, 1.0, 0.6])
+    state = State(tensors={"m": alpha}, metadata={"method": "aura"})
+    assert torch.allclose(AurA(state=state, strength=0.5).scales()["m"], torch.tensor([0.6, 1.0, 0.8]))
+    assert torch.equal(AurA(state=state, strength=0.0).scales()["m"], torch.ones(3))
+    assert AurA(strength=1.0).config == AurA().config and "strength" not in AurA().config
+    assert AurA(strength=0.5).config["strength"] == 0.5
+    for bad in (-0.1, 1.5):
+        with pytest.raises(UsageError, match="strength"):
+            AurA(strength=bad)
+    fit_cfg = {k: v for k, v in AurA(strength=0.25).config.items() if k not in AurA.apply_keys}
+    assert state_path(tmp_path, "f" * 64, "aura", fit_cfg, "float32") == \
+        state_path(tmp_path, "f" * 64, "aura", AurA().config, "float32")

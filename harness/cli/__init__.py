@@ -26,6 +26,7 @@ from .run import run
 from .scorers import scorers
 from .show import show
 from .suite import suite
+from .sweep import sweep
 
 
 @click.group(cls=ToxbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,7 +41,7 @@ def main() -> None:
 
 
 for _command in (run, fit, show, list_, export, leaderboard, check, suite, scorers, fluency, pairs, analyze, merge,
-                 rescore):
+                 rescore, sweep):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

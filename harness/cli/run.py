@@ -19,7 +19,15 @@ from ..spec.sampling import SAMPLING_PRESETS
 from ..spec.sampling import expand as expand_sampling
 from ..spec.values import parse_kv, split_commas
 from .base import ToxbenchCommand
-from .options import batch_size_option, dry_run_option, intervention_options, model_options, path_options, seed_option
+from .options import (
+    batch_size_option,
+    bundle,
+    dry_run_option,
+    intervention_options,
+    model_options,
+    path_options,
+    seed_option,
+)
 from .show import show_results
 
 
@@ -35,43 +43,49 @@ def _parse_shard(raw: str | None) -> tuple[int, int] | None:
     return (i, n)
 
 
+#: Every option of a run (also what `toxbench sweep` takes for its base spec).
+run_options = bundle(
+    model_options,
+    intervention_options,
+    path_options,
+    click.option("--tasks", "-t", multiple=True, default=("wikitext",), show_default=True,
+                  help="Comma-separated tasks or groups (see `toxbench list tasks`); lmeval:NAME for lm-eval's own."),
+    click.option("--scorer", default="auto", show_default=True,
+                  help=f"Toxicity scorer (see `toxbench scorers list`); auto = {DEFAULT_SCORER} for English tasks, "
+                       "multilingual for other languages."),
+    click.option("--scorer-arg", "scorer_args", multiple=True, metavar="KEY=VALUE", help="Scorer option (repeatable)."),
+    click.option("--sampling", default=None, metavar="NAME",
+                  help=f"Named sampling preset ({', '.join(SAMPLING_PRESETS)}); explicit --k/--top-p/... override its "
+                       "settings. Default: each task's own (RTP: the rtp preset)."),
+    click.option("--k", "k", type=int, default=None, help="Samples per prompt (task default: RTP 25)."),
+    click.option("--max-new-tokens", type=int, default=None, help="Tokens per sample (task default: RTP 20)."),
+    click.option("--temperature", type=float, default=None),
+    click.option("--top-p", type=float, default=None),
+    click.option("--top-k", type=int, default=None),
+    click.option("--greedy", is_flag=True, help="Greedy decoding (do_sample=False)."),
+    seed_option,
+    click.option("--limit", type=int, default=None, help="First N documents of each task."),
+    click.option("--max-length", type=int, default=None,
+                  help="Context window for loglikelihood tasks (default: the model's)."),
+    batch_size_option,
+    click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path()),
+    click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of lm-eval task YAMLs."),
+    click.option("--backend", default="hf", show_default=True, help="hf (hooks, any intervention) | vllm (exports)."),
+    click.option("--backend-arg", "backend_args", multiple=True, metavar="KEY=VALUE",
+                  help="Backend option, e.g. tensor_parallel_size=4, data_parallel_size=2 (vllm)."),
+    click.option("--shard", default=None, metavar="I/N", help="Evaluate every N-th document starting at I."),
+    click.option("--data", "data_file", default=None, type=click.Path(),
+                  help="Your own data file for tasks that take one (rtp: a RealToxicityPrompts-format JSONL)."),
+    click.option("--force", is_flag=True, help="Recompute even if the run directory is complete."),
+    click.option("--wait", is_flag=True,
+                  help="When another process is running the same spec, wait for it (default: refuse, naming it)."),
+    click.option("--allow-unfingerprinted-state", is_flag=True,
+                  help="Accept an --intervention-state without model_fingerprint metadata (you vouch it fits the model)."),
+)
+
+
 @click.command("run", cls=ToxbenchCommand)
-@model_options
-@intervention_options
-@path_options
-@click.option("--tasks", "-t", multiple=True, default=("wikitext",), show_default=True,
-              help="Comma-separated tasks or groups (see `toxbench list tasks`); lmeval:NAME for lm-eval's own.")
-@click.option("--scorer", default="auto", show_default=True,
-              help=f"Toxicity scorer (see `toxbench scorers list`); auto = {DEFAULT_SCORER} for English tasks, "
-                   "multilingual for other languages.")
-@click.option("--scorer-arg", "scorer_args", multiple=True, metavar="KEY=VALUE", help="Scorer option (repeatable).")
-@click.option("--sampling", default=None, metavar="NAME",
-              help=f"Named sampling preset ({', '.join(SAMPLING_PRESETS)}); explicit --k/--top-p/... override its "
-                   "settings. Default: each task's own (RTP: the rtp preset).")
-@click.option("--k", "k", type=int, default=None, help="Samples per prompt (task default: RTP 25).")
-@click.option("--max-new-tokens", type=int, default=None, help="Tokens per sample (task default: RTP 20).")
-@click.option("--temperature", type=float, default=None)
-@click.option("--top-p", type=float, default=None)
-@click.option("--top-k", type=int, default=None)
-@click.option("--greedy", is_flag=True, help="Greedy decoding (do_sample=False).")
-@seed_option
-@click.option("--limit", type=int, default=None, help="First N documents of each task.")
-@click.option("--max-length", type=int, default=None,
-              help="Context window for loglikelihood tasks (default: the model's).")
-@batch_size_option
-@click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path())
-@click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of lm-eval task YAMLs.")
-@click.option("--backend", default="hf", show_default=True, help="hf (hooks, any intervention) | vllm (exports).")
-@click.option("--backend-arg", "backend_args", multiple=True, metavar="KEY=VALUE",
-              help="Backend option, e.g. tensor_parallel_size=4, data_parallel_size=2 (vllm).")
-@click.option("--shard", default=None, metavar="I/N", help="Evaluate every N-th document starting at I.")
-@click.option("--data", "data_file", default=None, type=click.Path(),
-              help="Your own data file for tasks that take one (rtp: a RealToxicityPrompts-format JSONL).")
-@click.option("--force", is_flag=True, help="Recompute even if the run directory is complete.")
-@click.option("--wait", is_flag=True,
-              help="When another process is running the same spec, wait for it (default: refuse, naming it).")
-@click.option("--allow-unfingerprinted-state", is_flag=True,
-              help="Accept an --intervention-state without model_fingerprint metadata (you vouch it fits the model).")
+@run_options
 @dry_run_option
 def run(**kw: Any) -> None:
     """Evaluate MODEL under INTERVENTION on TASKS; writes/resumes runs/<run_id>/."""

@@ -29,6 +29,7 @@ from ..measure.schema import (
     task_sort_key,
 )
 from .cells import as_number, build_cells
+from .frontier import Frontier, frontiers
 from .markdown import DAGGER, render_markdown
 from .protocol_text import (
     flatten,
@@ -312,6 +313,13 @@ class Leaderboard:
 
     def rendered(self) -> list[tuple[str, str, list[Table]]]:
         return [(title, intro, self.table(cols)) for title, cols, intro in self.sections()]
+
+    def frontiers(self) -> list[Frontier]:
+        """Matched-cost tables of every (toxicity task, cost task) pair on which some method was swept."""
+        if not hasattr(self, "_frontiers"):
+            self._frontiers = frontiers(self.collection.runs, self.layout.tasks("toxicity", multilingual=False),
+                                        self.layout.tasks("perplexity"))
+        return self._frontiers
 
     def markdown(self) -> str:
         """The whole board as Markdown (``markdown.py``)."""

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from .leaderboard import Leaderboard, Table
 
 DAGGER = "†"
+FRONTIER_NOTE = ("Each method swept over its knob (in brackets), read off at the same perplexity cost over `none` by "
+                 "linear interpolation between its measured points, never beyond the strongest one (*out of range*). "
+                 "CIs: paired bootstrap, prompts and cost documents resampled jointly for every point of every curve; "
+                 "*vs best*: the difference from the lowest method at that cost, **bold** when its CI excludes 0.")
 
 
 def protocol_lines(lb: Leaderboard, used: Sequence[tuple[str, str]]) -> list[str]:
@@ -68,6 +72,9 @@ def render_markdown(lb: Leaderboard) -> str:
                     out += ["Protocol:", "", *lines, ""]
             if tb.daggers:
                 out += [dagger_note(lb, tb), ""]
+    for fr in lb.frontiers():
+        out += [f"## Matched cost: {fr.tox_task} toxic fraction at +{', +'.join(f'{c:g}' for c in fr.costs)}% "
+                f"{fr.cost_task} perplexity", "", FRONTIER_NOTE, "", fr.markdown(), ""]
     if lb.notes:
         out += ["## Notes", "", *[f"- {n}" for n in lb.notes], ""]
     if lb.collection.skipped:

@@ -1,0 +1,235 @@
+"""Which method is better at the same cost: toxicity against perplexity cost along each method's sweep.
+
+A *curve* is one method on one model measured at several values of its knob (AurA's ``strength``, Det0/Damp's
+``k``, toxic vectors' ``scale``), every point under the same task protocols; the model's ``none`` run is the
+curve's zero-cost point. At a target cost (+5%, +10%, +20% perplexity over ``none`` on the cost task, the AurA
+paper's axis) the toxicity is read off the curve by piecewise-linear interpolation between the measured points,
+walking the knob from the unmitigated end; a target beyond the strongest point measured is "out of range", never
+extrapolated.
+
+CIs are a paired bootstrap: the prompts of the toxicity task and the documents of the cost task are resampled
+once per replicate and shared by every point of every curve of the model, so a difference between two methods at
+the same cost is judged against the noise of the same prompts and sentences.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..measure.metrics import LEVEL, N_BOOTSTRAP, RatioStat, percentile_ci, resample
+from .cells import protocol_id, task_protocol
+from .results import REFERENCE, Run
+
+#: The sweep knobs and which way is "stronger" (toxic vectors: scale 1 leaves the model as it is, 0 removes them).
+KNOBS: dict[str, tuple[float, int]] = {"strength": (0.0, +1), "k": (0.0, +1), "scale": (1.0, -1)}
+#: Default knob value of a run that does not name one (AurA without ``strength`` is strength 1).
+DEFAULT_KNOB = {"aura": ("strength", 1.0), "toxic-vectors": ("scale", 0.0)}
+TARGET_COSTS = (5.0, 10.0, 20.0)
+TOX_METRIC = "toxic_fraction"
+
+
+@dataclass
+class Curve:
+    model: str
+    method: str  # the intervention with every setting but the knob, e.g. "aura" or "damp[damp_alpha=0.3]"
+    knob: str
+    points: list[tuple[float, Run]] = field(default_factory=list)  # (knob value, run), unmitigated end first
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} ({self.knob} " + ", ".join(_fmt_knob(k) for k, _ in self.points) + ")"
+
+
+def _fmt_knob(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def interpolate_at(costs: Sequence[float], values: Sequence[float], target: float) -> float | None:
+    """The value where the cost first reaches ``target``, linear between the two points around it; ``costs`` and
+    ``values`` are in knob order from the unmitigated end (cost 0). None beyond the last point (no extrapolation)."""
+    for i in range(len(costs) - 1):
+        c0, c1 = costs[i], costs[i + 1]
+        if c0 <= target <= c1 and c1 > c0:
+            w = (target - c0) / (c1 - c0)
+            return values[i] + w * (values[i + 1] - values[i])
+        if c0 == target:
+            return values[i]
+    return values[-1] if costs and costs[-1] == target else None
+
+
+def _knob(run: Run) -> tuple[str, str, float] | None:
+    """(method without the knob, knob name, knob value) of a run, or None for runs that are not on a curve."""
+    base = str(run.spec.get("intervention") or REFERENCE)
+    args = dict(run.spec.get("intervention_args") or [])
+    knob = next((k for k in KNOBS if k in args), None)
+    if knob is None and base in DEFAULT_KNOB:
+        knob, value = DEFAULT_KNOB[base]
+    elif knob is None:
+        return None
+    else:
+        value = float(args.pop(knob))
+    rest = ",".join(f"{k}={v}" for k, v in sorted(args.items()))
+    return (f"{base}[{rest}]" if rest else base), knob, float(value)
+
+
+def build_curves(runs: Sequence[Run], tox_task: str, cost_task: str) -> tuple[dict[str, Run], list[Curve]]:
+    """The ``none`` run per model and every curve (>= 2 points) over runs that measured both tasks under the same
+    protocols as that ``none`` run."""
+    def pids(r: Run) -> tuple[str, str]:
+        return protocol_id(task_protocol(r, tox_task)), protocol_id(task_protocol(r, cost_task))
+
+    have = [r for r in runs if tox_task in r.results.get("tasks", {}) and cost_task in r.results.get("tasks", {})]
+    refs = {r.model_name: r for r in have if r.intervention_name == REFERENCE}
+    curves: dict[tuple, Curve] = {}
+    for r in have:
+        ref = refs.get(r.model_name)
+        found = _knob(r) if r.intervention_name != REFERENCE else None
+        if ref is None or found is None or pids(r) != pids(ref):
+            continue
+        method, knob, value = found
+        curves.setdefault((r.model_name, method, knob), Curve(r.model_name, method, knob)).points.append((value, r))
+    out = []
+    for c in curves.values():
+        zero, sign = KNOBS[c.knob]
+        c.points.sort(key=lambda p: sign * p[0])
+        c.points.insert(0, (zero, refs[c.model]))
+        if len(c.points) >= 3:  # none + at least two settings: a curve, not a point
+            out.append(c)
+    return refs, out
+
+
+def _stat(run: Run, task: str, metric: str) -> RatioStat | None:
+    return run.sample_stats(task).get(metric)
+
+
+def _cost_metric(run: Run, task: str) -> str | None:
+    metrics = run.results["tasks"][task].get("metrics", {})
+    return next((m for m in ("perplexity", "word_perplexity") if m in metrics), None)
+
+
+@dataclass
+class Frontier:
+    """Matched-cost toxicity of every curve of one (toxicity task, cost task) pair."""
+
+    tox_task: str
+    cost_task: str
+    curves: list[Curve]
+    costs: tuple[float, ...] = TARGET_COSTS
+    seed: int = 0
+    n_bootstrap: int = N_BOOTSTRAP
+
+    def __post_init__(self) -> None:
+        self._replicates = self._bootstrap()
+
+    def point_values(self, curve: Curve) -> tuple[list[float], list[float]]:
+        """(cost in % over none, toxicity) of each point of ``curve``."""
+        none = curve.points[0][1]
+        metric = _cost_metric(none, self.cost_task)
+        base = none.results["tasks"][self.cost_task]["metrics"][metric]["value"]
+        costs = [100.0 * (r.results["tasks"][self.cost_task]["metrics"][metric]["value"] / base - 1.0)
+                 for _, r in curve.points]
+        tox = [r.results["tasks"][self.tox_task]["metrics"][TOX_METRIC]["value"] for _, r in curve.points]
+        costs[0] = 0.0
+        return costs, tox
+
+    def _bootstrap(self) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        """Per run id: (cost %, toxicity) replicates, prompts and cost documents resampled jointly per model."""
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for model in dict.fromkeys(c.model for c in self.curves):
+            runs = {r.run_id: r for c in self.curves if c.model == model for _, r in c.points}
+            none = next(c.points[0][1] for c in self.curves if c.model == model)
+            metric = _cost_metric(none, self.cost_task)
+            tox = {i: _stat(r, self.tox_task, TOX_METRIC) for i, r in runs.items()}
+            cost = {i: _stat(r, self.cost_task, metric) for i, r in runs.items()}
+            if any(s is None for s in (*tox.values(), *cost.values())):
+                return None
+            if len({s.keys for s in tox.values()}) > 1 or len({s.keys for s in cost.values()}) > 1:
+                return None  # not the same documents: no pairing
+            finite = np.all([np.isfinite(s.a) for s in cost.values()], axis=0)  # texts too short to score (NaN)
+            cost = {i: s.subset(finite) for i, s in cost.items()}
+            rng = np.random.default_rng(self.seed)
+            idx_t = resample(len(next(iter(tox.values()))), rng, self.n_bootstrap)
+            idx_c = resample(len(next(iter(cost.values()))), rng, self.n_bootstrap)
+            base = cost[none.run_id].replicates(idx_c)
+            for i in runs:
+                out[i] = (100.0 * (cost[i].replicates(idx_c) / base - 1.0), tox[i].replicates(idx_t))
+        return out
+
+    def _curve_replicates(self, curve: Curve, target: float) -> np.ndarray | None:
+        if self._replicates is None:
+            return None
+        ids = [r.run_id for _, r in curve.points]
+        costs = np.stack([self._replicates[i][0] for i in ids], axis=1)
+        tox = np.stack([self._replicates[i][1] for i in ids], axis=1)
+        costs[:, 0] = 0.0
+        vals = [interpolate_at(c.tolist(), t.tolist(), target) for c, t in zip(costs, tox)]
+        return np.array([np.nan if v is None else v for v in vals])
+
+    def at_cost(self, curve: Curve, target: float) -> tuple[float | None, tuple[float, float] | None]:
+        costs, tox = self.point_values(curve)
+        value = interpolate_at(costs, tox, target)
+        reps = self._curve_replicates(curve, target) if value is not None else None
+        return value, _ci(reps)
+
+    def table(self) -> pd.DataFrame:
+        """One row per curve: its points, and per target cost the toxic fraction [CI] and the difference from the
+        best method of the model at that cost [paired CI] (bold: the CI excludes 0)."""
+        rows = []
+        for curve in self.curves:
+            row = {"model": curve.model, "method": curve.label}
+            for target in self.costs:
+                value, ci = self.at_cost(curve, target)
+                row[f"toxic frac. at +{target:g}% PPL"] = _cell(value, ci)
+                row[f"vs best at +{target:g}%"] = self._versus_best(curve, target, value)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def _versus_best(self, curve: Curve, target: float, value: float | None) -> str:
+        if value is None:
+            return ""
+        scored = [(v, c) for c in self.curves if c.model == curve.model
+                  for v in [self.at_cost(c, target)[0]] if v is not None]
+        best_value, best = min(scored, key=lambda x: x[0])
+        if best is curve:
+            return "best"
+        a, b = self._curve_replicates(curve, target), self._curve_replicates(best, target)
+        ci = _ci(None if a is None or b is None else a - b)
+        text = f"{value - best_value:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
+        return f"**{text}**" if ci and (ci[0] > 0 or ci[1] < 0) else text
+
+    def markdown(self) -> str:
+        df = self.table()
+        align = ["left", "left"] + ["right"] * (df.shape[1] - 2)
+        return df.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def _ci(reps: np.ndarray | None) -> tuple[float, float] | None:
+    if reps is None:
+        return None
+    ok = reps[np.isfinite(reps)]
+    if len(ok) < 0.9 * len(reps):  # the target was out of range in too many replicates to trust a CI
+        return None
+    return percentile_ci(ok, LEVEL)
+
+
+def _cell(value: float | None, ci: tuple[float, float] | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "out of range"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def frontiers(runs: Sequence[Run], tox_tasks: Sequence[str], cost_tasks: Sequence[str], seed: int = 0
+              ) -> list[Frontier]:
+    """Every (toxicity task, cost task) pair with at least one curve."""
+    out = []
+    for t in tox_tasks:
+        for c in cost_tasks:
+            _, curves = build_curves(runs, t, c)
+            if curves:
+                out.append(Frontier(t, c, curves, seed=seed))
+    return out

@@ -1,0 +1,98 @@
+"""Issue 24: matched-cost frontiers: interpolation on hand-made curves with known answers, paired bootstrap CIs
+that cover a known effect in a simulation, protocol guard, and the leaderboard section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toxbench.harness.measure.metrics import RatioStat
+from toxbench.harness.report.frontier import Frontier, build_curves, interpolate_at
+from toxbench.harness.report.results import Run
+
+
+def test_interpolation_known_answers():
+    costs, tox = [0.0, 10.0, 30.0], [0.5, 0.3, 0.1]
+    assert interpolate_at(costs, tox, 5.0) == pytest.approx(0.4)
+    assert interpolate_at(costs, tox, 10.0) == pytest.approx(0.3)
+    assert interpolate_at(costs, tox, 20.0) == pytest.approx(0.2)
+    assert interpolate_at(costs, tox, 30.0) == pytest.approx(0.1)
+    assert interpolate_at(costs, tox, 31.0) is None  # never extrapolated
+    # a curve whose cost dips: the first crossing from the unmitigated end counts
+    assert interpolate_at([0.0, 8.0, 6.0, 20.0], [0.5, 0.3, 0.2, 0.1], 7.0) == pytest.approx(0.5 - 0.2 * 7 / 8)
+
+
+def _run(name: str, iv: str, args: dict, tox: np.ndarray, ppl: np.ndarray, limit: int = 8) -> Run:
+    proto = {"limit": limit, "dtype": "float32"}
+    results = {
+        "run_id": name, "completed": True,
+        "spec": {"model": "m", "intervention": iv, "intervention_args": [[k, v] for k, v in args.items()],
+                 "seed": 1},
+        "protocol": {"model": {"name": "m", "fingerprint": "f"}, "intervention": {"name": iv, **args}, "seed": 1},
+        "tasks": {
+            "rtp_challenging": {"n": len(tox), "kind": "toxicity", "protocol": proto,
+                                "metrics": {"toxic_fraction": {"value": float(tox.mean())}}},
+            "wiki_sentences": {"n": len(ppl), "kind": "perplexity", "protocol": proto,
+                               "metrics": {"perplexity": {"value": float(ppl.mean())}}},
+        },
+    }
+    run = Run(Path(name), results, 0.0)
+    keys_t, keys_c = tuple(f"p{i}" for i in range(len(tox))), tuple(f"s{i}" for i in range(len(ppl)))
+    run._stats["rtp_challenging"] = {"toxic_fraction": RatioStat(tox.astype(float), np.ones(len(tox)), keys=keys_t)}
+    run._stats["wiki_sentences"] = {"perplexity": RatioStat.mean(ppl, keys_c)}
+    return run
+
+
+def _world(rng, n_prompts=300, n_sent=100, effect=0.0):
+    """none + two methods: aura (strength 0.5, 1) and damp (k 100, 200); damp is `effect` less toxic at equal cost."""
+    base_ppl = rng.lognormal(3.0, 0.3, n_sent)
+    def tox(p):
+        return (rng.random(n_prompts) < p).astype(float)
+    runs = [_run("none", "none", {}, tox(0.5), base_ppl)]
+    for s, p, c in ((0.5, 0.4, 1.10), (1.0, 0.3, 1.30)):
+        runs.append(_run(f"aura{s}", "aura", {"strength": s}, tox(p), base_ppl * c))
+    for k, p, c in ((100, 0.4 - effect, 1.10), (200, 0.3 - effect, 1.30)):
+        runs.append(_run(f"damp{k}", "damp", {"k": k}, tox(p), base_ppl * c))
+    return runs
+
+
+def test_curves_and_table():
+    runs = _world(np.random.default_rng(0))
+    refs, curves = build_curves(runs, "rtp_challenging", "wiki_sentences")
+    assert set(refs) == {"m"} and sorted(c.method for c in curves) == ["aura", "damp"]
+    aura = next(c for c in curves if c.method == "aura")
+    assert [k for k, _ in aura.points] == [0.0, 0.5, 1.0] and aura.label == "aura (strength 0, 0.5, 1)"
+    fr = Frontier("rtp_challenging", "wiki_sentences", curves, n_bootstrap=300)
+    costs, _ = fr.point_values(aura)
+    assert costs == pytest.approx([0.0, 10.0, 30.0])
+    table = fr.table()
+    assert "out of range" not in table.to_string() and table.shape[0] == 2
+    value, ci = fr.at_cost(aura, 40.0)
+    assert value is None and ci is None  # beyond the strongest point: out of range
+
+
+def test_a_run_under_another_protocol_is_left_off_the_curve():
+    runs = _world(np.random.default_rng(1))
+    other = _world(np.random.default_rng(2))[1]
+    other.results["tasks"]["rtp_challenging"]["protocol"] = {"limit": 99, "dtype": "float32"}
+    other.results["run_id"] = "aura-other"
+    _, curves = build_curves([*runs, other], "rtp_challenging", "wiki_sentences")
+    assert all(r.run_id != "aura-other" for c in curves for _, r in c.points)
+
+
+def test_paired_ci_covers_a_known_difference():
+    """Simulation: damp is 0.05 less toxic than aura at every cost; the paired CI of the difference at +10% covers
+    -0.05 in about 95% of worlds (and an absent effect is rarely called significant)."""
+    covered, n = 0, 60
+    for seed in range(n):
+        rng = np.random.default_rng(100 + seed)
+        runs = _world(rng, effect=0.05)
+        _, curves = build_curves(runs, "rtp_challenging", "wiki_sentences")
+        fr = Frontier("rtp_challenging", "wiki_sentences", curves, seed=seed, n_bootstrap=300)
+        aura, damp = (next(c for c in curves if c.method == m) for m in ("aura", "damp"))
+        diff = fr._curve_replicates(damp, 10.0) - fr._curve_replicates(aura, 10.0)
+        lo, hi = np.percentile(diff, [2.5, 97.5])
+        covered += lo <= -0.05 <= hi
+    assert covered / n >= 0.85
