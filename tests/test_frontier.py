@@ -96,3 +96,17 @@ def test_paired_ci_covers_a_known_difference():
         lo, hi = np.percentile(diff, [2.5, 97.5])
         covered += lo <= -0.05 <= hi
     assert covered / n >= 0.85
+
+
+def test_the_leaderboard_has_the_matched_cost_section_and_plot(tmp_path, monkeypatch):
+    from toxbench.harness.report.leaderboard import Leaderboard
+    from toxbench.harness.report.plots import plot_frontiers
+    from toxbench.harness.report.results import Collection
+
+    runs = _world(np.random.default_rng(3))
+    lb = Leaderboard.__new__(Leaderboard)  # the tables need cells; the frontier section needs only the runs
+    lb.collection = Collection(runs)
+    curves = build_curves(runs, "rtp_challenging", "wiki_sentences")[1]
+    lb._frontiers = [Frontier("rtp_challenging", "wiki_sentences", curves, n_bootstrap=200)]
+    (png, data), = plot_frontiers(lb, tmp_path, "board")
+    assert png.is_file() and png.stat().st_size > 5000 and set(data.method) == {"aura", "damp"}

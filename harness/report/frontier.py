@@ -202,6 +202,12 @@ class Frontier:
         text = f"{value - best_value:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
         return f"**{text}**" if ci and (ci[0] > 0 or ci[1] < 0) else text
 
+    def point_cis(self, curve: Curve) -> list[tuple[tuple[float, float] | None, tuple[float, float] | None]]:
+        """(cost % CI, toxicity CI) of each point, from the same paired replicates."""
+        if self._replicates is None:
+            return [(None, None)] * len(curve.points)
+        return [(_ci(self._replicates[r.run_id][0]), _ci(self._replicates[r.run_id][1])) for _, r in curve.points]
+
     def markdown(self) -> str:
         df = self.table()
         align = ["left", "left"] + ["right"] * (df.shape[1] - 2)

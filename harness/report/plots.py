@@ -151,11 +151,45 @@ def plot_languages(lb: Leaderboard, folder: Path, stem: str,
     return out
 
 
+def plot_frontiers(lb: Leaderboard, folder: Path, stem: str) -> list[tuple[Path, pd.DataFrame]]:
+    """Toxic fraction vs perplexity cost (% over `none`), one line per method through its sweep, with the points'
+    95% CIs; the target costs of the matched-cost table as dotted lines. One PNG per (model, task pair)."""
+    from matplotlib.figure import Figure
+
+    out = []
+    for fr in lb.frontiers():
+        for model in dict.fromkeys(c.model for c in fr.curves):
+            fig = Figure(figsize=(5.5, 4))
+            ax = fig.add_subplot()
+            rows = []
+            for curve in (c for c in fr.curves if c.model == model):
+                costs, tox = fr.point_values(curve)
+                cis = fr.point_cis(curve)
+                xerr = [[max(x - (ci[0][0] if ci[0] else x), 0) for x, ci in zip(costs, cis)],
+                        [max((ci[0][1] if ci[0] else x) - x, 0) for x, ci in zip(costs, cis)]]
+                yerr = [[max(y - (ci[1][0] if ci[1] else y), 0) for y, ci in zip(tox, cis)],
+                        [max((ci[1][1] if ci[1] else y) - y, 0) for y, ci in zip(tox, cis)]]
+                ax.errorbar(costs, tox, xerr=xerr, yerr=yerr, fmt="o-", capsize=3, label=curve.method)
+                rows += [{"method": curve.method, "knob": k, "cost_pct": c, "toxic_fraction": t}
+                         for (k, _), c, t in zip(curve.points, costs, tox)]
+            for c in fr.costs:
+                ax.axvline(c, color="grey", linestyle=":", linewidth=0.8)
+            ax.set_xlabel(f"{fr.cost_task} perplexity cost, % over none")
+            ax.set_ylabel(f"{fr.tox_task} toxic fraction (lower is better)")
+            ax.set_title(f"{model}: toxicity at matched cost", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+            path = folder / f"{stem}_frontier_{_slug(model)}_{_slug(fr.tox_task)}_{_slug(fr.cost_task)}.png"
+            _save(fig, path)
+            out.append((path, pd.DataFrame(rows)))
+    return out
+
+
 def write_plots(lb: Leaderboard, folder: str | Path, stem: str) -> list[tuple[Path, pd.DataFrame]]:
     """Every plot for ``lb``; returns (png path, the numbers plotted) pairs."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return plot_tradeoffs(lb, folder, stem) + plot_languages(lb, folder, stem)
+    return plot_tradeoffs(lb, folder, stem) + plot_languages(lb, folder, stem) + plot_frontiers(lb, folder, stem)
 
 
 def write_plots_beside(lb: Leaderboard, markdown: Path) -> list[Path]:
