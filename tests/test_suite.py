@@ -177,3 +177,23 @@ def test_set_output_dir_moves_the_leaderboard_with_the_runs(tmp_path):
     assert s.out == tmp_path / "elsewhere" / "leaderboard.md"
     assert all(spec.output_dir == str(tmp_path / "elsewhere") for spec in s.specs)
     assert load_suite(demo).out == Path("runs/demo/leaderboard.md")
+
+
+def test_suite_sweep_entries_expand_like_toxbench_sweep(tmp_path):
+    """Issue 24: `{name: aura, sweep: {strength: [...]}}` is one run per value (strength 1 is the plain `aura` run);
+    a bad grid is one line naming it."""
+    from toxbench.harness.core.errors import UsageError
+    from toxbench.harness.run.suite import load_suite
+
+    f = tmp_path / "s.yaml"
+    f.write_text("name: s\nmodels: [smollm2-135m]\ntasks: [rtp_challenging, wiki_sentences]\n"
+                 "interventions: [none, {name: aura, sweep: {strength: [0.25, 0.5, 1]}}, "
+                 "{name: det0, sweep: {k: [250, 500]}}]\n")
+    specs = load_suite(f).specs
+    got = [(s.intervention, dict(s.intervention_args)) for s in specs]
+    assert got == [("none", {}), ("aura", {"strength": 0.25}), ("aura", {"strength": 0.5}), ("aura", {}),
+                   ("det0", {"k": 250}), ("det0", {"k": 500})]
+    f.write_text("name: s\nmodels: [smollm2-135m]\ntasks: [rtp_challenging]\n"
+                 "interventions: [{name: aura, sweep: {strength: [0.5, x]}}]\n")
+    with pytest.raises(UsageError, match="'x' is not a number"):
+        load_suite(f)

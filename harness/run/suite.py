@@ -42,6 +42,7 @@ from ..spec.rundir import RunDir
 from ..spec.runspec import GenerationSettings, RunSpec
 from ..spec.sampling import expand as expand_sampling
 from . import runner  # runner.execute / runner.validate looked up per call: tests stand in for them
+from .sweep import parse_grid_values, point_args
 
 SUITE_KEYS = ("name", "description", "out", "settings", "grids", "models", "interventions", "tasks", "order")
 GRID_KEYS = ("models", "interventions", "tasks", "settings")
@@ -100,13 +101,32 @@ def _as_list(value: Any, what: str, where: str) -> list[Any]:
     return items
 
 
-def _intervention(item: Any, where: str) -> tuple[str, tuple[tuple[str, Any], ...], str | None]:
+Intervention = tuple[str, tuple[tuple[str, Any], ...], str | None]
+
+
+def _interventions(item: Any, where: str) -> list[Intervention]:
+    """One grid entry's interventions: a name, ``{name, args, state}``, or that with ``sweep: {KNOB: [values]}``
+    (one intervention per value, as ``toxbench sweep``)."""
+    name, args, state = _intervention(item, where)
+    sweep = item.get("sweep") if isinstance(item, dict) else None
+    if sweep is None:
+        return [(name, args, state)]
+    if not isinstance(sweep, dict) or len(sweep) != 1:
+        raise UsageError(f"{where}: intervention {name!r} sweep must map one knob to its values, e.g. "
+                         "sweep: {strength: [0.25, 0.5, 1]}")
+    (knob, values), = sweep.items()
+    raw = ",".join(str(v) for v in (values if isinstance(values, list) else [values]))
+    return [(name, point_args(name, args, str(knob), v), state)
+            for v in parse_grid_values(f"sweep {knob}", raw)]
+
+
+def _intervention(item: Any, where: str) -> Intervention:
     if isinstance(item, str):
         return item, (), None
     if isinstance(item, dict) and isinstance(item.get("name"), str):
         for k in item:
-            if k not in ("name", "args", "state"):
-                raise did_you_mean(k, ("name", "args", "state"), f"intervention key in {where}:")
+            if k not in ("name", "args", "state", "sweep"):
+                raise did_you_mean(k, ("name", "args", "state", "sweep"), f"intervention key in {where}:")
         args = item.get("args") or {}
         if not isinstance(args, dict):
             raise UsageError(f"{where}: intervention {item['name']!r} args must be a mapping")
@@ -182,7 +202,8 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
                 raise did_you_mean(k, GRID_KEYS, f"key in {where}:")
         settings = _merge_settings(shared, grid.get("settings") or {}, where)
         models = [str(m) for m in _as_list(grid.get("models"), "models", where)]
-        ivs = [_intervention(i, where) for i in _as_list(grid.get("interventions"), "interventions", where)]
+        ivs = [iv for i in _as_list(grid.get("interventions"), "interventions", where)
+               for iv in _interventions(i, where)]
         # Tasks with equal effective settings share a run (one model load, one run dir).
         task_groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
         for item in _as_list(grid.get("tasks"), "tasks", where):

@@ -67,14 +67,20 @@ def sweep_grid(intervention: str, args: tuple[tuple[str, Any], ...], strength: s
     return key.rpartition(".")[2], parse_grid_values(f"-a {key}", raw), rest
 
 
+def point_args(intervention: str, rest: tuple[tuple[str, Any], ...], knob: str, value: float
+               ) -> tuple[tuple[str, Any], ...]:
+    """The intervention args of one sweep point. The method's default value is the plain run (AurA at strength 1
+    is `aura`), so it shares that run's id and dir."""
+    defaults = [INTERVENTIONS.get(n).defaults.get(knob) for n in split_names(intervention)]
+    return rest if value in defaults else (*rest, (knob, value))
+
+
 def sweep_specs(base: RunSpec, knob: str, values: list[float], rest: tuple[tuple[str, Any], ...]) -> list[RunSpec]:
     """The ``none`` spec first, then one spec per knob value (each checked like a run before anything runs)."""
     from .runner import validate
 
     none = dataclasses.replace(base, intervention="none", intervention_args=(), intervention_state=None)
-    defaults = [INTERVENTIONS.get(n).defaults.get(knob) for n in split_names(base.intervention)]
-    # the method's default value is the plain run (AurA at strength 1 is `aura`): the same run id, shared
-    specs = [none] + [dataclasses.replace(base, intervention_args=rest if v in defaults else (*rest, (knob, v)))
+    specs = [none] + [dataclasses.replace(base, intervention_args=point_args(base.intervention, rest, knob, v))
                       for v in values]
     for s in specs:
         validate(s)
