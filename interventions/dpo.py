@@ -28,6 +28,9 @@ class DPO(Intervention):
     name: ClassVar[str] = "dpo"
     kind: ClassVar[str] = "weight"
     needs_fit: ClassVar[bool] = True
+    # λ scales the merged LoRA delta, W = W0 + λ ΔW (harness/run/prepare.py): a DPO curve needs no retraining
+    apply_keys: ClassVar[tuple[str, ...]] = ("strength",)
+    strength_key: ClassVar[str | None] = "strength"
     defaults: ClassVar[dict[str, Any]] = {
         "pairs": None,  # JSONL from `toxbench pairs` (or the seeds' pairwise format, file or folder)
         "max_pairs": None,
@@ -56,13 +59,20 @@ class DPO(Intervention):
         "eval_pairs": 32,  # held-out pairs for the reward margin after training (0 = none)
         "resume": True,
         "output_dir": None,  # where the merged checkpoint goes (default: under the cache)
+        "strength": 1.0,  # the merged delta's scale when applied (0 = the base model); not part of the fit
     }
 
     def __init__(self, state: State | None = None, **config: Any) -> None:
         # A fitted state defines the weights: record the config it was trained with, not the defaults that
         # `--intervention-state DIR` without arguments would otherwise put in the run's protocol.
+        strength = float(config.get("strength", 1.0))
         if state is not None and isinstance(state.metadata.get("config"), dict):
-            config = dict(state.metadata["config"])
+            config = {k: v for k, v in state.metadata["config"].items() if k != "strength"}
+        config = {k: v for k, v in config.items() if k != "strength"}
+        if not 0.0 <= strength <= 1.0:
+            raise UsageError(f"dpo strength {strength!r} is invalid: must be in [0, 1] (0 = the base model)")
+        if strength != 1.0:  # the trained model keeps the identity it had before the knob
+            config["strength"] = strength
         super().__init__(state=state, **config)
 
     # -- weight space -----------------------------------------------------------------------------------------
@@ -81,7 +91,7 @@ class DPO(Intervention):
 
     # -- fitting ----------------------------------------------------------------------------------------------
     def fit(self, model: torch.nn.Module, tokenizer: Any, **context: Any) -> State:
-        cfg = {**self.defaults, **self.config}
+        cfg = {k: v for k, v in {**self.defaults, **self.config}.items() if k != "strength"}
         unknown = sorted(set(self.config) - set(self.defaults))
         if unknown:
             raise did_you_mean(unknown[0], self.defaults, "dpo argument")

@@ -192,3 +192,36 @@ def test_full_finetuning_option(lm, tmp_path):
     meta = _dpo(pairs=str(pairs), **cfg).fit(model, tok, cache_dir=tmp_path / "c", seed=2, progress=False).metadata
     assert meta["global_step"] == 3 and meta["held_out"]["margin"] > 0
     assert meta["checkpoint_hash"] == checkpoint_hash(meta["checkpoint_dir"])
+
+
+def test_dpo_strength_scales_the_merged_delta(tmp_path, tiny_llama_dir):
+    """Issue 24: W = W0 + λ ΔW for a DPO checkpoint: λ=0.5 is the midpoint, λ=1 the merged weights as trained."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from toxbench.harness.core.models import load_model
+    from toxbench.harness.run.prepare import Setup, prepare
+    from toxbench.interventions.base import State
+    from toxbench.interventions.dpo import checkpoint_hash
+
+    base = load_model(str(tiny_llama_dir), dtype=torch.float32, device="cpu")
+    merged_dir = tmp_path / "merged"
+    tuned = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir), dtype=torch.float32)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.5)
+    tuned.save_pretrained(merged_dir)
+    base.tokenizer.save_pretrained(merged_dir)
+    State({}, {"method": "dpo", "checkpoint_dir": str(merged_dir), "checkpoint_hash": checkpoint_hash(merged_dir),
+               "model_fingerprint": base.fingerprint, "config": {"beta": 0.1}}).save(merged_dir / "state.safetensors")
+    got = {}
+    for lam in (1.0, 0.5):
+        setup = Setup(model=str(tiny_llama_dir), dtype=torch.float32, device="cpu", intervention="dpo",
+                      intervention_args=(("strength", lam),), intervention_state=str(merged_dir),
+                      cache_dir=tmp_path / "cache")
+        got[lam] = prepare(setup, log=lambda m: None)
+    w0 = base.model.model.embed_tokens.weight
+    assert torch.allclose(got[1.0].loaded.model.model.embed_tokens.weight, w0 + 0.5)
+    assert torch.allclose(got[0.5].loaded.model.model.embed_tokens.weight, w0 + 0.25)
+    assert got[0.5].loaded.fingerprint != got[1.0].loaded.fingerprint
+    assert got[0.5].intervention.config["strength"] == 0.5 and "strength" not in got[1.0].intervention.config

@@ -7,6 +7,7 @@ and load the intervention's weights instead when it is a weight-space one (a mer
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,6 +93,26 @@ def prepare(setup: Setup, *, loaded: LoadedModel | None = None, load_override: b
     base = loaded.describe()
     override = intervention.model_override() if load_override else None
     if override:  # weight-space intervention: same base model identity, other weights
+        base_model = loaded.model
         loaded = models.load_model(setup.model, dtype=setup.dtype, device=device, cache_dir=cache,
                                    weights_override=override)
+        lam = weight_strength(intervention)
+        if lam != 1.0:
+            interpolate_weights(loaded.model, base_model, lam)
+            loaded.model.__dict__.pop("_toxbench_fingerprint", None)
+            loaded = dataclasses.replace(loaded, fingerprint=models.model_fingerprint(loaded.model))
     return Prepared(loaded, intervention, base, override or None)
+
+
+def weight_strength(intervention: Intervention) -> float:
+    """λ of a weight-space intervention's ``strength`` (1: its own weights as trained)."""
+    return float(next((p.config.get("strength", 1.0) for p in intervention.parts if p.kind == "weight"), 1.0))
+
+
+@torch.no_grad()
+def interpolate_weights(model: torch.nn.Module, base: torch.nn.Module, lam: float) -> None:
+    """W = W0 + λ (W1 - W0) in place on ``model`` (W1) from ``base`` (W0): a DPO curve with no retraining."""
+    base_params = dict(base.state_dict())
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and name in base_params:
+            p.copy_(base_params[name].to(p.dtype) + lam * (p - base_params[name].to(p.dtype)))
