@@ -72,6 +72,19 @@ def _fmt(v: float | None, d: int) -> str:
     return f"{v:.{d}f}"
 
 
+#: columns that compare a row with its `none` row (with a paired CI)
+PAIRED_SHOWS = ("reduction", "delta", "delta_pct")
+
+
+def _delta_pct(ref: float, v: float, paired: Paired | None) -> str:
+    """this / none - 1 in %, its paired CI from the ratio's (none / this)."""
+    text = f"{100 * (v / ref - 1):+.1f}%" if ref else ""
+    if not text or paired is None or paired.ratio_ci is None or not all(paired.ratio_ci):
+        return text
+    lo, hi = (100 * (1 / r - 1) for r in paired.ratio_ci[::-1])
+    return (f"**{text}**" if paired.ratio_significant else text) + f" [{lo:+.1f}, {hi:+.1f}]"
+
+
 def _reduction(ref: float | None, v: float | None) -> str:
     if ref is None or v is None:
         return ""
@@ -194,7 +207,7 @@ class Leaderboard:
                     if col.show == "languages":
                         vals.append(self._languages_text(col, columns, lookup, model, iv))
                         continue
-                    paired = self.paired(cell, ref) if col.show in ("reduction", "delta") else None  # only × and Δ
+                    paired = self.paired(cell, ref) if col.show in PAIRED_SHOWS else None  # only × and Δ
                     vals.append(self._cell_text(col, cell, ref, iv, daggers, paired))
                 if col.show in ("value", "ci"):
                     nums[col.header], los[col.header], his[col.header] = numcol, locol, hicol
@@ -202,7 +215,7 @@ class Leaderboard:
             display = pd.DataFrame(disp)
             # Drop empty value columns and the Δ / × columns that hang off them.
             empty = {c.header for c in columns if c.show in ("value", "ci") and not any(display[c.header])}
-            empty |= {c.header for c in columns if c.show in ("reduction", "delta", "languages")
+            empty |= {c.header for c in columns if c.show in (*PAIRED_SHOWS, "languages")
                       and not any(v not in ("", "ref") for v in display[c.header])}
             display = display.drop(columns=sorted(empty))
             if display.shape[1] <= 2:
@@ -281,11 +294,13 @@ class Leaderboard:
         if cell is None:
             return ""
         d = decimals(col.metric)
-        if col.show in ("reduction", "delta"):
+        if col.show in PAIRED_SHOWS:
             if iv == REFERENCE:
                 return "ref"
             if ref is None:
                 return ""
+            if col.show == "delta_pct":
+                return _delta_pct(ref.value, cell.value, paired)
             if col.show == "reduction":
                 text = _reduction(ref.value, cell.value)
                 if paired is None or paired.ratio_ci is None:

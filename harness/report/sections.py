@@ -37,7 +37,7 @@ class Column:
     task: str
     metric: str
     header: str
-    show: str = "value"  # value | ci | reduction | delta | languages (how many member columns moved the right way)
+    show: str = "value"  # value | ci | reduction | delta | delta_pct | languages (member columns moved the right way)
 
 
 
@@ -102,23 +102,24 @@ class Sections:
         return out
 
     def _summary(self, tox: list[str], ppl: list[str], zs_groups: list[str]) -> list[Section]:
-        """The papers' headline metrics of every task (ml-aura never reports EMT), when there are several tasks."""
+        """The compact headline (at most 8 columns): the first toxicity task's toxic fraction and its reduction
+        (the papers' headline; ml-aura never reports EMT), toxicity probability's reduction, the first perplexity
+        task's cost in %, and the common-sense average's Δ. Everything else is in the sections below."""
         cols: list[Column] = []
-        for t in tox:
-            for m in HEADLINE_TOX:
-                label = metric_label(m)
-                cols += [Column(t, m, f"{t} {label} {arrow(m)}"), Column(t, m, f"{t} {label} ×", "reduction")]
-        for t in ppl:
-            if m := self.primary_ppl(t):
-                cols += [Column(t, m, f"{t} {metric_label(m)} {arrow(m)}"),
-                         Column(t, m, f"{t} Δ{metric_label(m)}", "delta")]
-        for g in zs_groups:
-            if m := self.acc_metric(g):
-                cols += [Column(g, m, f"{g} {metric_label(m)} {arrow(m)}"), Column(g, m, f"{g} Δ", "delta")]
+        if tox:
+            t = tox[0]
+            first, second = HEADLINE_TOX[:2]
+            cols += [Column(t, first, f"{t} {metric_label(first)} {arrow(first)}"),
+                     Column(t, first, f"{metric_label(first)} ×", "reduction"),
+                     Column(t, second, f"{metric_label(second)} ×", "reduction")]
+        if ppl and (m := self.primary_ppl(ppl[0])):
+            cols.append(Column(ppl[0], m, f"{ppl[0]} {metric_label(m)} Δ%", "delta_pct"))
+        if zs_groups and (m := self.acc_metric(zs_groups[0])):
+            cols.append(Column(zs_groups[0], m, f"{zs_groups[0]} Δ", "delta"))
         if len({c.task for c in cols}) <= 1:
             return []
-        return [("Summary", cols, "Headline metrics of each task; × and Δ with their paired 95% CI, **bold** where it "
-                                  "excludes no change. Value CIs and protocols in the sections below.")]
+        return [("Summary", cols, "The headline of the board: × and Δ with their paired 95% CI, **bold** where it "
+                                  "excludes no change. Every metric, value CIs and protocols in the sections below.")]
 
     def _toxicity(self, t: str) -> list[Section]:
         cols: list[Column] = []
