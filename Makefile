@@ -7,7 +7,7 @@ export TOXBENCH_DATA ?= $(abspath ../shared/data)
 DEMO_LIMIT ?= 24
 DEMO_K ?= 8
 
-.PHONY: demo test test-fast bench smoke gate-spread check leaderboard clean help
+.PHONY: demo test test-fast bench smoke gate-spread check leaderboard clean help chromium
 
 help:
 	@echo "make demo   - fit AurA on SmolLM2, score RTP + perplexity for none/aura, print the leaderboard"
@@ -32,8 +32,15 @@ demo: $(STAMP)
 	$(BIN)/toxbench suite suites/demo.yaml
 	@cat runs/demo/leaderboard.md
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -ra
+
+# The HTML board's browser test drives Debian's Chromium; as root (CI) it is installed when missing, elsewhere the
+# test skips with one line saying how to get it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+		echo "chromium not installed: the HTML board's browser test will skip (apt-get install chromium)"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -6,9 +6,18 @@ import click
 
 from ..core.errors import UsageError
 from ..report.leaderboard import build_leaderboard, write_leaderboard
-from ..report.plots import write_plots_beside
+from ..report.plots import write_html_beside, write_plots_beside
 from ..spec.values import split_commas
 from .base import ToxbenchCommand
+
+
+def compact_summary(lb) -> str:
+    """The board's Summary tables as Markdown (what a terminal shows when files are written)."""
+    for title, _, tables in lb.rendered():
+        if title == "Summary":
+            return "\n\n".join(tb.markdown() for tb in tables)
+    first = next((tables for _, _, tables in lb.rendered() if tables), [])
+    return first[0].markdown() if first else ""
 
 
 def warn_skipped(skipped: list[tuple[str, str]]) -> None:
@@ -25,12 +34,14 @@ def warn_skipped(skipped: list[tuple[str, str]]) -> None:
 @click.option("--json", "json_", is_flag=True, help="Also write NAME.json (cells + protocols) beside --out.")
 @click.option("--plots/--no-plots", default=None,
               help="PNG plots beside --out: toxicity vs perplexity per model, RTP-LX per language [default: on].")
+@click.option("--html/--no-html", default=True, show_default=True,
+              help="NAME.html beside --out: one self-contained page (sortable tables, filter, CI bars, plots).")
 @click.option("--strict", is_flag=True, help="Refuse runs whose protocols differ instead of splitting tables.")
 @click.option("--title", default="Leaderboard", show_default=True, help="Heading of the Markdown file.")
 @click.option("--order", default="", metavar="A,B,...",
               help="Intervention rows in this order (e.g. none,preprompt,aura,dpo); the others follow.")
-def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool, plots: bool | None, strict: bool,
-                title: str, order: str) -> None:
+def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool, plots: bool | None, html: bool,
+                strict: bool, title: str, order: str) -> None:
     """Tabulate run directories (or folders of them): a row per (model, intervention), a column per metric.
 
     Δ and reduction factors (×) are against the same model's `none` row; runs measured under different
@@ -45,7 +56,10 @@ def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool,
         click.echo(lb.markdown(), nl=False)
         return
     written = write_leaderboard(lb, out, csv=csv_, json_=json_)
-    if plots is None or plots:
-        written += write_plots_beside(lb, written[0])
+    pngs = write_plots_beside(lb, written[0]) if plots is None or plots else []
+    written += pngs
+    if html:
+        written.append(write_html_beside(lb, written[0], pngs))
+    click.echo(compact_summary(lb))
     for p in written:
-        click.echo(f"wrote {p}")
+        click.echo(f"wrote {p}", err=True)

@@ -14,6 +14,15 @@ if TYPE_CHECKING:
     from .leaderboard import Leaderboard, Table
 
 DAGGER = "†"
+def legend(nruns: int) -> str:
+    """The line under a board's title (Markdown and HTML)."""
+    return (f"{nruns} run{'s' if nruns != 1 else ''}; a row per (model, intervention). ↓ lower is better, "
+            "↑ higher is better. × = reduction factor against the same model's `none` row (none ÷ this); "
+            "Δ = this − none; `ref` marks the `none` row. Brackets: 95% CI; beside × and Δ, the *paired* CI "
+            "(prompts resampled jointly for the variant and `none`), **bold** when it excludes no change. "
+            "Tables never mix protocols: when runs differ, each protocol variant gets its own table.")
+
+
 FRONTIER_NOTE = ("Each method swept over its knob (in brackets), read off at the same perplexity cost over `none` by "
                  "linear interpolation between its measured points, never beyond the strongest one (*out of range*). "
                  "CIs: paired bootstrap, prompts and cost documents resampled jointly for every point of every curve; "
@@ -50,11 +59,7 @@ def render_markdown(lb: Leaderboard) -> str:
     """Title, legend, every section's tables with their protocol footnotes, notes and skipped runs."""
     out = [f"# {lb.title}", ""]
     nruns = len(lb.collection.runs)
-    out.append(f"{nruns} run{'s' if nruns != 1 else ''}; a row per (model, intervention). ↓ lower is better, "
-               "↑ higher is better. × = reduction factor against the same model's `none` row (none ÷ this); "
-               "Δ = this − none; `ref` marks the `none` row. Brackets: 95% CI; beside × and Δ, the *paired* CI "
-               "(prompts resampled jointly for the variant and `none`), **bold** when it excludes no change. "
-               "Tables never mix protocols: when runs differ, each protocol variant gets its own table.")
+    out.append(legend(nruns))
     out.append("")
     for title, intro, tables in lb.rendered():
         if not tables:

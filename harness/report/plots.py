@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.io import atomic_write_bytes
+from ..core.io import atomic_write_bytes, atomic_write_text
 from ..measure.schema import PPL_METRICS, metric_label
 from .leaderboard import DAGGER, Column, Leaderboard, Table
 
@@ -195,3 +195,12 @@ def write_plots(lb: Leaderboard, folder: str | Path, stem: str) -> list[tuple[Pa
 def write_plots_beside(lb: Leaderboard, markdown: Path) -> list[Path]:
     """Every plot for ``lb`` beside its Markdown file (``NAME.md`` -> ``NAME_<plot>.png``); returns the paths."""
     return [p for p, _ in write_plots(lb, markdown.parent, markdown.stem)]
+
+
+def write_html_beside(lb: Leaderboard, markdown: Path, plots: list[Path]) -> Path:
+    """``NAME.html`` beside ``NAME.md``: the board as one self-contained page with ``plots`` inline."""
+    from .html import render_html
+
+    path = markdown.with_suffix(".html")
+    atomic_write_text(path, render_html(lb, plots))
+    return path

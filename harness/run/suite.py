@@ -36,7 +36,7 @@ import yaml
 from ..core.errors import UsageError, did_you_mean
 from ..core.io import canonical_json
 from ..report.leaderboard import build_leaderboard, write_leaderboard
-from ..report.plots import write_plots_beside
+from ..report.plots import write_html_beside, write_plots_beside
 from ..spec.lock import RunLocked, run_lock
 from ..spec.rundir import RunDir
 from ..spec.runspec import GenerationSettings, RunSpec
@@ -291,7 +291,7 @@ def run_suite(suite: Suite, force: bool = False, dry_run: bool = False, execute:
     if leaderboard and not dry_run and run_dirs:
         lb = build_leaderboard(run_dirs, title=f"Leaderboard: {suite.name}", order=suite.order, warn=False)
         outputs = write_leaderboard(lb, suite.out, csv=True, json_=True)
-        if plots:
-            outputs += write_plots_beside(lb, outputs[0])
+        pngs = write_plots_beside(lb, outputs[0]) if plots else []
+        outputs += [*pngs, write_html_beside(lb, outputs[0], pngs)]
         log(f"leaderboard: {suite.out}")
     return SuiteResult(suite, run_dirs, skipped, ran, outputs)

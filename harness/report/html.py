@@ -1,0 +1,86 @@
+"""A board as one self-contained HTML page (no CDN; works from ``file://``): the same tables as the Markdown, with
+sortable columns, a row filter, 95% CIs drawn as bars, each table's protocol one click away and the PNG plots
+inline. Rendered by Jinja2 from ``templates/board.html.j2``."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .leaderboard import Leaderboard, Table
+from .markdown import FRONTIER_NOTE, legend, protocol_lines
+
+TEMPLATES = Path(__file__).with_name("templates")
+_NUMBER = re.compile(r"^[*]*([+-]?\d+(?:\.\d+)?)")
+
+
+def _plain(text: str) -> str:
+    """Markdown emphasis and code marks off (Jinja2 escapes the rest)."""
+    return re.sub(r"[*`]", "", str(text))
+
+
+def _sort_key(text: str) -> float | None:
+    m = _NUMBER.match(str(text).strip())
+    return float(m.group(1)) if m else None
+
+
+def _bars(tb: Table) -> dict[str, list[tuple[float, float] | None]]:
+    """Per value column: each row's CI as (left %, width %) of the column's whole CI range."""
+    out: dict[str, list[tuple[float, float] | None]] = {}
+    if tb.lo is None or tb.hi is None:
+        return out
+    for col in tb.numbers.columns:
+        lo, hi = tb.lo[col], tb.hi[col]
+        ok = lo.notna() & hi.notna()
+        if not ok.any():
+            continue
+        a, b = float(lo[ok].min()), float(hi[ok].max())
+        span = (b - a) or 1.0
+        out[col] = [(round(100 * (x - a) / span, 2), round(max(100 * (y - x) / span, 0.5), 2))
+                    if not (pd.isna(x) or pd.isna(y)) else None for x, y in zip(lo, hi)]
+    return out
+
+
+def _table_view(lb: Leaderboard, tb: Table, title: str) -> dict[str, Any]:
+    bars = _bars(tb)
+    rows = []
+    for i, rec in enumerate(tb.display.itertuples(index=False)):
+        cells = []
+        for header, text in zip(tb.display.columns, rec):
+            num = _sort_key(text) if header not in ("model", "intervention") else None
+            bar = bars.get(header, [None] * (i + 1))[i] if header in bars else None
+            cells.append({"text": _plain(text), "strong": str(text).startswith("**"),
+                          "num": None if num is None or math.isnan(num) else num, "bar": bar})
+        rows.append({"cells": cells, "ref": rec[1] == "none"})
+    lines = protocol_lines(lb, tb.protocols) if title != "Summary" else []
+    return {"heading": _plain(tb.heading), "headers": list(tb.display.columns), "rows": rows,
+            "protocols": [_plain(x.lstrip("- ")) for x in lines]}
+
+
+def _frontier_view(fr: Any) -> dict[str, Any]:
+    df = fr.table()
+    rows = [{"cells": [{"text": _plain(v), "strong": str(v).startswith("**"), "num": _sort_key(v) if j > 1 else None,
+                        "bar": None} for j, v in enumerate(rec)], "ref": False}
+            for rec in df.itertuples(index=False)]
+    return {"title": f"Matched cost: {fr.tox_task} toxic fraction vs {fr.cost_task} perplexity cost",
+            "intro": _plain(FRONTIER_NOTE),
+            "tables": [{"heading": "", "headers": list(df.columns), "rows": rows, "protocols": []}]}
+
+
+def render_html(lb: Leaderboard, plots: Sequence[Path] = ()) -> str:
+    """The board as one HTML page, ``plots`` (PNG files) embedded."""
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    sections = [{"title": title, "intro": _plain(intro), "tables": [_table_view(lb, tb, title) for tb in tables]}
+                for title, intro, tables in lb.rendered() if tables]
+    sections += [_frontier_view(fr) for fr in lb.frontiers()]
+    images = [{"data": base64.b64encode(p.read_bytes()).decode("ascii"), "alt": p.stem.replace("_", " ")}
+              for p in plots if p.suffix == ".png" and p.is_file()]
+    return env.get_template("board.html.j2").render(title=lb.title, legend=_plain(legend(len(lb.collection.runs))),
+                                                     sections=sections, plots=images)
