@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..measure.schema import (
     task_sort_key,
 )
 from .cells import as_number, build_cells
-from .frontier import Frontier, frontiers
+from .frontier import DEFAULT_KNOB, KNOBS, Frontier, frontiers
 from .markdown import DAGGER, render_markdown
 from .protocol_text import (
     flatten,
@@ -61,9 +62,18 @@ def _row_order(rows: Iterable[tuple[str, str]], order: Sequence[str] = ()) -> li
         model, iv = r
         base = iv.split("[")[0].split("#")[0]
         rank = 0 if iv == REFERENCE else (1 + list(order).index(base) if base in order else 1 + len(order))
-        return (model, rank, iv)
+        return (model, rank, base, _knob_value(iv, base), iv)
 
     return sorted(set(rows), key=key)
+
+
+def _knob_value(iv: str, base: str) -> float:
+    """A swept row's knob value (``aura[strength=0.5]`` -> 0.5; plain ``aura`` is its default, strength 1), so a
+    sweep's rows read in knob order; other rows sort after them by name."""
+    m = re.search(r"\b(" + "|".join(KNOBS) + r")=([0-9.eE+-]+)", iv)
+    if m:
+        return float(m.group(2))
+    return DEFAULT_KNOB[base][1] if base in DEFAULT_KNOB and "[" not in iv else math.inf
 
 
 def _fmt(v: float | None, d: int) -> str:
