@@ -6,18 +6,10 @@ import click
 
 from ..core.errors import UsageError
 from ..report.leaderboard import build_leaderboard, write_leaderboard
+from ..report.markdown import compact_summary
 from ..report.plots import write_html_beside, write_plots_beside
 from ..spec.values import split_commas
 from .base import ToxbenchCommand
-
-
-def compact_summary(lb) -> str:
-    """The board's Summary tables as Markdown (what a terminal shows when files are written)."""
-    for title, _, tables in lb.rendered():
-        if title == "Summary":
-            return "\n\n".join(tb.markdown() for tb in tables)
-    first = next((tables for _, _, tables in lb.rendered() if tables), [])
-    return first[0].markdown() if first else ""
 
 
 def warn_skipped(skipped: list[tuple[str, str]]) -> None:

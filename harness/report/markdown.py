@@ -14,6 +14,15 @@ if TYPE_CHECKING:
     from .leaderboard import Leaderboard, Table
 
 DAGGER = "†"
+def compact_summary(lb: Leaderboard) -> str:
+    """The board's Summary tables as Markdown (what a terminal shows when files are written)."""
+    for title, _, tables in lb.rendered():
+        if title == "Summary":
+            return "\n\n".join(tb.markdown() for tb in tables)
+    first = next((tables for _, _, tables in lb.rendered() if tables), [])
+    return first[0].markdown() if first else ""
+
+
 def legend(nruns: int) -> str:
     """The line under a board's title (Markdown and HTML)."""
     return (f"{nruns} run{'s' if nruns != 1 else ''}; a row per (model, intervention). ↓ lower is better, "

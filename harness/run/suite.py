@@ -36,6 +36,7 @@ import yaml
 from ..core.errors import UsageError, did_you_mean
 from ..core.io import canonical_json
 from ..report.leaderboard import build_leaderboard, write_leaderboard
+from ..report.markdown import compact_summary
 from ..report.plots import write_html_beside, write_plots_beside
 from ..spec.lock import RunLocked, run_lock
 from ..spec.rundir import RunDir
@@ -293,5 +294,6 @@ def run_suite(suite: Suite, force: bool = False, dry_run: bool = False, execute:
         outputs = write_leaderboard(lb, suite.out, csv=True, json_=True)
         pngs = write_plots_beside(lb, outputs[0]) if plots else []
         outputs += [*pngs, write_html_beside(lb, outputs[0], pngs)]
+        log(compact_summary(lb))
         log(f"leaderboard: {suite.out}")
     return SuiteResult(suite, run_dirs, skipped, ran, outputs)
