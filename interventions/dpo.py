@@ -25,6 +25,8 @@ from .base import Intervention, State
 
 
 class DPO(Intervention):
+    """Weight space: the merged checkpoint of a LoRA DPO fit replaces the base weights (``model_override``)."""
+
     name: ClassVar[str] = "dpo"
     kind: ClassVar[str] = "weight"
     needs_fit: ClassVar[bool] = True

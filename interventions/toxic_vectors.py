@@ -49,6 +49,8 @@ def scale_input_hook(alpha: torch.Tensor) -> PreHook:
 
 
 class ToxicVectors(Intervention):
+    """Activation space: the toxic value vectors' neurons scaled by ``scale`` (see the module docstring)."""
+
     name: ClassVar[str] = "toxic-vectors"
     kind: ClassVar[str] = "activation"
     needs_fit: ClassVar[bool] = True
