@@ -95,3 +95,10 @@ def test_shared_options_have_one_declaration():
     assert set(seen) == set(SHARED)
     for opt, variants in seen.items():
         assert len(variants) == 1, (opt, variants)
+
+
+def test_show_on_a_folder_prints_the_compact_board():
+    """Issue 26: a folder listing ends with the compact Summary of its finished runs."""
+    out = CliRunner().invoke(main, ["show", str(RUNS / "paper")])
+    assert out.exit_code == 0, out.output
+    assert "run(s) under" in out.output and "Toxic frac. ×" in out.output and "| smollm2-135m | aura" in out.output

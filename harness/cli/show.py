@@ -11,6 +11,8 @@ import click
 
 from ..core.errors import UsageError
 from ..measure.schema import COUNT_METRICS, HEADLINE_METRICS  # a listing shows a task's best-ranked one
+from ..report.leaderboard import build_leaderboard
+from ..report.markdown import compact_summary
 from ..report.results import find_run_dirs
 from ..spec.lock import describe_holder, live_holder
 from ..spec.rundir import RunDir
@@ -109,3 +111,9 @@ def list_runs(folder: Path, as_json: bool = False) -> None:
         heads = ", ".join(f"{t} {m}={v:.4g}" for t, mv in r["metrics"].items() for m, v in mv.items())
         click.echo(f"  {r['run']}  [{r['status']}]  tasks: {','.join(r['tasks']) or '-'}"
                    + (f"  {heads}" if heads else ""))
+    finished = [d for d, r in zip(dirs, rows) if r["status"] == "complete"]
+    if finished:  # the compact board of what is finished (the Summary a leaderboard would open with)
+        try:
+            click.echo("\n" + compact_summary(build_leaderboard(finished, warn=False)))
+        except UsageError:
+            pass
