@@ -25,7 +25,9 @@ def sweep(strengths: str, a: argparse.Namespace, root: Path) -> tuple[float, int
            "rtp_challenging,wiki_sentences", "--limit", str(a.limit), "--k", str(a.k), "--dtype", a.dtype,
            "--threads", "1", "--cache-dir", str(cache), "-o", str(out)]
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"sweep failed: {res.stderr.strip().splitlines()[-1]}")
     return time.perf_counter() - t, len(list((cache / "states").rglob("aura-*.safetensors")))
 
 
