@@ -36,6 +36,11 @@ def _date(run: Run) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H-%M-%S.%f")
 
 
+def _env(run: Run) -> dict[str, Any]:
+    path = run.path / RunDir.ENV
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def _numbers(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {m: v for m, v in (task.get("metrics") or {}).items()
             if isinstance(v, dict) and isinstance(v.get("value"), (int, float))}
@@ -78,7 +83,7 @@ def export_lm_eval(run: Run, out: Path) -> list[Path]:
         "config": {"model": "toxbench", "model_args": f"pretrained={run.model_name}",
                    "batch_size": run.spec.get("batch_size"), "device": (run.results.get("kernels") or {}).get("device"),
                    "toxbench": run_protocol(run)},
-        "git_hash": ((run.protocol.get("versions") or {}).get("toxbench")),
+        "git_hash": _env(run).get("git_sha"),  # toxbench's commit when the run was made
         "date": Path(run.path / RunDir.RESULTS).stat().st_mtime if (run.path / RunDir.RESULTS).is_file() else None,
         "model_name": run.model_name,
     }
