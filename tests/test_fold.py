@@ -114,6 +114,18 @@ def test_unfoldable_is_refused(tok, tmp_path):
         export_folded(model, tok, AurA(state=random_state(model)), tmp_path / "busy")
 
 
+def _assert_export_equals_hooked(model, tok, state, out_dir):
+    """The exported checkpoint's logits equal ``model``'s under the hooked AurA ``state``."""
+    from transformers import AutoModelForCausalLM
+
+    ids, mask = batch(tok)
+    with torch.no_grad():
+        with AurA(state=state).attach(model):
+            hooked = model(ids, attention_mask=mask).logits
+        folded = AutoModelForCausalLM.from_pretrained(str(out_dir)).eval()(ids, attention_mask=mask).logits
+    assert torch.allclose(folded, hooked, atol=1e-5)
+
+
 def test_export_command(tok, tmp_path):
     from toxbench.harness.cli.export import export
     from toxbench.harness.core.models import model_fingerprint
@@ -135,12 +147,7 @@ def test_export_command(tok, tmp_path):
     res = runner.invoke(export, args)
     assert res.exit_code == 0, res.output
     assert res.output.strip().endswith("out")
-    ids, mask = batch(tok)
-    with torch.no_grad():
-        with AurA(state=state).attach(model):
-            hooked = model(ids, attention_mask=mask).logits
-        folded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).eval()(ids, attention_mask=mask).logits
-    assert torch.allclose(folded, hooked, atol=1e-5)
+    _assert_export_equals_hooked(model, tok, state, tmp_path / "out")
     # exists -> exit 2 with one line; --force replaces it
     res = runner.invoke(export, args)
     assert res.exit_code == 2 and "not empty" in res.output
@@ -182,9 +189,4 @@ def test_export_folds_the_state_run_uses_and_never_refits(tok, tmp_path, monkeyp
     res = CliRunner().invoke(export, [*args, "--fit-dtype", "bfloat16", "--out", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output
     assert "fitted in bfloat16" in res.stderr and path.name in res.stderr
-    ids, mask = batch(tok)
-    with torch.no_grad():
-        with AurA(state=state).attach(model):
-            hooked = model(ids, attention_mask=mask).logits
-        folded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "b")).eval()(ids, attention_mask=mask).logits
-    assert torch.allclose(folded, hooked, atol=1e-5)
+    _assert_export_equals_hooked(model, tok, state, tmp_path / "b")

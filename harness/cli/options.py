@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from ..core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_FOLDS_SEED, DEFAULT_MODEL, DEFAULT_SEED
-from ..core.errors import UsageError
 from ..core.hardware import set_threads
+from ..run.validation import check_setting
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_SEED", "bundle", "model_options", "path_options", "intervention_options",
            "threads_option", "seed_option", "dtype_option", "device_option", "model_option", "dry_run_option",
@@ -58,13 +58,12 @@ folds_seed_option = click.option("--folds-seed", type=int, default=DEFAULT_FOLDS
                                  help="Seed of the grouped cross-validation folds (recorded in a trained head).")
 
 
-def _positive(ctx: click.Context, param: click.Parameter, value: int) -> int:
-    if value is not None and value < 1:
-        raise UsageError(f"--{param.name.replace('_', '-')} must be >= 1, got {value}")
+def _in_range(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    check_setting(param.name, value)  # the range every RunSpec is checked against (run/validation.py)
     return value
 
 
-batch_size_option = click.option("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, callback=_positive,
+batch_size_option = click.option("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, callback=_in_range,
                                  show_default=True, help="Prompts (or texts) per forward pass.")
 data_dir_option = click.option("--data-dir", default=None, envvar="TOXBENCH_DATA", show_envvar=True,
                                help="Data folder (default ../shared/data).")

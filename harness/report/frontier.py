@@ -125,6 +125,7 @@ class Frontier:
 
     def __post_init__(self) -> None:
         self._replicates = self._bootstrap()
+        self._interpolated: dict[tuple[int, float], np.ndarray | None] = {}  # (curve index, cost) -> replicates
 
     def point_values(self, curve: Curve) -> tuple[list[float], list[float]]:
         """(cost in % over none, toxicity) of each point of ``curve``."""
@@ -161,6 +162,14 @@ class Frontier:
         return out
 
     def _curve_replicates(self, curve: Curve, target: float) -> np.ndarray | None:
+        """The curve's value at ``target`` in every bootstrap replicate (computed once per curve and cost: the
+        table, its "vs best" column, the Markdown and the HTML all read them)."""
+        key = (self.curves.index(curve), target)
+        if key not in self._interpolated:
+            self._interpolated[key] = self._interpolate_replicates(curve, target)
+        return self._interpolated[key]
+
+    def _interpolate_replicates(self, curve: Curve, target: float) -> np.ndarray | None:
         if self._replicates is None:
             return None
         ids = [r.run_id for _, r in curve.points]
@@ -193,7 +202,7 @@ class Frontier:
         if value is None:
             return ""
         scored = [(v, c) for c in self.curves if c.model == curve.model
-                  for v in [self.at_cost(c, target)[0]] if v is not None]
+                  for v in [interpolate_at(*self.point_values(c), target)] if v is not None]
         best_value, best = min(scored, key=lambda x: x[0])
         if best is curve:
             return "best"

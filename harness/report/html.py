@@ -55,7 +55,7 @@ def _table_view(lb: Leaderboard, tb: Table, title: str) -> dict[str, Any]:
         cells = []
         for header, text in zip(tb.display.columns, rec):
             num = _sort_key(text) if header not in ("model", "intervention") else None
-            bar = bars.get(header, [None] * (i + 1))[i] if header in bars else None
+            bar = bars[header][i] if header in bars else None
             cells.append({"text": _plain(text), "strong": str(text).startswith("**"),
                           "num": None if num is None or math.isnan(num) else num, "bar": bar})
         rows.append({"cells": cells, "ref": rec[1] == "none"})

@@ -97,6 +97,12 @@ def _err(v: float, lo: float, hi: float):
     return [[max(v - lo, 0.0)], [max(hi - v, 0.0)]]
 
 
+def _errs(values: list[float], cis: list[tuple[float, float] | None]) -> list[list[float]]:
+    """errorbar's [[below...], [above...]] of several points (``_err`` per point; 0 where a point has no CI)."""
+    per = [_err(v, *ci) if ci else None for v, ci in zip(values, cis)]
+    return [[e[0][0] if e else 0.0 for e in per], [e[1][0] if e else 0.0 for e in per]]
+
+
 def _plain(md: str) -> str:
     return md.replace("**", "")
 
@@ -165,10 +171,7 @@ def plot_frontiers(lb: Leaderboard, folder: Path, stem: str) -> list[tuple[Path,
             for curve in (c for c in fr.curves if c.model == model):
                 costs, tox = fr.point_values(curve)
                 cis = fr.point_cis(curve)
-                xerr = [[max(x - (ci[0][0] if ci[0] else x), 0) for x, ci in zip(costs, cis)],
-                        [max((ci[0][1] if ci[0] else x) - x, 0) for x, ci in zip(costs, cis)]]
-                yerr = [[max(y - (ci[1][0] if ci[1] else y), 0) for y, ci in zip(tox, cis)],
-                        [max((ci[1][1] if ci[1] else y) - y, 0) for y, ci in zip(tox, cis)]]
+                xerr, yerr = _errs(costs, [c for c, _ in cis]), _errs(tox, [t for _, t in cis])
                 ax.errorbar(costs, tox, xerr=xerr, yerr=yerr, fmt="o-", capsize=3, label=curve.method)
                 rows += [{"method": curve.method, "knob": k, "cost_pct": c, "toxic_fraction": t}
                          for (k, _), c, t in zip(curve.points, costs, tox)]

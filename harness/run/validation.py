@@ -45,6 +45,13 @@ def _bad_number(v: Any) -> bool:
     return isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and math.isnan(v))
 
 
+def check_setting(field: str, value: Any) -> None:
+    """One RunSpec setting against its range (the rule ``check_generation`` applies; CLI callbacks use it too)."""
+    for f, flag, rule, ok in _SPEC_RANGES:
+        if f == field and value is not None and (_bad_number(value) or not ok(value)):
+            raise UsageError(f"{flag} {value!r} is invalid: {rule}")
+
+
 def check_generation(spec: RunSpec) -> None:
     """k, max new tokens, top-p, temperature, top-k, limit, batch size... within their valid ranges."""
     checks = [(getattr(spec.generation, f), flag, rule, ok) for f, flag, rule, ok in _RANGES]
