@@ -19,7 +19,8 @@ from .compose import Composite
 INTERVENTIONS: Registry[type[Intervention]] = Registry(
     "intervention", "toxbench.interventions", package=__name__, builtins={
         "none": "base:Intervention", "aura": "aura:AurA", "det0": "aura:Det0", "damp": "aura:Damp",
-        "preprompt": "preprompt:PrePrompt", "dpo": "dpo:DPO", "toxic-vectors": "toxic_vectors:ToxicVectors"})
+        "preprompt": "preprompt:PrePrompt", "dpo": "dpo:DPO", "toxic-vectors": "toxic_vectors:ToxicVectors",
+        "linear-act": "transport:LinearAcT", "mean-act": "transport:MeanAcT", "steer": "steer:Steer"})
 
 
 def split_names(spec: str) -> list[str]:
@@ -107,7 +108,7 @@ def build(
     explicit = state
     for name, cfg in zip(names, configs):
         cls = INTERVENTIONS.get(name)
-        if not getattr(cls, "needs_fit", False):
+        if not cls.needs_state(cfg):
             parts.append(cls(**cfg))
             continue
         if explicit is not None:
@@ -118,7 +119,7 @@ def build(
             raise UsageError(f"intervention {name!r} needs a fitted state: pass --intervention-state PATH")
         dtype = state_dtype or fit_dtype(model)
         fit_cfg = {k: v for k, v in cfg.items() if k not in cls.apply_keys}  # one state for every strength
-        path = state_path(cache_dir, model_fingerprint, name, cls(**fit_cfg).config, dtype)
+        path = state_path(cache_dir, model_fingerprint, name, fit_config(cls, cfg), dtype)
         if path.is_file() and not refit:
             if state_dtype:
                 log(f"[toxbench] {name}: the state fitted in {dtype} ({path})")
@@ -157,5 +158,10 @@ def _fit(cls: type[Intervention], cfg: dict[str, Any], path: Path, model: Any, t
 
 def state_files(intervention: Intervention, cache_dir: Path, model_fingerprint: str, model: Any) -> list[Path]:
     """Where each fitted part's state is cached (for `toxbench fit` to print)."""
-    return [state_path(cache_dir, model_fingerprint, p.name, {k: v for k, v in p.config.items() if k not in p.apply_keys},
-                       fit_dtype(model)) for p in intervention.parts if p.state is not None]
+    return [state_path(cache_dir, model_fingerprint, p.name, fit_config(type(p), p.config), fit_dtype(model))
+            for p in intervention.parts if p.state is not None and type(p).needs_state(p.config)]
+
+
+def fit_config(cls: type[Intervention], config: dict[str, Any]) -> dict[str, Any]:
+    """The config a state is fitted (and cached) under: the part's normalised config without its apply keys."""
+    return cls(**{k: v for k, v in config.items() if k not in cls.apply_keys}).config

@@ -193,6 +193,10 @@ class AurA(Intervention):
             return dict(self.state.tensors)
         return {n: 1 - lam * (1 - a) for n, a in self.state.tensors.items()}
 
+    @classmethod
+    def check_foldable(cls, config: dict[str, Any]) -> None:
+        """Per-unit scales always fold into the modules' weights."""
+
     @contextlib.contextmanager
     def attach(self, model: torch.nn.Module) -> Iterator[None]:
         # Attached around every lm-eval batch: validate once per model and reuse the hook closures (each caches

@@ -105,6 +105,11 @@ class Intervention:
         self.state = state
         self.config = config
 
+    @classmethod
+    def needs_state(cls, config: dict[str, Any]) -> bool:
+        """Whether ``build`` must find, load or fit a state for this config (a steering file brings its own)."""
+        return cls.needs_fit
+
     # -- learning ---------------------------------------------------------------------------------------------
     def fit(self, model: torch.nn.Module, tokenizer: Any, **context: Any) -> State:
         """Learn a state from data (``context`` carries data_dir, cache_dir, device, batch_size, progress...)."""

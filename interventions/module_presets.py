@@ -1,4 +1,4 @@
-"""Default modules for expert-unit interventions (AurA, Det0, Damp), per architecture family.
+"""Default modules for expert-unit interventions (AurA, Det0, Damp) and Activation Transport, per family.
 
 ml-aura hooks the outputs of the MLP projections: ``transformer.h.*.mlp.c_fc`` and ``c_proj`` for GPT-2
 (configs/aura.yaml) and ``up_proj``/``gate_proj``/``down_proj`` for Mistral (configs/rtp/rtp_evaluation.yaml).
@@ -44,16 +44,30 @@ PRESETS: dict[str, list[str]] = {
     "opt": ["model.decoder.layers.*.fc1", "model.decoder.layers.*.fc2"],
 }
 
+_GEMMA_POST_NORMS = ["model.layers.*.post_attention_layernorm", "model.layers.*.post_feedforward_layernorm"]
+
+#: Activation Transport (linear-act, mean-act): apple/ml-act's ``default_module_names.default`` per model config --
+#: GPT-2's layer norms (regex ``.+ln_.+``), Gemma-2's ``post_layernorm`` set (Gemma-3 has the same two norms), and
+#: the MLP projections (``icml24``) for Llama and every other family, i.e. AurA's preset.
+TRANSPORT_PRESETS: dict[str, list[str]] = {
+    "gpt2": ["transformer.h.*.ln_1", "transformer.h.*.ln_2", "transformer.ln_f"],
+    "gemma2": _GEMMA_POST_NORMS,
+    "gemma3": _GEMMA_POST_NORMS,
+    "gemma3_text": _GEMMA_POST_NORMS,
+}
+
 #: Wrappers (multimodal checkpoints) nest the language model one level deeper; try these prefixes too.
 _NESTINGS = ("", "model.language_model.", "language_model.", "model.text_model.")
 
 
-def default_patterns(model: torch.nn.Module) -> list[str]:
-    """The preset patterns for ``model``'s family, adjusted to where its decoder layers actually live."""
+def default_patterns(model: torch.nn.Module, presets: dict[str, list[str]] | None = None) -> list[str]:
+    """The preset patterns for ``model``'s family (``presets`` first, then the expert-unit ``PRESETS``), adjusted
+    to where its decoder layers actually live."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     text_type = getattr(getattr(config, "text_config", None), "model_type", None)
-    preset = PRESETS.get(model_type) or PRESETS.get(text_type)  # type: ignore[arg-type]
+    preset = next((table[t] for table in (presets or {}, PRESETS) for t in (model_type, text_type)  # type: ignore
+                   if t in table), None)
     if preset is None:
         raise UsageError(
             f"no default modules for model type {model_type!r}; pass --intervention-arg modules=GLOB "

@@ -69,6 +69,14 @@ def pad_batch(seqs: Sequence[list[int]], pad_id: int, side: str = "right") -> tu
     return ids, mask
 
 
+def pool_tokens(out: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """``[batch, tokens, units]`` -> ``[batch, units]``: the max or mean over each sentence's real tokens."""
+    m = mask.to(out.device).bool().unsqueeze(-1)
+    if pooling == "max":
+        return out.masked_fill(~m, float("-inf")).amax(dim=1)
+    return (out * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+
+
 def _dist_rank_world() -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -162,11 +170,7 @@ class _Pooler:
                     f"module {name!r} outputs shape {tuple(out.shape)}, not [batch, tokens, units]; "
                     "choose modules whose output is per token"
                 )
-            m = mask.to(out.device).unsqueeze(-1)
-            if self.pooling == "max":
-                pooled = out.masked_fill(~m, float("-inf")).amax(dim=1)
-            else:
-                pooled = (out * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+            pooled = pool_tokens(out, mask, self.pooling)
             buf = self.buffers.get(name)
             if buf is None:
                 buf = self.buffers[name] = torch.zeros((out.shape[-1], self.n), dtype=torch.float32)

@@ -13,7 +13,7 @@ import click
 import torch
 
 from ...interventions import check_args
-from ...interventions.fold import export_folded
+from ...interventions.fold import check_foldable, export_folded
 from ..core.defaults import DEFAULT_SEED
 from ..core.errors import UsageError
 from ..core.hardware import resolve_dtype, resolve_dtype_name
@@ -38,7 +38,7 @@ from .options import (
 
 @click.command("export", cls=ToxbenchCommand)
 @model_option()
-@intervention_option("aura", help="aura, det0, damp (or a composition of them) - what gets folded into the weights.")
+@intervention_option("aura", help="aura, det0, damp, mean-act, linear-act with quantiles=q_all (or a composition) - what gets folded into the weights.")
 @intervention_state_option
 @intervention_arg_option
 @click.option("--out", "-o", "out", required=True, type=click.Path(), help="Directory to write the checkpoint to.")
@@ -79,7 +79,7 @@ def export_checkpoint(
 ) -> Path | str:
     """Library form of the command (what the CLI calls); ``dry_run``: check the inputs, say what would be done."""
     args = parse_kv(intervention_args, "--intervention-arg", "k=50 or aura.pooling=mean")
-    check_args(intervention, args)  # unknown names and values fail before the model loads
+    check_foldable(intervention, check_args(intervention, args))  # bad names/values fail before the model loads
     resolve_model_source(model)
     out_path = Path(out).expanduser()
     if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())) and not force:
