@@ -69,6 +69,16 @@ def pad_batch(seqs: Sequence[list[int]], pad_id: int, side: str = "right") -> tu
     return ids, mask
 
 
+def without_first_token(mask: torch.Tensor) -> torch.Tensor:
+    """The attention mask with each sentence's first real token left out (sentences of one token keep it): the
+    first position carries the attention sink's massive activations, which would dominate a mean."""
+    mask = mask.bool().clone()
+    first = mask.int().argmax(dim=1)
+    keep = mask.sum(dim=1) > 1
+    mask[torch.arange(mask.shape[0])[keep], first[keep]] = False
+    return mask
+
+
 def pool_tokens(out: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """``[batch, tokens, units]`` -> ``[batch, units]``: the max or mean over each sentence's real tokens."""
     m = mask.to(out.device).bool().unsqueeze(-1)
@@ -95,6 +105,7 @@ def collect_responses(
     batch_size: int = DEFAULT_BATCH_SIZE,
     seq_len: int = 128,
     pooling: str = "max",
+    skip_first: bool = False,
     sort_by_length: bool = True,
     padding_side: str = "right",
     stop_early: bool = True,
@@ -103,6 +114,7 @@ def collect_responses(
 ) -> Responses:
     """Run ``texts`` through ``model`` and pool the outputs of ``module_names`` per sentence.
 
+    ``skip_first``: pool without each sentence's first token (``without_first_token``).
     ``sort_by_length=False`` keeps arrival order (the benchmark's baseline); results are identical either way
     because every sentence's row is written back to its own index.
     """
@@ -131,7 +143,7 @@ def collect_responses(
     module_order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     last = max(names, key=module_order.__getitem__)
     pooler = _Pooler(n, pooling, last if stop_early else None)
-    n_tokens = _forward_batches(model, pooler, names, ids, batches, pad_id, padding_side, dev, progress)
+    n_tokens = _forward_batches(model, pooler, names, ids, batches, pad_id, padding_side, dev, progress, skip_first)
     missing = [name for name in names if name not in pooler.buffers]
     if missing:
         raise UsageError(f"module {missing[0]!r} never ran during the forward pass; choose another module")
@@ -183,7 +195,7 @@ class _Pooler:
 
 def _forward_batches(model: torch.nn.Module, pooler: _Pooler, names: list[str], ids: list[list[int]],
                      batches: list[list[int]], pad_id: int, padding_side: str, dev: torch.device,
-                     progress: bool) -> int:
+                     progress: bool, skip_first: bool = False) -> int:
     """Run each batch of sentence indices with the pooling hooks attached, in eval mode (restored after); returns
     the number of real tokens seen."""
     from tqdm.auto import tqdm
@@ -196,7 +208,7 @@ def _forward_batches(model: torch.nn.Module, pooler: _Pooler, names: list[str], 
             for rows in tqdm(batches, desc="responses", unit="batch", disable=not progress):
                 input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, padding_side)
                 pooler.rows = torch.tensor(rows)
-                pooler.mask = mask.bool()
+                pooler.mask = without_first_token(mask) if skip_first else mask.bool()
                 n_tokens += int(mask.sum())
                 kwargs: dict[str, Any] = {"attention_mask": mask.to(dev), "use_cache": False}
                 if padding_side == "left":

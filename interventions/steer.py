@@ -57,6 +57,7 @@ class Steer(Intervention):
         "label_column": 1,
         "n_per_class": 128,  # as AurA and the transport methods: the same sentences
         "seq_len": 128,
+        "skip_first_token": True,  # fit only: pool without the first token (attention-sink outliers)
         "strength": 1.0,  # λ, applied (never part of the fit): a multiplier on every action
     }
 
@@ -75,7 +76,7 @@ class Steer(Intervention):
             if path.suffix not in SUFFIXES:
                 raise did_you_mean(path.suffix or str(path), SUFFIXES, "steering file type")
             merged["file"] = str(path)
-            fit_only = [k for k in ("layers", "coefficient", "data", "n_per_class")
+            fit_only = [k for k in ("layers", "coefficient", "data", "n_per_class", "skip_first_token")
                         if merged[k] != _coerce(k, self.defaults[k], self.defaults[k])]
             if fit_only:
                 raise UsageError(f"steer {fit_only[0]}= is for a fitted vector; a steering file brings its own")
@@ -102,7 +103,8 @@ class Steer(Intervention):
         y = torch.tensor(labels, dtype=torch.bool)
         dev = torch.device(device) if device not in (None, "auto") else next(model.parameters()).device
         resp = collect_responses(model, tokenizer, texts, y, list(full.values()), batch_size=batch_size,
-                                 seq_len=cfg["seq_len"], pooling="mean", device=dev, progress=progress)
+                                 seq_len=cfg["seq_len"], pooling="mean", device=dev, progress=progress,
+                                 skip_first=cfg["skip_first_token"])
         tensors, entries = {}, {}
         for hp, name in full.items():
             z = resp.matrix(name).to(torch.float64)

@@ -53,6 +53,7 @@ class LinearAcT(Intervention):
         "n_per_class": 128,  # as AurA: the same sentences for both methods
         "seq_len": 128,  # ml-act's model configs
         "pooling": "mean",  # ml-act's linear_ot/mean_ot (AurA: max)
+        "skip_first_token": True,  # pool without the first token (attention-sink outliers; docs/linear-act.md)
         "mode": "incremental",  # ml-act's toxicity default (incremental: incr); or "atonce"
         "quantiles": "q_0_100",  # ml-act's linear_ot quantiles_src: map only inside the toxic responses' range
         "std_eps": 1e-4,
@@ -99,11 +100,12 @@ class LinearAcT(Intervention):
         t0 = time.perf_counter()
         common = {"method": self.method, "quantiles": cfg["quantiles"], "std_eps": float(cfg["std_eps"])}
         if cfg["mode"] == "incremental":
-            maps = fit_incremental(model, tokenizer, texts, y, names, seq_len=cfg["seq_len"],
-                                   pooling=cfg["pooling"], device=dev, batch_size=batch_size, **common)
+            maps = fit_incremental(model, tokenizer, texts, y, names, seq_len=cfg["seq_len"], pooling=cfg["pooling"],
+                                   device=dev, batch_size=batch_size, skip_first=cfg["skip_first_token"], **common)
         else:
             resp = collect_responses(model, tokenizer, texts, y, names, batch_size=batch_size,
-                                     seq_len=cfg["seq_len"], pooling=cfg["pooling"], device=dev, progress=progress)
+                                     seq_len=cfg["seq_len"], pooling=cfg["pooling"], device=dev, progress=progress,
+                                     skip_first=cfg["skip_first_token"])
             maps = {n: fit_map(resp.matrix(n), y, **common) for n in names}
         self.fit_timing = {"fit_s": time.perf_counter() - t0, "sentences": len(texts),
                            "units": sum(m["omega"].numel() for m in maps.values())}

@@ -31,7 +31,7 @@ import torch
 
 from ..harness.core.errors import UsageError
 from .forward_hooks import hooked
-from .responses import _StopForward, pad_batch, pool_tokens, tokenize
+from .responses import _StopForward, pad_batch, pool_tokens, tokenize, without_first_token
 
 METHODS = ("linear", "mean")
 MODES = ("incremental", "atonce")
@@ -102,22 +102,33 @@ def fit_map(responses: torch.Tensor, labels: torch.Tensor, method: str, quantile
         raise UsageError(f"transport method {method!r} is invalid: use one of {', '.join(METHODS)}")
     out = {"omega": omega.float(), "beta": beta.float()}
     q = parse_quantiles(quantiles)
-    if q is not None:
-        out["lo"] = torch.quantile(src, q[0], dim=0).float()
-        out["hi"] = torch.quantile(src, q[1], dim=0).float()
+    if q is not None:  # the 0% and 100% quantiles are the extremes (torch.quantile sorts again for them)
+        out["lo"] = (src.amin(0) if q[0] == 0 else torch.quantile(src, q[0], dim=0)).float()
+        out["hi"] = (src.amax(0) if q[1] == 1 else torch.quantile(src, q[1], dim=0)).float()
     return out
 
 
 def transport(z: torch.Tensor, m: dict[str, torch.Tensor], lam: float) -> torch.Tensor:
     """Apply a fitted map to activations ``[..., units]`` (tensors of ``m`` already on z's device/dtype)."""
-    moved = z + lam * ((m["omega"] - 1) * z + m["beta"])  # (1 - lam) z + lam (omega z + beta)
-    if "lo" not in m:
+    return transport_prepared(z, prepare_map(m, lam))
+
+
+def prepare_map(m: dict[str, torch.Tensor], lam: float) -> dict[str, torch.Tensor]:
+    """``(1 - lam) z + lam (omega z + beta)`` as one multiply-add, ``scale * z + shift`` (the range kept)."""
+    out = {"scale": 1 + lam * (m["omega"] - 1), "shift": lam * m["beta"]}
+    return {**out, **{k: m[k] for k in ("lo", "hi") if k in m}}
+
+
+def transport_prepared(z: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    moved = torch.addcmul(p["shift"], z, p["scale"])
+    if "lo" not in p:
         return moved
-    return torch.where((m["lo"] < z) & (z < m["hi"]), moved, z)
+    return torch.where((z > p["lo"]) & (z < p["hi"]), moved, z)
 
 
 def transport_hook(m: dict[str, torch.Tensor], lam: float) -> Any:
     """A forward hook applying ``transport`` to a module's output, its tensors cast once per dtype/device."""
+    prepared = prepare_map(m, lam)
     cache: dict[tuple, dict[str, torch.Tensor]] = {}
 
     def hook(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
@@ -125,8 +136,8 @@ def transport_hook(m: dict[str, torch.Tensor], lam: float) -> Any:
         key = (out.dtype, out.device)
         cast = cache.get(key)
         if cast is None:
-            cast = cache[key] = {k: v.to(dtype=out.dtype, device=out.device) for k, v in m.items()}
-        moved = transport(out, cast, lam)
+            cast = cache[key] = {k: v.to(dtype=out.dtype, device=out.device) for k, v in prepared.items()}
+        moved = transport_prepared(out, cast)
         return (moved, *output[1:]) if isinstance(output, tuple) else moved
 
     return hook
@@ -134,7 +145,8 @@ def transport_hook(m: dict[str, torch.Tensor], lam: float) -> Any:
 
 def fit_incremental(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], labels: torch.Tensor,
                     names: Sequence[str], *, seq_len: int, pooling: str, method: str, quantiles: str,
-                    std_eps: float, device: torch.device, batch_size: int) -> dict[str, dict[str, torch.Tensor]]:
+                    std_eps: float, device: torch.device, batch_size: int,
+                    skip_first: bool = False) -> dict[str, dict[str, torch.Tensor]]:
     """Every module's map in one forward pass (see the module docstring).
 
     The sentences go in length-sorted batches (little padding, as AurA's responses), one thread per batch. At each
@@ -147,7 +159,7 @@ def fit_incremental(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str]
     size = max(batch_size, -(-len(ids) // MAX_THREADS))
     batches = [order[i : i + size] for i in range(0, len(order), size)]
     fit = _IncrementalFit(model, names, len(ids), len(batches),
-                          lambda z: fit_map(z, labels, method, quantiles, std_eps), pooling)
+                          lambda z: fit_map(z, labels, method, quantiles, std_eps), pooling, skip_first)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     was_training = model.training
     model.eval()
@@ -173,10 +185,10 @@ class _IncrementalFit:
     """The batch threads' meeting point at each hooked module (``fit_incremental``)."""
 
     def __init__(self, model: torch.nn.Module, names: Sequence[str], n: int, n_batches: int,
-                 fit_one: Callable[[torch.Tensor], dict[str, torch.Tensor]], pooling: str) -> None:
+                 fit_one: Callable[[torch.Tensor], dict[str, torch.Tensor]], pooling: str, skip_first: bool) -> None:
         order = {name: i for i, (name, _) in enumerate(model.named_modules())}
         self.last = max(names, key=order.__getitem__)
-        self.n, self.fit_one, self.pooling = n, fit_one, pooling
+        self.n, self.fit_one, self.pooling, self.skip_first = n, fit_one, pooling, skip_first
         self.pooled: dict[str, torch.Tensor] = {}
         self.maps: dict[str, dict[str, torch.Tensor]] = {}
         self.errors: list[BaseException] = []
@@ -203,14 +215,16 @@ class _IncrementalFit:
             self.barrier.wait()
             if name == self.last:
                 raise _StopForward
-            moved = transport(out, {k: v.to(out.device, out.dtype) for k, v in self.maps[name].items()}, 1.0)
+            moved = transport_prepared(out, {k: v.to(out.device, out.dtype)
+                                             for k, v in prepare_map(self.maps[name], 1.0).items()})
             return (moved, *output[1:]) if isinstance(output, tuple) else moved
 
         return hook
 
     def run(self, model: torch.nn.Module, rows: list[int], input_ids: torch.Tensor, mask: torch.Tensor,
             device: torch.device) -> None:
-        self.local.rows, self.local.mask = torch.tensor(rows), mask.bool()
+        self.local.rows = torch.tensor(rows)
+        self.local.mask = without_first_token(mask) if self.skip_first else mask.bool()
         try:
             with torch.inference_mode():
                 model(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False)

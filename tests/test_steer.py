@@ -76,7 +76,8 @@ def test_fit_is_the_difference_of_means_at_the_middle_layer(tok, tmp_path):
     assert list(state.metadata["hookpoints"]) == ["h.1"]  # 2 layers -> the middle is index 1
     texts, labels = load_labelled_texts(data, 0, 1, 0, 0)
     y = torch.tensor(labels, dtype=torch.bool)
-    resp = collect_responses(model, tok, texts, y, ["transformer.h.1"], pooling="mean", progress=False)
+    resp = collect_responses(model, tok, texts, y, ["transformer.h.1"], pooling="mean", skip_first=True,
+                             progress=False)
     z = resp.matrix("transformer.h.1").double()
     assert torch.allclose(state.tensors["h.1/steering_vector"], (z[~y].mean(0) - z[y].mean(0)).float(), atol=1e-6)
     # written as safetensors, read back as a steering file with the same vectors

@@ -132,7 +132,8 @@ def test_incremental_fits_each_module_on_the_transported_model(tok, data):
     texts, labels = load_labelled_texts(data, 0, 1, 0, 0)
     y = torch.tensor(labels, dtype=torch.bool)
     with hooked(model, {names[0]: transport_hook(first, 1.0)}):
-        resp = collect_responses(model, tok, texts, y, [names[1]], batch_size=5, pooling="mean", progress=False)
+        resp = collect_responses(model, tok, texts, y, [names[1]], batch_size=5, pooling="mean", skip_first=True,
+                                 progress=False)
     by_hand = fit_map(resp.matrix(names[1]), y, "linear", "q_0_100")
     for k, t in by_hand.items():
         assert torch.allclose(incr.tensors[f"{names[1]}/{k}"], t, atol=1e-4)
@@ -199,3 +200,13 @@ def test_an_error_in_one_batch_ends_every_thread(tok, data, monkeypatch):
     monkeypatch.setattr(tf, "fit_map", failing)
     with pytest.raises(UsageError, match="boom"):
         fit(LinearAcT, tiny_gpt2(len(tok)), tok, data, mode="incremental")
+
+
+def test_pooling_leaves_out_the_first_token():
+    from toxbench.interventions.responses import pool_tokens, without_first_token
+
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1], [1, 0, 0, 0]])  # right-, left-padded, one token
+    kept = without_first_token(mask)
+    assert kept.int().tolist() == [[0, 1, 1, 0], [0, 0, 1, 1], [1, 0, 0, 0]]
+    out = torch.tensor([[1000.0, 1, 3, 9], [9, 1000, 2, 4], [7, 9, 9, 9]]).unsqueeze(-1)
+    assert pool_tokens(out, kept, "mean").flatten().tolist() == [2.0, 3.0, 7.0]
