@@ -406,4 +406,7 @@ def test_cli_eval_table(tmp_path, fake_registered) -> None:
     assert "| scorer" in r.output and "ROC-AUC" in r.output and "platt (fit on prompts)" in r.output
     assert "[toxbench] scorer 1/1: fake on" in r.output  # says what it is doing while it works
     lines = [ln for ln in out.read_text().splitlines() if ln.startswith("| fake")]
-    assert len(lines) == 5  # all, prompts, continuations, generations, calibrated continuations
+    # random sample: all, prompts, continuations, calibrated continuations; DecodingTrust + ml-act fixture: those
+    # and generations
+    assert len(lines) == 9
+    assert "random RTP sample" in lines[0] and "DecodingTrust extremes" in lines[-1]

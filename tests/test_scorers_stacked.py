@@ -15,9 +15,11 @@ from toxbench.harness.measure.scorers.folds import fold_ids
 
 
 def _write_rtp(root: Path, n: int = 24) -> Path:
-    """A data dir with the three Perspective-scored RTP files, synthetic texts (half scored toxic by length)."""
+    """A data dir with the Perspective-scored RTP files (training reference + random sample), synthetic texts (half
+    scored toxic by wording)."""
     rng = np.random.default_rng(0)
-    for rel, gens in zip(rtp_reference.RTP_FILES, (False, False, True)):
+    files = (*rtp_reference.RTP_FILES, *rtp_reference.RANDOM_FILES)
+    for rel, gens in zip(files, (False, False, True, False)):
         rows = []
         for i in range(n):
             tox = float(rng.uniform(0.6, 0.95)) if i % 2 else float(rng.uniform(0.02, 0.3))
@@ -80,8 +82,12 @@ def test_eval_reports_held_out_folds_for_a_scorer_trained_on_the_reference(tmp_p
     st.train_head(root, tmp_path, out=head)
     monkeypatch.setattr(st, "HEAD_FILE", head)
     df = evaluate_scorers(["rtp-stack"], data_dir=root, cache_dir=tmp_path)
-    assert set(df["calibration"]) == {"held-out folds"}
-    assert list(df["texts"]) == ["all", "prompts", "continuations", "generations"]
+    trained_on = df[df["distribution"] == "DecodingTrust extremes"]
+    assert set(trained_on["calibration"]) == {"held-out folds"}
+    assert list(trained_on["texts"]) == ["all", "prompts", "continuations", "generations"]
+    random = df[df["distribution"] == "random RTP sample"]  # never trained on: plain scores are held out
+    assert list(random["texts"]) == ["all", "prompts", "continuations"] and set(random["calibration"]) == {"raw"}
+    assert list(df["distribution"].drop_duplicates()) == ["random RTP sample", "DecodingTrust extremes"]
     assert df["roc_auc"].between(0, 1).all() and (df["calibration_error"] >= 0).all()
 
 
@@ -103,3 +109,24 @@ def test_shipped_head_equals_a_rebuild(tmp_path) -> None:
     """~1 minute: features of 7,460 texts, then the same fit as `toxbench scorers train rtp-stack`."""
     st.train_head(None, tmp_path, out=tmp_path / "rebuilt.safetensors")
     assert_safetensors_close(tmp_path / "rebuilt.safetensors", st.HEAD_FILE)  # byte-equal on the same kernels
+
+
+def test_scorer_card_prints_identity_training_data_and_both_distributions(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from toxbench.harness.cli.scorers import scorers
+
+    root = _write_rtp(tmp_path / "data")
+    head = tmp_path / "head.safetensors"
+    st.train_head(root, tmp_path, out=head)
+    monkeypatch.setattr(st, "HEAD_FILE", head)
+    out = tmp_path / "card.md"
+    r = CliRunner().invoke(scorers, ["card", "rtp-stack", "--data-dir", str(root), "--cache-dir", str(tmp_path),
+                                     "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    card = out.read_text()
+    assert "`rtp-stack@" in card and "head sha256" in card and "training data" in card and "texts/s" in card
+    rows = [ln for ln in card.splitlines() if ln.startswith("| random RTP sample") or ln.startswith("| DecodingTrust")]
+    assert len(rows) == 7 and "| raw |" in rows[0] and "| held-out folds |" in rows[-1]
+    bad = CliRunner().invoke(scorers, ["card", "rtp-stak"])
+    assert bad.exit_code == 2 and "rtp-stack" in bad.output and len(bad.output.strip().splitlines()) == 1

@@ -134,6 +134,30 @@ def eval_scorers(names: tuple[str, ...], calibrate: str | None, options: tuple[s
         click.echo(f"wrote {output}", err=True)
 
 
+@scorers.command("card")
+@click.argument("name")
+@click.option("--scorer-arg", "options", multiple=True, metavar="KEY=VALUE", help="Scorer option (repeatable).")
+@data_dir_option
+@cache_dir_option
+@click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the card (Markdown) to this file.")
+@threads_option
+def card(name: str, options: tuple[str, ...], data_dir: str | None, cache_dir: str | None, output: Path | None,
+         threads: int | None) -> None:
+    """The card of scorer NAME: training data, held-out agreement with Perspective on a random RTP sample and on
+    DecodingTrust's extremes, calibration error, speed, version and weights hash."""
+    from ..measure.scorers.card import scorer_card
+
+    if name not in SCORERS:
+        raise did_you_mean(name, SCORERS.names(), "scorer")
+    opts = dict(parse_kv(options, "--scorer-arg", "attribute=insult"))
+    text = scorer_card(name, data_dir=resolve_data(data_dir), cache_dir=resolve_cache(cache_dir), options=opts)
+    click.echo(text, nl=False)
+    if output is not None:
+        atomic_write_text(output, text)
+        click.echo(f"wrote {output}", err=True)
+
+
 @scorers.command("fit-ensemble")
 @data_dir_option
 @click.option("--out", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,

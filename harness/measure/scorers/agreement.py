@@ -1,9 +1,11 @@
 """Agreement of scorers with the Perspective API scores stored in RealToxicityPrompts records.
 
-Reference texts (``rtp_reference.py``): the prompts and continuations of ``realtoxicityprompts/decodingtrust/{toxic,nontoxic}.jsonl``
-and the prompts, continuations and GPT-2 generations of ``realtoxicityprompts/ml_act_fixture``, each carrying
-Perspective's ``toxicity`` (texts without it are skipped). A scorer trained on these texts (``rtp-stack``) is
-measured on out-of-fold scores, folds grouped by prompt. Metrics: ROC-AUC against
+Two distributions of reference texts (``rtp_reference.py``), each carrying Perspective's ``toxicity`` (texts
+without it are skipped): a random sample of RTP (``realtoxicityprompts/quark_val``, prompts and continuations:
+ordinary text, no scorer trained on it), and the prompts and continuations of
+``realtoxicityprompts/decodingtrust/{toxic,nontoxic}.jsonl`` (prompts at the extremes of toxicity) with the prompts,
+continuations and GPT-2 generations of ``realtoxicityprompts/ml_act_fixture``. A scorer trained on texts it is
+measured on (``rtp-stack``, on the second set) reports out-of-fold scores, folds grouped by prompt. Metrics: ROC-AUC against
 ``toxicity >= 0.5``, Spearman correlation, mean absolute error on Perspective's scale, the share flagged at 0.5
 (scorer vs Perspective) and texts/s of the bare scorer (no cache). Calibration is fitted on the prompts and
 evaluated on the continuations only, so no text is both fitted and measured.
@@ -23,7 +25,7 @@ from ...core.errors import UsageError
 from . import build_scorer
 from .calibration import fit_calibration
 from .labelled import LabelledTexts
-from .rtp_reference import PARTS, load_reference
+from .rtp_reference import PARTS, RANDOM_FILES, RTP_FILES, ReferenceTexts, load_reference
 
 
 def calibration_error(scores: np.ndarray, reference: np.ndarray, bins: int = 10) -> float:
@@ -76,48 +78,61 @@ def timed_scores(scorer: Any, texts: list[str], batch: int = 2048) -> tuple[np.n
     return np.concatenate(out) if out else np.zeros(0), len(texts) / dt if dt > 0 else float("inf")
 
 
+#: The two text distributions ``scorers eval`` reports, ordinary text first: the random RTP sample (no scorer is
+#: trained on it) and the reference the trained heads learn from (prompts picked at the extremes of toxicity).
+DISTRIBUTIONS = {"random RTP sample": RANDOM_FILES, "DecodingTrust extremes": RTP_FILES}
+
+
 def evaluate_scorers(names: list[str], data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
                      calibrate: str | None = None, options: dict[str, dict] | None = None,
                      log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> "pd.DataFrame":  # noqa: F821
-    """One row per (scorer, texts, calibration): the agreement table ``toxbench scorers eval`` prints;
-    ``log`` says which scorer is working (some take a minute on a CPU)."""
+    """One row per (scorer, distribution, texts, calibration): the agreement table ``toxbench scorers eval``
+    prints; ``log`` says which scorer is working (some take a minute on a CPU)."""
     import pandas as pd
 
-    ref = load_reference(data_dir)
-    prompts, conts = ref.select("prompt"), ref.select("continuation")
+    refs = {label: load_reference(data_dir, files) for label, files in DISTRIBUTIONS.items()}
     rows: list[dict] = []
     for i, name in enumerate(names):
-        log(f"[toxbench] scorer {i + 1}/{len(names)}: {name} on {len(ref.texts)} texts")
+        log(f"[toxbench] scorer {i + 1}/{len(names)}: {name} on {sum(map(len, refs.values()))} texts")
         try:
             scorer = build_scorer(name, cache_dir=cache_dir, **(options or {}).get(name, {}))
-            scores, tps = timed_scores(scorer, ref.texts)
         except UsageError as e:
             rows.append({"scorer": name, "texts": "unavailable", "note": str(e)})
             continue
-        # a scorer trained on these very texts reports out-of-fold scores (grouped by prompt), never in-sample ones
-        held_out = getattr(scorer, "held_out_scores", None)
-        fit = "raw"
-        if callable(held_out):
-            oof = held_out(ref.texts, data_dir=data_dir)
-            if oof is not None:
-                scores, fit = oof, "held-out folds"
-        by_part = {p: scores[ref.part == p] for p in PARTS}
-        for label, p in (("all", None), ("prompts", "prompt"), ("continuations", "continuation"),
-                         ("generations", "generation")):
-            r = ref if p is None else ref.select(p)
-            if len(r):
-                rows.append({"scorer": name, "texts": label, "calibration": fit, "n": len(r),
-                             **agreement(scores if p is None else by_part[p], r.perspective), "texts_per_s": tps})
-        if calibrate:
-            cal = fit_calibration(calibrate, by_part["prompt"], prompts.perspective)
-            rows.append({"scorer": name, "texts": "continuations", "calibration": f"{calibrate} (fit on prompts)",
-                         "n": len(conts), **agreement(cal.apply(by_part["continuation"]), conts.perspective),
-                         "texts_per_s": tps})
+        for dist, ref in refs.items():
+            rows += _distribution_rows(scorer, name, dist, ref, data_dir, calibrate)
         extra = getattr(scorer, "extra_evaluation", None)  # e.g. per-language tables of a multilingual scorer
         if callable(extra):
             for row in extra(data_dir=data_dir):
                 rows.append({"scorer": name, **row})
     return pd.DataFrame(rows)
+
+
+def _distribution_rows(scorer: Any, name: str, dist: str, ref: ReferenceTexts, data_dir: str | Path | None,
+                       calibrate: str | None) -> list[dict]:
+    scores, tps = timed_scores(scorer, ref.texts)
+    # a scorer trained on these very texts reports out-of-fold scores (grouped by prompt), never in-sample ones
+    held_out = getattr(scorer, "held_out_scores", None)
+    fit = "raw"
+    if callable(held_out):
+        oof = held_out(ref.texts, data_dir=data_dir)
+        if oof is not None:
+            scores, fit = oof, "held-out folds"
+    by_part = {p: scores[ref.part == p] for p in PARTS}
+    rows = []
+    for label, p in (("all", None), ("prompts", "prompt"), ("continuations", "continuation"),
+                     ("generations", "generation")):
+        r = ref if p is None else ref.select(p)
+        if len(r):
+            rows.append({"scorer": name, "distribution": dist, "texts": label, "calibration": fit, "n": len(r),
+                         **agreement(scores if p is None else by_part[p], r.perspective), "texts_per_s": tps})
+    if calibrate:
+        prompts, conts = ref.select("prompt"), ref.select("continuation")
+        cal = fit_calibration(calibrate, by_part["prompt"], prompts.perspective)
+        rows.append({"scorer": name, "distribution": dist, "texts": "continuations",
+                     "calibration": f"{calibrate} (fit on prompts)", "n": len(conts),
+                     **agreement(cal.apply(by_part["continuation"]), conts.perspective), "texts_per_s": tps})
+    return rows
 
 
 def to_markdown(df: "pd.DataFrame") -> str:  # noqa: F821

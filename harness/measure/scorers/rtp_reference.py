@@ -25,6 +25,9 @@ RTP_FILES = (
     "realtoxicityprompts/ml_act_fixture/prompted_gens_gpt2.jsonl",
 )
 PARTS = ("prompt", "continuation", "generation")
+#: 3,006 RTP records drawn at random (prompts and human continuations, all Perspective attributes): ordinary text,
+#: where DecodingTrust's files hold prompts picked at the extremes of toxicity
+RANDOM_FILES = ("realtoxicityprompts/quark_val/rtp_random_3k.jsonl",)
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,12 @@ class RTPLabelled:
         return len(self.texts)
 
 
-def load_rtp_labelled(data_dir: str | Path | None = None) -> RTPLabelled:
-    """Every Perspective-scored RTP text of the data dir, deduplicated (first occurrence keeps its group)."""
+def load_rtp_labelled(data_dir: str | Path | None = None, files: tuple[str, ...] = RTP_FILES) -> RTPLabelled:
+    """Every Perspective-scored text of the RTP ``files`` (default: the training reference), deduplicated (first
+    occurrence keeps its group)."""
     texts, tox, part, group = [], [], [], []
     seen: set[str] = set()
-    for rel in RTP_FILES:
+    for rel in files:
         path = data_file(rel, data_dir)
         for i, rec in iter_jsonl(path):
             try:
@@ -77,8 +81,9 @@ class ReferenceTexts:
         return len(self.texts)
 
 
-def load_reference(data_dir: str | Path | None = None) -> ReferenceTexts:
-    """Every Perspective-scored RTP text of the data dir (DecodingTrust prompts + continuations, the ml-act
-    fixture's prompts, continuations and GPT-2 generations), deduplicated."""
-    d = load_rtp_labelled(data_dir)
+def load_reference(data_dir: str | Path | None = None, files: tuple[str, ...] = RTP_FILES) -> ReferenceTexts:
+    """Every Perspective-scored text of the RTP ``files``, deduplicated. Default: DecodingTrust prompts +
+    continuations and the ml-act fixture's prompts, continuations and GPT-2 generations; ``RANDOM_FILES``: the
+    random sample."""
+    d = load_rtp_labelled(data_dir, files)
     return ReferenceTexts(d.texts, d.perspective, d.part)
