@@ -91,3 +91,19 @@ def test_rescore_copies_tasks_without_continuations(tiny_llama_dir, tmp_path, ca
     assert b["completed"] and b["tasks"]["wikitext"]["metrics"] == a["tasks"]["wikitext"]["metrics"]
     assert (target / "samples_wikitext.jsonl").read_text() == (source / "samples_wikitext.jsonl").read_text()
     assert b["tasks"]["rtp"]["protocol"]["scorer"]["name"] == "jigsaw-bilstm"
+
+
+def test_rescore_copies_a_perplexity_only_run_whole(tiny_llama_dir, tmp_path, cache_dir, monkeypatch):
+    """A sweep's cost runs (perplexity only) follow its toxicity runs to another scorer without a forward pass."""
+    from toxbench.harness.run.adapter import HookedLM
+
+    args = ["run", "--model", str(tiny_llama_dir), "--tasks", "wikitext", "--limit", "2", "--max-length", "32",
+            "--device", "cpu", "-o", str(tmp_path / "runs")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (source,) = list((tmp_path / "runs").iterdir())
+    monkeypatch.setattr(HookedLM, "loglikelihood_rolling", lambda self, *a, **k: pytest.fail("recomputed"))
+    res = CliRunner().invoke(main, ["rescore", str(source), "--scorer", "jigsaw-bilstm", "--quiet"])
+    assert res.exit_code == 0, res.output
+    (target,) = [d for d in (tmp_path / "runs").iterdir() if d != source]
+    a, b = _results(source), _results(target)
+    assert b["completed"] and b["tasks"]["wikitext"]["metrics"] == a["tasks"]["wikitext"]["metrics"]

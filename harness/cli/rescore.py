@@ -21,7 +21,8 @@ def rescore(run_dir: str, scorer: str, scorer_args: tuple[str, ...], output_dir:
     """Score RUN_DIR's continuations with another scorer, as a new run, reusing its generations.
 
     The new run has RUN_DIR's spec with the other scorer; its generation cache is copied from RUN_DIR, so no
-    continuation is sampled again (tasks without continuations, such as perplexity, are recomputed).
+    continuation is sampled again; tasks without continuations (perplexity, common sense) are copied with their
+    samples, so a perplexity-only run is copied whole.
     """
     args = parse_kv(scorer_args, "--scorer-arg", "calibrate=isotonic")
     show_results(rescore_run(run_dir, scorer, args, output_dir=output_dir, progress=not quiet))

@@ -4,8 +4,9 @@ A run's identity includes its scorer, so another scorer means another run dir. T
 on the scorer: the generation cache (``generations_<task>.jsonl``) is keyed by the weights, the tokenizer and the
 sampling settings, never by a path or a scorer. Copying it into the new run dir and executing the new spec
 therefore resumes every prompt from the cache, and the finished tasks without continuations (perplexity, common
-sense), which no scorer touches, are copied with their samples: only scoring costs time. The result is an ordinary run under its own protocol, so the
-leaderboard keeps it in its own table and a finding can be checked with a scorer that played no part in it.
+sense), which no scorer touches, are copied with their samples: only scoring costs time (a run of such tasks alone
+is copied whole). The result is an ordinary run under its own protocol, so the leaderboard keeps it in its own table
+and a finding can be checked with a scorer that played no part in it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def rescore(run_dir: str | Path, scorer: str, scorer_args: tuple[tuple[str, Any]
     source = RunDir(Path(run_dir))
     spec = source.load_spec()
     caches = source.generation_caches()
-    if not caches:
+    if not caches and not _scores_nothing(source):
         raise UsageError(f"{str(run_dir)!r} has no cached continuations (generations_*.jsonl) to score again")
     new = dataclasses.replace(spec, scorer=scorer, scorer_args=tuple(scorer_args),
                               output_dir=str(output_dir) if output_dir is not None else spec.output_dir)
@@ -41,8 +42,34 @@ def rescore(run_dir: str | Path, scorer: str, scorer_args: tuple[tuple[str, Any]
         dest = target.path / cache.name
         if not dest.exists():  # a rerun after a kill keeps what the new run already appended
             atomic_write_bytes(dest, cache.read_bytes())
+    if not caches:  # nothing to score: the same numbers under the new spec, no model loaded
+        _copy_whole(source, target, new)
+        return target.path
     _copy_unscored_tasks(source, target)
     return Path(execute_fn(new, progress=progress))
+
+
+def _copy_whole(source: RunDir, target: RunDir, spec: Any) -> None:
+    if target.results_file.is_file() and target.load_results().get("completed"):
+        return
+    results = source.load_results()
+    for task in results.get("tasks", {}):
+        target.write_samples(task, source.read_samples(task))
+    env = source.path / RunDir.ENV
+    if env.is_file():
+        atomic_write_bytes(target.path / RunDir.ENV, env.read_bytes())
+    target.write_spec(spec)
+    results.update(run_id=target.path.name, fingerprint=spec.fingerprint(), spec=spec.to_dict(), completed=True)
+    target.save_results(results)
+
+
+def _scores_nothing(source: RunDir) -> bool:
+    """A finished run none of whose tasks generates (perplexity only): its copy under another scorer is the same
+    numbers under the protocol the other runs of a comparison now have."""
+    if not source.results_file.is_file():
+        return False
+    tasks = source.load_results().get("tasks", {})
+    return bool(tasks) and all(t.get("protocol", {}).get("output_type") != "generate_until" for t in tasks.values())
 
 
 def _copy_unscored_tasks(source: RunDir, target: RunDir) -> None:
