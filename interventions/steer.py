@@ -27,14 +27,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..harness.core import models
 from ..harness.core.defaults import DEFAULT_BATCH_SIZE
 from ..harness.core.errors import UsageError, did_you_mean
-from ..harness.core.io import sha256_file
-from .aura import DEFAULT_DATA, _coerce, _data_path, _version, load_labelled_texts
+from .aura import DEFAULT_DATA, _coerce
 from .base import Intervention, State
 from .forward_hooks import hooked
 from .responses import collect_responses
+from .sentences import fit_device, labelled_sentences, merged_config, state_metadata
 
 ACTIONS = ("add", "clamp")
 SUFFIXES = (".pt", ".pth", ".safetensors", ".csv")
@@ -62,15 +61,7 @@ class Steer(Intervention):
     }
 
     def __init__(self, state: State | None = None, **config: Any) -> None:
-        unknown = [k for k in config if k not in self.defaults]
-        if unknown:
-            raise did_you_mean(unknown[0], self.defaults, f"{self.name} argument")
-        merged = {k: _coerce(k, config.get(k, v), v) for k, v in self.defaults.items()}
-        if float(merged["strength"]) < 0:
-            raise UsageError(f"steer strength {merged['strength']!r} is invalid: must be >= 0 (0 = the unmitigated "
-                             "model, 1 = the vectors as lm-eval applies them)")
-        if int(merged["n_per_class"]) < 0 or int(merged["seq_len"]) < 1:
-            raise UsageError("n_per_class must be >= 0 and seq_len >= 1")
+        merged = merged_config(self.name, self.defaults, config)
         if merged["file"]:
             path = Path(str(merged["file"])).expanduser()
             if path.suffix not in SUFFIXES:
@@ -97,11 +88,8 @@ class Steer(Intervention):
         cfg = self.config
         hookpoints = resolve_layers(model, cfg["layers"])
         full = {hp: full_name(model, hp) for hp in hookpoints}
-        data_path = _data_path(cfg["data"], data_dir)
-        texts, labels = load_labelled_texts(data_path, cfg["text_column"], cfg["label_column"],
-                                            cfg["n_per_class"], seed)
-        y = torch.tensor(labels, dtype=torch.bool)
-        dev = torch.device(device) if device not in (None, "auto") else next(model.parameters()).device
+        texts, y, data_path = labelled_sentences(cfg, data_dir, seed)
+        dev = fit_device(model, device)
         resp = collect_responses(model, tokenizer, texts, y, list(full.values()), batch_size=batch_size,
                                  seq_len=cfg["seq_len"], pooling="mean", device=dev, progress=progress,
                                  skip_first=cfg["skip_first_token"])
@@ -110,16 +98,9 @@ class Steer(Intervention):
             z = resp.matrix(name).to(torch.float64)
             tensors[f"{hp}/steering_vector"] = (z[~y].mean(0) - z[y].mean(0)).float()
             entries[hp] = {"action": "add", "steering_coefficient": float(cfg["coefficient"]), "head_index": None}
-        meta = {
-            "method": "steer", "intervention": self.name, "source": "fit (difference of means, non-toxic - toxic)",
-            "hookpoints": entries,
-            "model_fingerprint": model_fingerprint or models.model_fingerprint(model),
-            "model": model_name or getattr(getattr(model, "config", None), "_name_or_path", "") or "",
-            "data_file": str(cfg["data"]), "data_sha256": sha256_file(data_path), "seed": int(seed),
-            "counts": {"toxic": int(y.sum()), "non_toxic": int((~y).sum())},
-            "config": {k: v for k, v in sorted(cfg.items()) if k not in self.apply_keys},
-            "toxbench_version": _version(),
-        }
+        meta = state_metadata(self, model, model_fingerprint=model_fingerprint, model_name=model_name,
+                              data_path=data_path, labels=y, seed=seed, method="steer", hookpoints=entries,
+                              source="fit (difference of means, non-toxic - toxic)")
         return State(tensors=tensors, metadata=meta)
 
     # -- applying ---------------------------------------------------------------------------------------------

@@ -20,15 +20,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..harness.core import models
 from ..harness.core.defaults import DEFAULT_BATCH_SIZE
 from ..harness.core.errors import UsageError, did_you_mean
-from ..harness.core.io import sha256_file
-from .aura import DEFAULT_DATA, _coerce, _data_path, _version, load_labelled_texts
+from .aura import DEFAULT_DATA
 from .base import Intervention, State
 from .forward_hooks import hooked, resolve_modules
 from .module_presets import TRANSPORT_PRESETS, default_patterns
 from .responses import POOLINGS, collect_responses
+from .sentences import fit_device, labelled_sentences, merged_config, state_metadata
 from .transport_fit import MODES, fit_incremental, fit_map, parse_quantiles, transport_hook
 
 #: ml-act's names for the estimation modes.
@@ -61,10 +60,7 @@ class LinearAcT(Intervention):
     }
 
     def __init__(self, state: State | None = None, **config: Any) -> None:
-        unknown = [k for k in config if k not in self.defaults]
-        if unknown:
-            raise did_you_mean(unknown[0], self.defaults, f"{self.name} argument")
-        merged = {k: _coerce(k, config.get(k, v), v) for k, v in self.defaults.items()}
+        merged = merged_config(self.name, self.defaults, config)
         if merged["pooling"] not in POOLINGS:
             raise did_you_mean(str(merged["pooling"]), POOLINGS, "pooling")
         mode = _MODE_ALIASES.get(str(merged["mode"]))
@@ -72,11 +68,6 @@ class LinearAcT(Intervention):
             raise did_you_mean(str(merged["mode"]), MODES, f"{self.name} mode")
         merged["mode"] = mode
         parse_quantiles(merged["quantiles"])
-        if int(merged["n_per_class"]) < 0 or int(merged["seq_len"]) < 1:
-            raise UsageError("n_per_class must be >= 0 and seq_len >= 1")
-        if float(merged["strength"]) < 0:
-            raise UsageError(f"{self.name} strength {merged['strength']!r} is invalid: must be >= 0 "
-                             "(0 = the unmitigated model, 1 = the fitted transport)")
         super().__init__(state=state, **merged)
         if state is not None:
             method = state.metadata.get("method")
@@ -92,11 +83,8 @@ class LinearAcT(Intervention):
         cfg = self.config
         patterns = self._patterns(model)
         names = resolve_modules(model, patterns)
-        data_path = _data_path(cfg["data"], data_dir)
-        texts, labels = load_labelled_texts(data_path, cfg["text_column"], cfg["label_column"],
-                                            cfg["n_per_class"], seed)
-        y = torch.tensor(labels, dtype=torch.bool)
-        dev = torch.device(device) if device not in (None, "auto") else next(model.parameters()).device
+        texts, y, data_path = labelled_sentences(cfg, data_dir, seed)
+        dev = fit_device(model, device)
         t0 = time.perf_counter()
         common = {"method": self.method, "quantiles": cfg["quantiles"], "std_eps": float(cfg["std_eps"])}
         if cfg["mode"] == "incremental":
@@ -109,20 +97,9 @@ class LinearAcT(Intervention):
             maps = {n: fit_map(resp.matrix(n), y, **common) for n in names}
         self.fit_timing = {"fit_s": time.perf_counter() - t0, "sentences": len(texts),
                            "units": sum(m["omega"].numel() for m in maps.values())}
-        meta = {
-            "method": self.method,
-            "intervention": self.name,
-            "model_fingerprint": model_fingerprint or models.model_fingerprint(model),
-            "model": model_name or getattr(getattr(model, "config", None), "_name_or_path", "") or "",
-            "patterns": list(patterns),
-            "modules": names,
-            "data_file": str(cfg["data"]),
-            "data_sha256": sha256_file(data_path),
-            "counts": {"toxic": int(y.sum()), "non_toxic": int((~y).sum())},
-            "seed": int(seed),
-            "config": {k: v for k, v in sorted(cfg.items()) if k not in self.apply_keys},
-            "toxbench_version": _version(),
-        }
+        meta = state_metadata(self, model, model_fingerprint=model_fingerprint, model_name=model_name,
+                              data_path=data_path, labels=y, seed=seed, method=self.method,
+                              patterns=list(patterns), modules=names)
         tensors = {f"{n}/{part}": t for n, m in maps.items() for part, t in m.items()}
         return State(tensors=tensors, metadata=meta)
 

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported from test_aura are test arguments here
 """Linear-AcT / Mean-AcT (apple/ml-act's linear_ot / mean_ot) on tiny in-process models: the fitted maps against
 a direct computation, strength 0, the range mask at its edges, incremental vs at-once estimation, folded export."""
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_aura import MARKER, tiny_gpt2, tiny_llama, tiny_tokenizer, write_sentences
+from test_aura import MARKER, data, fit, tiny_gpt2, tiny_llama, tok  # noqa: F401 - fixtures data and tok
 from toxbench.harness.core.errors import UsageError
 from toxbench.interventions import INTERVENTIONS
 from toxbench.interventions.fold import export_folded, folding_maps
@@ -16,23 +17,6 @@ from toxbench.interventions.module_presets import TRANSPORT_PRESETS, default_pat
 from toxbench.interventions.responses import collect_responses
 from toxbench.interventions.transport import LinearAcT, MeanAcT
 from toxbench.interventions.transport_fit import fit_map, parse_quantiles, transport, transport_hook
-
-
-@pytest.fixture(scope="module")
-def tok():
-    torch.set_num_threads(1)
-    return tiny_tokenizer()
-
-
-@pytest.fixture
-def data(tmp_path):
-    return write_sentences(tmp_path / "sentences.csv")
-
-
-def fit(cls, model, tok, data, **cfg):
-    interv = cls(data=str(data), n_per_class=0, **cfg)
-    return interv.fit(model, tok, batch_size=5, model_fingerprint="fp-test", model_name="tiny", seed=0,
-                      progress=False)
 
 
 def logits(model, tok, interv=None):

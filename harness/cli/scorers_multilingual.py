@@ -12,12 +12,12 @@ from ..core.errors import did_you_mean
 from ..core.io import atomic_write_text
 from ..core.paths import cache_dir as resolve_cache
 from ..core.paths import data_dir as resolve_data
-from ..measure.scorers import stacked
+from ..measure.scorers import ngram_train, stacked
 from ..measure.scorers.multilingual_train import evaluate_multilingual, format_table, train_head
 from .base import ToxbenchCommand
 from .options import bundle, cache_dir_option, data_dir_option, folds_seed_option, threads_option
 
-TRAINABLE = ("multilingual", "rtp-stack")
+TRAINABLE = ("multilingual", "rtp-stack", "rtp-ngram")
 
 
 _with_common = bundle(
@@ -47,6 +47,15 @@ def train(scorer: str, output: Path | None, folds_seed: int, cache_dir: str | No
     """
     if scorer not in TRAINABLE:
         raise did_you_mean(scorer, TRAINABLE, "trainable scorer")
+    if scorer == "rtp-ngram":
+        info = ngram_train.train_head(resolve_data(data_dir), resolve_cache(cache_dir),
+                                      out=output or ngram_train.HEAD_FILE, seed=folds_seed,
+                                      log=lambda m: click.echo(m, err=True))
+        auc = ", ".join(f"{k} {v:.3f}" for k, v in info["nested_cv"].items())
+        click.echo(f"trained the rtp-ngram head on {info['n_train']} texts (C={info['C']:g}, Jigsaw weight "
+                   f"{info['jigsaw_weight']:g}); nested grouped CV ROC-AUC: {auc}")
+        click.echo(f"saved {info['path']} ({info['bytes']} bytes, sha256 {info['sha256'][:12]})")
+        return
     if scorer == "rtp-stack":
         info = stacked.train_head(resolve_data(data_dir), resolve_cache(cache_dir), out=output or stacked.HEAD_FILE,
                                   seed=folds_seed)

@@ -19,7 +19,7 @@ from .calibration import CalibratedScorer, load_or_fit
 SCORERS: Registry[type[Scorer]] = Registry(
     "scorer", "toxbench.scorers", package=__name__, builtins={
         "jigsaw-bilstm": "jigsaw_bilstm:JigsawBiLSTM", "jigsaw-ensemble": "ensemble:JigsawEnsemble",
-        "rtp-stack": "stacked:RTPStack", "detoxify": "detoxify_scorer:DetoxifyScorer",
+        "rtp-stack": "stacked:RTPStack", "rtp-ngram": "ngram_stack:RTPNgram", "detoxify": "detoxify_scorer:DetoxifyScorer",
         "evaluate-toxicity": "hf_evaluate:EvaluateToxicity", "perspective": "perspective:PerspectiveScorer",
         "profanity-check": "profanity:ProfanityCheck", "multilingual": "multilingual:MultilingualScorer"})
 
@@ -27,7 +27,8 @@ SCORERS: Registry[type[Scorer]] = Registry(
 #: continuations and generations, on Perspective's scale by construction, ~1,000 texts/s (``toxbench scorers eval``)
 DEFAULT_SCORER = "rtp-stack"
 #: what ``toxbench scorers eval`` measures when no --scorer is given (offline ones; perspective is the reference)
-EVAL_DEFAULTS = ("rtp-stack", "jigsaw-ensemble", "jigsaw-bilstm", "profanity-check", "detoxify", "evaluate-toxicity")
+EVAL_DEFAULTS = ("rtp-ngram", "rtp-stack", "jigsaw-ensemble", "jigsaw-bilstm", "profanity-check", "detoxify",
+                 "evaluate-toxicity")
 SCORE_CACHE_FILE = "scores.sqlite"
 
 __all__ = ["SCORERS", "DEFAULT_SCORER", "Scorer", "build_scorer", "get_scorer", "language_check"]

@@ -122,16 +122,24 @@ class Head:
 
     @classmethod
     def load(cls, path: Path) -> Head:
-        from safetensors import safe_open
-
-        if not path.is_file():
-            raise UsageError(f"the rtp-stack head {path} is missing; rebuild it with `{TRAIN_COMMAND}`")
-        with safe_open(str(path), framework="numpy") as f:
-            meta = json.loads((f.metadata() or {}).get("toxbench", "{}"))
-            t = {k: f.get_tensor(k).astype(np.float64) for k in f.keys()}
-        if meta.get("format") != HEAD_FORMAT:
-            raise UsageError(f"{path} is not a {HEAD_FORMAT} head; rebuild it with `{TRAIN_COMMAND}`")
+        t, meta = load_head_file(path, "rtp-stack", HEAD_FORMAT, TRAIN_COMMAND)
         return cls(t["mean"], t["scale"], t["weight"], float(t["bias"][0]), meta)
+
+
+def load_head_file(path: Path, scorer: str, head_format: str, train_command: str) -> tuple[dict[str, np.ndarray],
+                                                                                            dict]:
+    """A head's tensors (float64) and its ``toxbench`` metadata; a missing file or another format is one line
+    naming the command that rebuilds it."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise UsageError(f"the {scorer} head {path} is missing; rebuild it with `{train_command}`")
+    with safe_open(str(path), framework="numpy") as f:
+        meta = json.loads((f.metadata() or {}).get("toxbench", "{}"))
+        t = {k: f.get_tensor(k).astype(np.float64) for k in f.keys()}
+    if meta.get("format") != head_format:
+        raise UsageError(f"{path} is not a {head_format} head; rebuild it with `{train_command}`")
+    return t, meta
 
 
 def fit_head(x: np.ndarray, perspective: np.ndarray, meta: dict | None = None) -> Head:
@@ -241,9 +249,14 @@ class RTPStack(Scorer):
         bs = int(self.options["batch_size"])
         parts: list[dict[str, np.ndarray]] = []
         for s in range(0, len(texts), bs):
-            x, comp = self.features(texts[s:s + bs])
-            parts.append({"toxicity": self.head.predict(x), **comp})
+            tox, comp = self.toxicity(texts[s:s + bs])
+            parts.append({"toxicity": tox, **comp})
         return {h: np.concatenate([p[h] for p in parts]) for h in self.heads}
+
+    def toxicity(self, texts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One batch: the head's score and the components' own probabilities."""
+        x, comp = self.features(texts)
+        return self.head.predict(x), comp
 
     def describe(self) -> dict:
         # calibrated by construction: the head's target is Perspective's score, so results record that scale

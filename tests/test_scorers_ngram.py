@@ -1,0 +1,74 @@
+"""rtp-ngram: trained end to end on a synthetic data dir (nested CV, head + out-of-fold scores), loaded, scored,
+held-out scores looked up for training texts only, identity tied to the head's bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_scorers_stacked import _write_rtp
+from toxbench.harness.core.errors import UsageError
+from toxbench.harness.measure.scorers import ngram_train as nt
+from toxbench.harness.measure.scorers.ngram_stack import RTPNgram
+
+
+def _data(root):
+    _write_rtp(root)
+    jig = root / "jigsaw" / "robtest_balanced" / "test.csv"
+    jig.parent.mkdir(parents=True, exist_ok=True)
+    jig.write_text("".join(f"comment {i} {'stupid idiot' if i % 2 else 'kind garden'},{i % 2}\n" for i in range(20)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ngram")
+    root = _data(tmp / "data")
+    with pytest.MonkeyPatch.context() as mp:  # the procedure, at the smallest size that still nests
+        mp.setattr(nt, "GRID", ((2.0, 0.0), (8.0, 0.3)))
+        mp.setattr(nt, "OUTER", 3)
+        mp.setattr(nt, "INNER", 2)
+        info = nt.train_head(root, tmp / "cache", out=tmp / "head.safetensors")
+    return root, tmp, info
+
+
+def test_training_reports_nested_cv_and_writes_head_and_oof(trained):
+    root, tmp, info = trained
+    assert (tmp / "head.safetensors").is_file() and nt.oof_path(tmp / "head.safetensors").is_file()
+    assert info["counts"] == {"decodingtrust": 216, "random": 48, "jigsaw": 20}
+    assert len(info["outer_choices"]) == 3 and tuple(info["outer_choices"][0]) in ((2.0, 0.0), (8.0, 0.3))
+    assert {"random/all", "random/prompt", "random/continuation", "decodingtrust/generation"} <= set(info["nested_cv"])
+    assert all(0 <= v <= 1 for v in info["nested_cv"].values())
+
+
+def test_scorer_loads_scores_and_looks_up_held_out_scores(trained):
+    root, tmp, info = trained
+    s = RTPNgram(cache_dir=tmp / "cache", head_file=tmp / "head.safetensors")
+    assert s.version.startswith("rtp-ngram-1+") and s.version.endswith(info["sha256"][:12])
+    x = s.score(["a lovely garden indeed", "you damn stupid idiot"])
+    assert ((x > 0) & (x < 1)).all() and x[1] > x[0]
+    ts = nt.training_set(root)
+    rtp = [t for t, src in zip(ts.texts, ts.source) if src != "jigsaw"]
+    held = s.held_out_scores(rtp[:5])
+    assert held is not None and held.shape == (5,)
+    assert s.held_out_scores(["never seen before"]) is None
+
+
+def test_a_head_from_other_features_is_refused(trained, tmp_path):
+    root, tmp, info = trained
+    (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    with pytest.raises(Exception):
+        RTPNgram(head_file=tmp_path / "bad.safetensors")
+    with pytest.raises(UsageError, match="missing"):
+        RTPNgram(head_file=tmp_path / "absent.safetensors")
+
+
+def test_idf_and_tfidf_match_sklearn():
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    from toxbench.harness.measure.scorers.ngram_stack import Ngrams, fit_idf, tfidf
+
+    counts = Ngrams()(["the cat sat", "the dog", "a cat and a dog and a bird"])
+    ref = TfidfTransformer(sublinear_tf=True).fit(counts)
+    assert np.allclose(fit_idf(counts), ref.idf_)
+    assert np.allclose(tfidf(counts, fit_idf(counts)).toarray(), ref.transform(counts).toarray())
