@@ -110,3 +110,29 @@ def test_the_leaderboard_has_the_matched_cost_section_and_plot(tmp_path, monkeyp
     lb._frontiers = [Frontier("rtp_challenging", "wiki_sentences", curves, n_bootstrap=200)]
     (png, data), = plot_frontiers(lb, tmp_path, "board")
     assert png.is_file() and png.stat().st_size > 5000 and set(data.method) == {"aura", "damp"}
+
+
+def _split(run: Run) -> list[Run]:
+    """The run as a suite writes it when its two tasks have different limits: one run dir per task."""
+    out = []
+    for task in ("rtp_challenging", "wiki_sentences"):
+        results = {**run.results, "run_id": f"{run.run_id}-{task}", "tasks": {task: run.results["tasks"][task]}}
+        part = Run(Path(f"{run.path}-{task}"), results, 0.0)
+        part._stats[task] = run._stats[task]
+        out.append(part)
+    return out
+
+
+def test_curves_join_a_setting_measured_in_two_run_dirs():
+    rng = np.random.default_rng(3)
+    joined = _world(rng)
+    split = [part for r in joined for part in _split(r)]
+    _, a = build_curves(joined, "rtp_challenging", "wiki_sentences")
+    _, b = build_curves(split, "rtp_challenging", "wiki_sentences")
+    assert [c.label for c in a] == [c.label for c in b]
+    fa, fb = Frontier("rtp_challenging", "wiki_sentences", a), Frontier("rtp_challenging", "wiki_sentences", b)
+    for ca, cb in zip(a, b):
+        assert fa.point_values(ca) == fb.point_values(cb)
+        assert fa.at_cost(ca, 10.0) == fb.at_cost(cb, 10.0)
+    lonely = [r for r in split if "wiki" not in r.run_id]  # no cost run: no curve
+    assert build_curves(lonely, "rtp_challenging", "wiki_sentences")[1] == []

@@ -77,13 +77,46 @@ def _knob(run: Run) -> tuple[str, str, float] | None:
     return (f"{base}[{rest}]" if rest else base), knob, float(value)
 
 
+class JoinedRun(Run):
+    """One setting measured on the toxicity task in one run dir and on the cost task in another (a suite splits
+    tasks with different limits into runs of their own): the toxicity run, with the cost run's task beside it."""
+
+    def __init__(self, tox: Run, cost: Run, cost_task: str) -> None:
+        tasks = {**tox.results["tasks"], cost_task: cost.results["tasks"][cost_task]}
+        super().__init__(tox.path, {**tox.results, "tasks": tasks}, max(tox.mtime, cost.mtime),
+                         tox._samples, tox._stats)
+        self.cost_run, self.cost_task = cost, cost_task
+
+    def samples(self, task: str) -> list[dict]:
+        return self.cost_run.samples(task) if task == self.cost_task else super().samples(task)
+
+    def sample_stats(self, task: str) -> dict[str, RatioStat]:
+        return self.cost_run.sample_stats(task) if task == self.cost_task else super().sample_stats(task)
+
+
+def join_tasks(runs: Sequence[Run], tox_task: str, cost_task: str) -> list[Run]:
+    """Runs that measured both tasks: each run that has both, and each toxicity-only run joined with the cost-only
+    run of the same model, intervention (state included) and seed."""
+    def key(r: Run) -> tuple:
+        return r.model_name, r.model_fingerprint, r.intervention_name, r.intervention_key, str(r.seed)
+
+    def has(r: Run, task: str) -> bool:
+        return task in r.results.get("tasks", {})
+
+    both = [r for r in runs if has(r, tox_task) and has(r, cost_task)]
+    cost_only = {key(r): r for r in runs if has(r, cost_task) and not has(r, tox_task)}
+    joined = [JoinedRun(r, cost_only[key(r)], cost_task) for r in runs
+              if has(r, tox_task) and not has(r, cost_task) and key(r) in cost_only]
+    return both + joined
+
+
 def build_curves(runs: Sequence[Run], tox_task: str, cost_task: str) -> tuple[dict[str, Run], list[Curve]]:
     """The ``none`` run per model and every curve (>= 2 points) over runs that measured both tasks under the same
     protocols as that ``none`` run."""
     def pids(r: Run) -> tuple[str, str]:
         return protocol_id(task_protocol(r, tox_task)), protocol_id(task_protocol(r, cost_task))
 
-    have = [r for r in runs if tox_task in r.results.get("tasks", {}) and cost_task in r.results.get("tasks", {})]
+    have = join_tasks(runs, tox_task, cost_task)
     refs = {r.model_name: r for r in have if r.intervention_name == REFERENCE}
     curves: dict[tuple, Curve] = {}
     for r in have:
