@@ -36,8 +36,13 @@ _with_common = bundle(
 @_with_common
 def train(scorer: str, output: Path | None, folds_seed: int, cache_dir: str | None, data_dir: str | None,
           threads: int | None, no_progress: bool) -> None:  # fmt: skip
-    """Rebuild a scorer's shipped head from the data dir (SCORER: rtp-stack or multilingual), byte-identically for
-    the same data and --folds-seed, e.g. `toxbench scorers train multilingual`.
+    """Rebuild a scorer's shipped head from the data dir (SCORER: rtp-ngram, rtp-stack or multilingual),
+    byte-identically for the same data and --folds-seed, e.g. `toxbench scorers train multilingual`.
+
+    rtp-ngram: rtp-stack's features plus hashed n-grams of every Perspective-scored RTP text and the Jigsaw
+    comments; nested grouped CV (5 outer folds, (C, Jigsaw weight) chosen by 3 inner folds), then the head on
+    everything; ~30 CPU minutes. Writes the head and its out-of-fold scores beside it (deterministic solver;
+    byte-identity of a rebuild is not tested for this one).
 
     rtp-stack (English default): features of every Perspective-scored RTP text (~1 min), a soft-target logistic
     head; prints its held-out ROC-AUC (5 folds grouped by prompt). multilingual: embeds RTP-LX (26 languages), the
