@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ngram")
     root = _data(tmp / "data")
     with pytest.MonkeyPatch.context() as mp:  # the procedure, at the smallest size that still nests
-        mp.setattr(nt, "GRID", ((2.0, 0.0), (8.0, 0.3)))
+        mp.setattr(nt, "GRID", ((2.0, 1.0), (8.0, 2.0)))
         mp.setattr(nt, "OUTER", 3)
         mp.setattr(nt, "INNER", 2)
         info = nt.train_head(root, tmp / "cache", out=tmp / "head.safetensors")
@@ -35,10 +35,11 @@ def trained(tmp_path_factory):
 def test_training_reports_nested_cv_and_writes_head_and_oof(trained):
     root, tmp, info = trained
     assert (tmp / "head.safetensors").is_file() and nt.oof_path(tmp / "head.safetensors").is_file()
-    assert info["counts"] == {"decodingtrust": 216, "random": 48, "jigsaw": 20}
-    assert len(info["outer_choices"]) == 3 and tuple(info["outer_choices"][0]) in ((2.0, 0.0), (8.0, 0.3))
+    assert info["counts"] == {"decodingtrust": 216, "random": 48}
+    assert len(info["outer_choices"]) == 3 and tuple(info["outer_choices"][0]) in ((2.0, 1.0), (8.0, 2.0))
     assert {"random/all", "random/prompt", "random/continuation", "decodingtrust/generation"} <= set(info["nested_cv"])
     assert all(0 <= v <= 1 for v in info["nested_cv"].values())
+    assert info["platt"][0] > 0  # the calibration folded into the head
 
 
 def test_scorer_loads_scores_and_looks_up_held_out_scores(trained):
@@ -48,8 +49,7 @@ def test_scorer_loads_scores_and_looks_up_held_out_scores(trained):
     x = s.score(["a lovely garden indeed", "you damn stupid idiot"])
     assert ((x > 0) & (x < 1)).all() and x[1] > x[0]
     ts = nt.training_set(root)
-    rtp = [t for t, src in zip(ts.texts, ts.source) if src != "jigsaw"]
-    held = s.held_out_scores(rtp[:5])
+    held = s.held_out_scores(ts.texts[:5])
     assert held is not None and held.shape == (5,)
     assert s.held_out_scores(["never seen before"]) is None
 

@@ -39,9 +39,9 @@ def train(scorer: str, output: Path | None, folds_seed: int, cache_dir: str | No
     """Rebuild a scorer's shipped head from the data dir (SCORER: rtp-ngram, rtp-stack or multilingual),
     byte-identically for the same data and --folds-seed, e.g. `toxbench scorers train multilingual`.
 
-    rtp-ngram: rtp-stack's features plus hashed n-grams of every Perspective-scored RTP text and the Jigsaw
-    comments; nested grouped CV (5 outer folds, (C, Jigsaw weight) chosen by 3 inner folds), then the head on
-    everything; ~30 CPU minutes. Writes the head and its out-of-fold scores beside it (deterministic solver;
+    rtp-ngram: rtp-stack's features plus hashed n-grams of every Perspective-scored RTP text; nested grouped CV
+    (5 outer folds; C and the random sample's weight chosen, and a Platt map fitted, in 3 inner folds), then the
+    head on everything; ~20 CPU minutes. Writes the head and its out-of-fold scores beside it (deterministic solver;
     byte-identity of a rebuild is not tested for this one).
 
     rtp-stack (English default): features of every Perspective-scored RTP text (~1 min), a soft-target logistic
@@ -57,8 +57,8 @@ def train(scorer: str, output: Path | None, folds_seed: int, cache_dir: str | No
                                       out=output or ngram_train.HEAD_FILE, seed=folds_seed,
                                       log=lambda m: click.echo(m, err=True))
         auc = ", ".join(f"{k} {v:.3f}" for k, v in info["nested_cv"].items())
-        click.echo(f"trained the rtp-ngram head on {info['n_train']} texts (C={info['C']:g}, Jigsaw weight "
-                   f"{info['jigsaw_weight']:g}); nested grouped CV ROC-AUC: {auc}")
+        click.echo(f"trained the rtp-ngram head on {info['n_train']} texts (C={info['C']:g}, random-sample "
+                   f"weight {info['random_weight']:g}); nested grouped CV ROC-AUC: {auc}")
         click.echo(f"saved {info['path']} ({info['bytes']} bytes, sha256 {info['sha256'][:12]})")
         return
     if scorer == "rtp-stack":

@@ -21,8 +21,8 @@ from .rtp_reference import load_reference
 TRAINING: dict[str, str] = {
     "rtp-ngram": "Perspective's toxicity scores (soft target) of every Perspective-scored RTP text of the data dir "
                  "(DecodingTrust prompts + continuations, ml-act's prompts, continuations and GPT-2 generations, "
-                 "the random RTP sample's prompts + continuations) and, at a weight chosen by inner CV, the Jigsaw "
-                 "comments' human labels; features: rtp-stack's 391 and hashed character 2-5-grams + word 1-2-grams",
+                 "the random RTP sample's prompts + continuations, weighted as inner CV chose); features: rtp-stack's "
+                 "391 and hashed character 2-5-grams + word 1-2-grams",
     "rtp-stack": "Perspective's toxicity scores (soft target) of 7,460 RTP texts of the data dir: DecodingTrust "
                  "prompts + continuations, ml-act's prompts, continuations and 2,497 GPT-2 generations; features "
                  "from the BiLSTM port, profanity-check and MiniLM word-piece embeddings",

@@ -7,10 +7,10 @@ ROC-AUC 0.933, and refitting it with such text added reaches only ~0.944: its fe
 word pieces averages away.
 
 Features of a text: the 391 of ``rtp-stack`` (standardised, times ``dense_weight``) and the n-grams, hashed into
-2**18 + 2**17 buckets (no vocabulary to ship), sublinear TF times the training IDF, L2-normalised. Head: logistic
-regression with Perspective's toxicity as a soft target; C and the weight of Jigsaw's human-labelled comments are
-chosen by 3-fold grouped CV inside the training data (``ngram_train.py``), so the figures it reports come from
-nested cross-validation.
+2**19 + 2**17 buckets (no vocabulary to ship), sublinear TF times the training IDF, L2-normalised. Head: logistic
+regression with Perspective's toxicity as a soft target, then a Platt map from inner out-of-fold scores folded into
+it; C and the weight of the random RTP sample's rows are chosen by 3-fold grouped CV inside the training data
+(``ngram_train.py``), so the figures it reports come from nested cross-validation.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .stacked import Features, RTPStack, load_head_file
 HEAD_FORMAT = "rtp-ngram-1"
 HEAD_FILE = Path(__file__).resolve().parent / "data" / "rtp_ngram_head.safetensors"
 TRAIN_COMMAND = "toxbench scorers train rtp-ngram"
-CHAR_BUCKETS, WORD_BUCKETS = 2**18, 2**17
+CHAR_BUCKETS, WORD_BUCKETS = 2**19, 2**17
 
 
 class Ngrams:

@@ -1,15 +1,15 @@
-"""Training ``rtp-ngram``: the training texts, the inner-CV choice of (C, Jigsaw weight), nested cross-validation,
-and the head with its out-of-fold scores.
+"""Training ``rtp-ngram``: the training texts, the inner-CV choice of (C, random-sample weight) and calibration,
+nested cross-validation, and the head with its out-of-fold scores.
 
 Training texts: every Perspective-scored RTP text of the data dir -- DecodingTrust prompts + continuations, the
 ml-act fixture (prompts, continuations, GPT-2 generations) and the random RTP sample (prompts + continuations) --
-with Perspective's toxicity as a soft target; plus the Jigsaw comments of the data dir (``ensemble.JIGSAW_FILES``),
-their human 0/1 label as the target, at a weight chosen with C (0 leaves them out). Folds are grouped by prompt (a prompt, its continuation and its
-generations always together); Jigsaw comments only ever train.
+with Perspective's toxicity as a soft target. Folds are grouped by prompt (a prompt, its continuation and its
+generations always together).
 
-Nested CV: for each of 5 outer folds, (C, Jigsaw weight) is chosen by 3-fold grouped CV on the other four (ROC-AUC
-against Perspective >= 0.5 on their RTP texts), a head is fitted on them with that choice and scores the outer
-fold. Those out-of-fold scores are what ``scorers eval`` and ``scorers card`` report; they ship beside the head
+Nested CV: for each of 5 outer folds, (C, random-sample weight) is chosen by 3-fold grouped CV on the other four
+(ROC-AUC against Perspective >= 0.5), a head is fitted on them with that choice, the Platt map fitted on the chosen
+candidate's inner out-of-fold scores is folded into it, and it scores the outer fold. Those out-of-fold scores are
+what ``scorers eval`` and ``scorers card`` report; they ship beside the head
 (``rtp_ngram_head.oof.safetensors``, keyed by text hash), because recomputing them takes many fits.
 """
 
@@ -23,13 +23,15 @@ from typing import Any
 import numpy as np
 
 from ...core.io import atomic_write_bytes
-from .ensemble import JIGSAW_FILES
 from .folds import fold_ids
 from .ngram_stack import HEAD_FILE, HEAD_FORMAT, NgramHead, Ngrams, design, fit_idf
 from .rtp_reference import RANDOM_FILES, RTP_FILES, load_rtp_labelled
 from .stacked import Features, features_cached
 
-GRID = ((2.0, 0.0), (2.0, 0.3), (8.0, 0.0), (8.0, 0.3))  # (C, weight of the Jigsaw rows)
+#: (C, weight of the random sample's rows): the random sample is the distribution a benchmark scores, and a
+#: heavier weight makes the head fit it before DecodingTrust's extremes. A first build offered Jigsaw's human-labelled
+#: comments at weight 0.3 beside 0; inner CV chose 0 in all 5 outer folds, so they are not part of the data.
+GRID = ((8.0, 1.0), (8.0, 2.0), (32.0, 1.0), (32.0, 2.0))
 DENSE_WEIGHT = 0.2  # the dense features' scale beside the unit-norm n-gram vector
 OUTER, INNER = 5, 3
 
@@ -37,17 +39,15 @@ OUTER, INNER = 5, 3
 @dataclass
 class TrainingSet:
     texts: list[str]
-    target: np.ndarray  # Perspective toxicity (RTP) or the 0/1 human label (Jigsaw)
+    target: np.ndarray  # Perspective toxicity
     weight: np.ndarray
-    group: np.ndarray  # prompt hash; Jigsaw rows: "" (never in a test fold)
-    part: np.ndarray  # prompt | continuation | generation | jigsaw
-    source: np.ndarray  # decodingtrust | random | jigsaw
+    group: np.ndarray  # prompt hash: the CV unit
+    part: np.ndarray  # prompt | continuation | generation
+    source: np.ndarray  # decodingtrust | random
 
 
 def training_set(data_dir: str | Path | None) -> TrainingSet:
-    """Every training text once; Jigsaw rows carry weight 1 here (``fit_head``'s ``jigsaw_weight`` scales them)."""
-    from .ensemble import load_jigsaw
-
+    """Every Perspective-scored RTP text of the data dir once (weight 1; ``_rows`` weighs the random sample)."""
     texts: list[str] = []
     cols: dict[str, list] = {k: [] for k in ("target", "weight", "group", "part", "source")}
     seen: set[str] = set()
@@ -59,13 +59,6 @@ def training_set(data_dir: str | Path | None) -> TrainingSet:
                 texts.append(t)
                 for k, v in zip(cols, (p, 1.0, g, part, source)):
                     cols[k].append(v)
-    jt, jy, _ = load_jigsaw(data_dir)
-    for t, y in zip(jt, jy):
-        if t not in seen:
-            seen.add(t)
-            texts.append(t)
-            for k, v in zip(cols, (float(y), 1.0, "", "jigsaw", "jigsaw")):
-                cols[k].append(v)
     return TrainingSet(texts, *(np.asarray(cols[k], dtype=np.float64 if k in ("target", "weight") else object)
                                 for k in cols))
 
@@ -88,11 +81,9 @@ def fit_head(counts: Any, dense: np.ndarray, target: np.ndarray, weight: np.ndar
                      dict(meta or {}))
 
 
-def _rows(ts: TrainingSet, rows: np.ndarray, jigsaw_weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """The rows a candidate trains on and their weights (Jigsaw rows scaled, or left out at weight 0)."""
-    jig = ts.source[rows] == "jigsaw"
-    keep = rows[~jig | (jigsaw_weight > 0)]
-    return keep, np.where(ts.source[keep] == "jigsaw", jigsaw_weight, ts.weight[keep])
+def _rows(ts: TrainingSet, rows: np.ndarray, random_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a candidate trains on and their weights (the random sample's rows weighted ``random_weight``)."""
+    return rows, np.where(ts.source[rows] == "random", random_weight, ts.weight[rows])
 
 
 def _auc(scores: np.ndarray, target: np.ndarray) -> float:
@@ -102,39 +93,62 @@ def _auc(scores: np.ndarray, target: np.ndarray) -> float:
     return float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def select(counts: Any, dense: np.ndarray, ts: TrainingSet, rows: np.ndarray, seed: int) -> tuple[float, float]:
-    """(C, Jigsaw weight) of ``GRID`` with the best mean ROC-AUC over ``INNER`` grouped folds of ``rows``."""
-    rtp = rows[ts.source[rows] != "jigsaw"]
-    fold = fold_ids(ts.group[rtp], INNER, seed, unit="prompts")
-    best, best_auc = GRID[0], -1.0
-    for c, jw in GRID:
-        aucs = []
+def select(counts: Any, dense: np.ndarray, ts: TrainingSet, rows: np.ndarray, seed: int
+           ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The ``GRID`` candidate with the best mean ROC-AUC over ``INNER`` grouped folds of ``rows``, and the Platt map
+    (a, b) fitted on that candidate's inner out-of-fold logits (``calibration``)."""
+    fold = fold_ids(ts.group[rows], INNER, seed, unit="prompts")
+    best, best_auc, best_oof = GRID[0], -1.0, None
+    for c, rw in GRID:
+        aucs, oof = [], np.zeros(len(rows))
         for k in range(INNER):
-            test = rtp[fold == k]
-            train, w = _rows(ts, np.setdiff1d(rows, test), jw)
-            head = fit_head(counts[train], dense[train], ts.target[train], w, c)
-            aucs.append(_auc(head.predict(counts[test], dense[test]), ts.target[test]))
+            test = rows[fold == k]
+            train, w = _rows(ts, rows[fold != k], rw)
+            oof[fold == k] = fit_head(counts[train], dense[train], ts.target[train], w, c).predict(
+                counts[test], dense[test])
+            aucs.append(_auc(oof[fold == k], ts.target[test]))
         if np.mean(aucs) > best_auc:
-            best, best_auc = (c, jw), float(np.mean(aucs))
-    return best
+            best, best_auc, best_oof = (c, rw), float(np.mean(aucs)), oof
+    return best, calibration(best_oof, ts.target[rows])
+
+
+def calibration(scores: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """(a, b) of sigmoid(a logit(s) + b) fitted to the soft target on out-of-fold scores: a head trained on all the
+    data scores new text the way the inner heads scored their held-out fold, less confidently than in-sample, so
+    a > 1 restores Perspective's spread (the share flagged at 0.5 follows)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from .base import logit
+
+    z = logit(np.clip(scores, 1e-6, 1 - 1e-6))[:, None]
+    lr = LogisticRegression(C=1e6, max_iter=1000, tol=1e-8)
+    n = len(z)
+    lr.fit(np.vstack([z, z]), np.r_[np.ones(n), np.zeros(n)], sample_weight=np.r_[target, 1 - target])
+    return float(lr.coef_[0][0]), float(lr.intercept_[0])
+
+
+def calibrated(head: NgramHead, ab: tuple[float, float]) -> NgramHead:
+    """The head with the Platt map folded in: weight * a, bias * a + b."""
+    a, b = ab
+    head.weight, head.bias = head.weight * a, head.bias * a + b
+    head.meta = {**head.meta, "platt": [round(a, 6), round(b, 6)]}
+    return head
 
 
 def nested_oof(counts: Any, dense: np.ndarray, ts: TrainingSet, seed: int,
                log=lambda m: None) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """Out-of-fold scores of every RTP text (NaN for Jigsaw rows) and each outer fold's choice."""
-    rtp = np.flatnonzero(ts.source != "jigsaw")
-    fold = fold_ids(ts.group[rtp], OUTER, seed, unit="prompts")
+    """Out-of-fold scores of every text and each outer fold's choice (selection and calibration inside)."""
+    fold = fold_ids(ts.group, OUTER, seed, unit="prompts")
     oof = np.full(len(ts.texts), np.nan)
     chosen = []
     for k in range(OUTER):
-        test = rtp[fold == k]
-        train = np.setdiff1d(np.arange(len(ts.texts)), test)
-        c, jw = select(counts, dense, ts, train, seed + 1 + k)
-        chosen.append((c, jw))
-        rows, w = _rows(ts, train, jw)
-        head = fit_head(counts[rows], dense[rows], ts.target[rows], w, c)
+        test, train = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        (c, rw), ab = select(counts, dense, ts, train, seed + 1 + k)
+        chosen.append((c, rw))
+        rows, w = _rows(ts, train, rw)
+        head = calibrated(fit_head(counts[rows], dense[rows], ts.target[rows], w, c), ab)
         oof[test] = head.predict(counts[test], dense[test])
-        log(f"[toxbench] outer fold {k + 1}/{OUTER}: C={c:g}, Jigsaw weight={jw:g}, "
+        log(f"[toxbench] outer fold {k + 1}/{OUTER}: C={c:g}, random-sample weight={rw:g}, Platt a={ab[0]:.3f}, "
             f"ROC-AUC {_auc(oof[test], ts.target[test]):.4f}")
     return oof, chosen
 
@@ -144,7 +158,7 @@ def summary(oof: np.ndarray, ts: TrainingSet) -> dict[str, float]:
     for source in ("random", "decodingtrust"):
         for part in ("all", "prompt", "continuation", "generation"):
             m = (ts.source == source) & ((ts.part == part) if part != "all" else True)
-            if m.sum() and not np.isnan(oof[m]).any():
+            if m.sum():
                 out[f"{source}/{part}"] = round(_auc(oof[m], ts.target[m]), 4)
     return out
 
@@ -160,23 +174,23 @@ def train_head(data_dir: str | Path | None = None, cache_dir: str | Path | None 
 
     counts = ngrams([normalize_quotes(t) for t in ts.texts])
     oof, chosen = nested_oof(counts, dense, ts, seed, log)
-    c, jw = select(counts, dense, ts, np.arange(len(ts.texts)), seed)
+    (c, rw), ab = select(counts, dense, ts, np.arange(len(ts.texts)), seed)
     data_hash = hashlib.sha256("\n".join(f"{g}\t{v:.8f}\t{w:g}\t{t}" for t, v, w, g in
                                          zip(ts.texts, ts.target, ts.weight, ts.group)).encode()).hexdigest()
     meta = {"format": HEAD_FORMAT, "features": {"dense": _json(feats.id), "ngrams": _json(ngrams.id)},
-            "C": c, "jigsaw_weight": jw, "dense_weight": DENSE_WEIGHT, "grid": [list(g) for g in GRID],
+            "C": c, "random_weight": rw, "dense_weight": DENSE_WEIGHT, "grid": [list(g) for g in GRID],
             "outer_choices": [list(x) for x in chosen],
             "seed": seed, "n_train": len(ts.texts),
-            "counts": {s: int((ts.source == s).sum()) for s in ("decodingtrust", "random", "jigsaw")},
-            "files": [*RTP_FILES, *RANDOM_FILES, *(f[0] for f in JIGSAW_FILES)], "data_hash": data_hash,
-            "target": "Perspective toxicity (soft target); Jigsaw: human label", "nested_cv": summary(oof, ts)}
-    rows, w = _rows(ts, np.arange(len(ts.texts)), jw)
-    head = fit_head(counts[rows], dense[rows], ts.target[rows], w, c, meta)
+            "counts": {s: int((ts.source == s).sum()) for s in ("decodingtrust", "random")},
+            "files": [*RTP_FILES, *RANDOM_FILES], "data_hash": data_hash,
+            "target": "Perspective toxicity (soft target)", "nested_cv": summary(oof, ts)}
+    rows, w = _rows(ts, np.arange(len(ts.texts)), rw)
+    head = calibrated(fit_head(counts[rows], dense[rows], ts.target[rows], w, c, meta), ab)
     blob = head.to_bytes()
     atomic_write_bytes(Path(out), blob)
     sha = hashlib.sha256(blob).hexdigest()
     write_oof(oof_path(Path(out)), ts, oof, sha)
-    return {"path": str(out), "sha256": sha, "bytes": len(blob), **meta}
+    return {"path": str(out), "sha256": sha, "bytes": len(blob), **head.meta}
 
 
 def oof_path(head: Path) -> Path:
