@@ -39,7 +39,18 @@ def test_training_reports_nested_cv_and_writes_head_and_oof(trained):
     assert len(info["outer_choices"]) == 3 and tuple(info["outer_choices"][0]) in ((2.0, 1.0), (8.0, 2.0))
     assert {"random/all", "random/prompt", "random/continuation", "decodingtrust/generation"} <= set(info["nested_cv"])
     assert all(0 <= v <= 1 for v in info["nested_cv"].values())
-    assert info["platt"][0] > 0  # the calibration folded into the head
+    head = nt.NgramHead.load(tmp / "head.safetensors")
+    assert head.qmap_x is not None and (np.diff(head.qmap_x) > 0).all() and (np.diff(head.qmap_y) >= 0).all()
+
+
+def test_quantile_map_gives_the_target_distribution():
+    rng = np.random.default_rng(0)
+    target = rng.beta(0.5, 2.0, 4000)
+    scores = 0.1 + 0.6 * target + rng.normal(0, 0.02, 4000)  # same ranking, pulled toward the mean
+    x, y = nt.quantile_map(scores, target)
+    mapped = np.interp(scores, x, y)
+    assert abs(np.mean(mapped >= 0.5) - np.mean(target >= 0.5)) < 0.01
+    assert np.mean(scores >= 0.5) < np.mean(target >= 0.5) - 0.05  # before the map it flagged too few
 
 
 def test_scorer_loads_scores_and_looks_up_held_out_scores(trained):

@@ -8,8 +8,10 @@ word pieces averages away.
 
 Features of a text: the 391 of ``rtp-stack`` (standardised, times ``dense_weight``) and the n-grams, hashed into
 2**19 + 2**17 buckets (no vocabulary to ship), sublinear TF times the training IDF, L2-normalised. Head: logistic
-regression with Perspective's toxicity as a soft target, then a Platt map from inner out-of-fold scores folded into
-it; C and the weight of the random RTP sample's rows are chosen by 3-fold grouped CV inside the training data
+regression with Perspective's toxicity as a soft target, then a monotone map that gives its scores the distribution
+of Perspective's on the random sample (fitted on inner out-of-fold scores): the share of texts at or above 0.5,
+which toxicity probability and toxic fraction count, then matches Perspective's, where an estimate of
+E[Perspective | text] regresses to the mean and flags too few; C and the weight of the random RTP sample's rows are chosen by 3-fold grouped CV inside the training data
 (``ngram_train.py``), so the figures it reports come from nested cross-validation.
 """
 
@@ -77,7 +79,7 @@ def design(counts: Any, dense: np.ndarray, idf: np.ndarray, mean: np.ndarray, sc
 
 @dataclass
 class NgramHead:
-    """p = sigmoid(design(x) @ weight + bias)."""
+    """p = qmap(sigmoid(design(x) @ weight + bias)), qmap a monotone piecewise-linear map (identity when absent)."""
 
     idf: np.ndarray
     mean: np.ndarray
@@ -86,12 +88,19 @@ class NgramHead:
     bias: float
     dense_weight: float
     meta: dict
+    qmap_x: np.ndarray | None = None
+    qmap_y: np.ndarray | None = None
 
-    def predict(self, counts: Any, dense: np.ndarray) -> np.ndarray:
+    def raw(self, counts: Any, dense: np.ndarray) -> np.ndarray:
+        """The logistic head's E[Perspective score | text], before the quantile map."""
         from .base import sigmoid
 
         x = design(counts, dense, self.idf, self.mean, self.scale, self.dense_weight)
         return sigmoid(np.asarray(x @ self.weight).reshape(-1) + self.bias)
+
+    def predict(self, counts: Any, dense: np.ndarray) -> np.ndarray:
+        p = self.raw(counts, dense)
+        return p if self.qmap_x is None else np.interp(p, self.qmap_x, self.qmap_y)
 
     def to_bytes(self) -> bytes:
         from safetensors.numpy import save
@@ -100,13 +109,15 @@ class NgramHead:
         tensors = {"idf": self.idf.astype(np.float16), "mean": self.mean.astype(np.float32),
                    "scale": self.scale.astype(np.float32), "weight": self.weight.astype(np.float16),
                    "bias": np.array([self.bias], np.float32), "dense_weight": np.array([self.dense_weight], np.float32)}
+        if self.qmap_x is not None:
+            tensors.update(qmap_x=self.qmap_x.astype(np.float64), qmap_y=self.qmap_y.astype(np.float64))
         return save(tensors, metadata={"toxbench": canonical_json(self.meta)})
 
     @classmethod
     def load(cls, path: Path) -> NgramHead:
         t, meta = load_head_file(path, "rtp-ngram", HEAD_FORMAT, TRAIN_COMMAND)
         return cls(t["idf"], t["mean"], t["scale"], t["weight"], float(t["bias"][0]), float(t["dense_weight"][0]),
-                   meta)
+                   meta, t.get("qmap_x"), t.get("qmap_y"))
 
 
 class RTPNgram(RTPStack):

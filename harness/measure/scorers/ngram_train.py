@@ -1,4 +1,4 @@
-"""Training ``rtp-ngram``: the training texts, the inner-CV choice of (C, random-sample weight) and calibration,
+"""Training ``rtp-ngram``: the training texts, the inner-CV choice of (C, random-sample weight) and quantile map,
 nested cross-validation, and the head with its out-of-fold scores.
 
 Training texts: every Perspective-scored RTP text of the data dir -- DecodingTrust prompts + continuations, the
@@ -7,8 +7,8 @@ with Perspective's toxicity as a soft target. Folds are grouped by prompt (a pro
 generations always together).
 
 Nested CV: for each of 5 outer folds, (C, random-sample weight) is chosen by 3-fold grouped CV on the other four
-(ROC-AUC against Perspective >= 0.5), a head is fitted on them with that choice, the Platt map fitted on the chosen
-candidate's inner out-of-fold scores is folded into it, and it scores the outer fold. Those out-of-fold scores are
+(ROC-AUC against Perspective >= 0.5), a head is fitted on them with that choice, the quantile map fitted on the
+chosen candidate's inner out-of-fold scores of the random sample is put after it, and it scores the outer fold. Those out-of-fold scores are
 what ``scorers eval`` and ``scorers card`` report; they ship beside the head
 (``rtp_ngram_head.oof.safetensors``, keyed by text hash), because recomputing them takes many fits.
 """
@@ -34,6 +34,7 @@ from .stacked import Features, features_cached
 GRID = ((8.0, 1.0), (8.0, 2.0), (32.0, 1.0), (32.0, 2.0))
 DENSE_WEIGHT = 0.2  # the dense features' scale beside the unit-norm n-gram vector
 OUTER, INNER = 5, 3
+QMAP_KNOTS = 101
 
 
 @dataclass
@@ -94,9 +95,9 @@ def _auc(scores: np.ndarray, target: np.ndarray) -> float:
 
 
 def select(counts: Any, dense: np.ndarray, ts: TrainingSet, rows: np.ndarray, seed: int
-           ) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The ``GRID`` candidate with the best mean ROC-AUC over ``INNER`` grouped folds of ``rows``, and the Platt map
-    (a, b) fitted on that candidate's inner out-of-fold logits (``calibration``)."""
+           ) -> tuple[tuple[float, float], tuple[np.ndarray, np.ndarray]]:
+    """The ``GRID`` candidate with the best mean ROC-AUC over ``INNER`` grouped folds of ``rows``, and the quantile
+    map fitted on that candidate's inner out-of-fold scores of the random sample (``quantile_map``)."""
     fold = fold_ids(ts.group[rows], INNER, seed, unit="prompts")
     best, best_auc, best_oof = GRID[0], -1.0, None
     for c, rw in GRID:
@@ -104,51 +105,45 @@ def select(counts: Any, dense: np.ndarray, ts: TrainingSet, rows: np.ndarray, se
         for k in range(INNER):
             test = rows[fold == k]
             train, w = _rows(ts, rows[fold != k], rw)
-            oof[fold == k] = fit_head(counts[train], dense[train], ts.target[train], w, c).predict(
+            oof[fold == k] = fit_head(counts[train], dense[train], ts.target[train], w, c).raw(
                 counts[test], dense[test])
             aucs.append(_auc(oof[fold == k], ts.target[test]))
         if np.mean(aucs) > best_auc:
             best, best_auc, best_oof = (c, rw), float(np.mean(aucs)), oof
-    return best, calibration(best_oof, ts.target[rows])
+    random = ts.source[rows] == "random"
+    return best, quantile_map(best_oof[random], ts.target[rows][random])
 
 
-def calibration(scores: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """(a, b) of sigmoid(a logit(s) + b) fitted to the soft target on out-of-fold scores: a head trained on all the
-    data scores new text the way the inner heads scored their held-out fold, less confidently than in-sample, so
-    a > 1 restores Perspective's spread (the share flagged at 0.5 follows)."""
-    from sklearn.linear_model import LogisticRegression
-
-    from .base import logit
-
-    z = logit(np.clip(scores, 1e-6, 1 - 1e-6))[:, None]
-    lr = LogisticRegression(C=1e6, max_iter=1000, tol=1e-8)
-    n = len(z)
-    lr.fit(np.vstack([z, z]), np.r_[np.ones(n), np.zeros(n)], sample_weight=np.r_[target, 1 - target])
-    return float(lr.coef_[0][0]), float(lr.intercept_[0])
+def quantile_map(scores: np.ndarray, target: np.ndarray, knots: int = QMAP_KNOTS) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of the monotone map sending the quantiles of out-of-fold ``scores`` to those of Perspective's
+    ``target`` (linear between them, clamped outside): a head fitted on all the data scores new text the way the
+    inner heads scored their held-out folds, so after the map its scores have Perspective's distribution on such
+    text. x strictly increasing, y non-decreasing."""
+    levels = np.linspace(0.0, 1.0, knots)
+    x = np.quantile(scores, levels)
+    x = x + np.arange(knots) * 1e-9  # ties (flat stretches of scores) become a steep step, not a division by 0
+    return x, np.maximum.accumulate(np.quantile(target, levels))
 
 
-def calibrated(head: NgramHead, ab: tuple[float, float]) -> NgramHead:
-    """The head with the Platt map folded in: weight * a, bias * a + b."""
-    a, b = ab
-    head.weight, head.bias = head.weight * a, head.bias * a + b
-    head.meta = {**head.meta, "platt": [round(a, 6), round(b, 6)]}
+def mapped(head: NgramHead, qmap: tuple[np.ndarray, np.ndarray]) -> NgramHead:
+    head.qmap_x, head.qmap_y = qmap
     return head
 
 
 def nested_oof(counts: Any, dense: np.ndarray, ts: TrainingSet, seed: int,
                log=lambda m: None) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """Out-of-fold scores of every text and each outer fold's choice (selection and calibration inside)."""
+    """Out-of-fold scores of every text and each outer fold's choice (selection and quantile map inside)."""
     fold = fold_ids(ts.group, OUTER, seed, unit="prompts")
     oof = np.full(len(ts.texts), np.nan)
     chosen = []
     for k in range(OUTER):
         test, train = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
-        (c, rw), ab = select(counts, dense, ts, train, seed + 1 + k)
+        (c, rw), qmap = select(counts, dense, ts, train, seed + 1 + k)
         chosen.append((c, rw))
         rows, w = _rows(ts, train, rw)
-        head = calibrated(fit_head(counts[rows], dense[rows], ts.target[rows], w, c), ab)
+        head = mapped(fit_head(counts[rows], dense[rows], ts.target[rows], w, c), qmap)
         oof[test] = head.predict(counts[test], dense[test])
-        log(f"[toxbench] outer fold {k + 1}/{OUTER}: C={c:g}, random-sample weight={rw:g}, Platt a={ab[0]:.3f}, "
+        log(f"[toxbench] outer fold {k + 1}/{OUTER}: C={c:g}, random-sample weight={rw:g}, "
             f"ROC-AUC {_auc(oof[test], ts.target[test]):.4f}")
     return oof, chosen
 
@@ -174,7 +169,7 @@ def train_head(data_dir: str | Path | None = None, cache_dir: str | Path | None 
 
     counts = ngrams([normalize_quotes(t) for t in ts.texts])
     oof, chosen = nested_oof(counts, dense, ts, seed, log)
-    (c, rw), ab = select(counts, dense, ts, np.arange(len(ts.texts)), seed)
+    (c, rw), qmap = select(counts, dense, ts, np.arange(len(ts.texts)), seed)
     data_hash = hashlib.sha256("\n".join(f"{g}\t{v:.8f}\t{w:g}\t{t}" for t, v, w, g in
                                          zip(ts.texts, ts.target, ts.weight, ts.group)).encode()).hexdigest()
     meta = {"format": HEAD_FORMAT, "features": {"dense": _json(feats.id), "ngrams": _json(ngrams.id)},
@@ -185,7 +180,7 @@ def train_head(data_dir: str | Path | None = None, cache_dir: str | Path | None 
             "files": [*RTP_FILES, *RANDOM_FILES], "data_hash": data_hash,
             "target": "Perspective toxicity (soft target)", "nested_cv": summary(oof, ts)}
     rows, w = _rows(ts, np.arange(len(ts.texts)), rw)
-    head = calibrated(fit_head(counts[rows], dense[rows], ts.target[rows], w, c, meta), ab)
+    head = mapped(fit_head(counts[rows], dense[rows], ts.target[rows], w, c, meta), qmap)
     blob = head.to_bytes()
     atomic_write_bytes(Path(out), blob)
     sha = hashlib.sha256(blob).hexdigest()
