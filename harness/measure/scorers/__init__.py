@@ -23,9 +23,10 @@ SCORERS: Registry[type[Scorer]] = Registry(
         "evaluate-toxicity": "hf_evaluate:EvaluateToxicity", "perspective": "perspective:PerspectiveScorer",
         "profanity-check": "profanity:ProfanityCheck", "multilingual": "multilingual:MultilingualScorer"})
 
-#: the offline default of runs (English tasks): held-out ROC-AUC >= 0.95 against Perspective on RTP prompts,
-#: continuations and generations, on Perspective's scale by construction, ~1,000 texts/s (``toxbench scorers eval``)
-DEFAULT_SCORER = "rtp-stack"
+#: the offline default of runs (English tasks): against Perspective on a random RTP sample, by nested grouped CV,
+#: ROC-AUC 0.951 (continuations 0.952), Spearman 0.847, 27.9% flagged at 0.5 where Perspective flags 27.8%;
+#: ~2,000 texts/s on one core (``toxbench scorers card rtp-ngram``). rtp-stack, the previous default, stays by name.
+DEFAULT_SCORER = "rtp-ngram"
 #: what ``toxbench scorers eval`` measures when no --scorer is given (offline ones; perspective is the reference)
 EVAL_DEFAULTS = ("rtp-ngram", "rtp-stack", "jigsaw-ensemble", "jigsaw-bilstm", "profanity-check", "detoxify",
                  "evaluate-toxicity")
