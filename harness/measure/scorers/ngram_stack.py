@@ -147,9 +147,10 @@ class RTPNgram(RTPStack):
         return self.head.predict(self.ngrams([normalize_quotes(t) for t in texts]), dense), comp
 
     def describe(self) -> dict:
-        return {**super().describe(), "calibration": "built-in (soft-target head on Perspective scores)",
-                "head_sha256": self.head_sha256, "scale": "perspective",
-                "nested_cv": self.head.meta.get("nested_cv")}
+        return {**Scorer.describe(self), "head_sha256": self.head_sha256, "scale": "perspective",
+                "calibration": "built-in (soft-target head on Perspective scores, then a quantile map to Perspective's "
+                               "distribution on the random RTP sample)",
+                "nested_cv_roc_auc": self.head.meta.get("nested_cv")}
 
     def held_out_scores(self, texts: list[str], data_dir: str | Path | None = None) -> np.ndarray | None:
         """The nested cross-validation's out-of-fold scores, stored with the head, for ``texts`` when they are all
