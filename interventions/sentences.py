@@ -3,15 +3,34 @@ metadata every such state carries (model fingerprint, data file + hash, counts, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..harness.core import models
+from ..harness.core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 from ..harness.core.errors import UsageError, did_you_mean
 from ..harness.core.io import sha256_file
 from .aura import _coerce, _data_path, _version, load_labelled_texts
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What ``build`` passes every ``fit`` (``**context``), with the defaults a direct call gets."""
+
+    data_dir: str | Path | None = None
+    device: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    model_fingerprint: str | None = None
+    model_name: str | None = None
+    seed: int = DEFAULT_SEED
+    progress: bool = True
+
+    @classmethod
+    def of(cls, context: dict[str, Any]) -> FitContext:
+        return cls(**{k: v for k, v in context.items() if k in cls.__dataclass_fields__})
 
 
 def merged_config(name: str, defaults: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -39,22 +58,22 @@ def labelled_sentences(cfg: dict[str, Any], data_dir: str | Path | None, seed: i
 
 
 def fit_device(model: torch.nn.Module, device: str | None) -> torch.device:
+    """The device the fit's forward passes run on: the one asked for, else the model's."""
     return torch.device(device) if device not in (None, "auto") else next(model.parameters()).device
 
 
-def state_metadata(intervention: Any, model: torch.nn.Module, *, model_fingerprint: str | None,
-                   model_name: str | None, data_path: Path, labels: torch.Tensor, seed: int,
-                   **extra: Any) -> dict[str, Any]:
+def state_metadata(intervention: Any, model: torch.nn.Module, ctx: FitContext, data_path: Path,
+                   labels: torch.Tensor, **extra: Any) -> dict[str, Any]:
     """The metadata of a state fitted on sentences; the config without the apply keys (one state, every λ)."""
     cfg = intervention.config
     return {
         "intervention": intervention.name,
-        "model_fingerprint": model_fingerprint or models.model_fingerprint(model),
-        "model": model_name or getattr(getattr(model, "config", None), "_name_or_path", "") or "",
+        "model_fingerprint": ctx.model_fingerprint or models.model_fingerprint(model),
+        "model": ctx.model_name or getattr(getattr(model, "config", None), "_name_or_path", "") or "",
         "data_file": str(cfg["data"]),
         "data_sha256": sha256_file(data_path),
         "counts": {"toxic": int(labels.sum()), "non_toxic": int((~labels).sum())},
-        "seed": int(seed),
+        "seed": int(ctx.seed),
         "config": {k: v for k, v in sorted(cfg.items()) if k not in intervention.apply_keys},
         "toxbench_version": _version(),
         **extra,

@@ -27,13 +27,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..harness.core.defaults import DEFAULT_BATCH_SIZE
 from ..harness.core.errors import UsageError, did_you_mean
 from .aura import DEFAULT_DATA, _coerce
 from .base import Intervention, State
 from .forward_hooks import hooked
 from .responses import collect_responses
-from .sentences import fit_device, labelled_sentences, merged_config, state_metadata
+from .sentences import FitContext, fit_device, labelled_sentences, merged_config, state_metadata
 
 ACTIONS = ("add", "clamp")
 SUFFIXES = (".pt", ".pth", ".safetensors", ".csv")
@@ -80,26 +79,21 @@ class Steer(Intervention):
         return not config.get("file")
 
     # -- learning ---------------------------------------------------------------------------------------------
-    def fit(  # type: ignore[override]
-        self, model: torch.nn.Module, tokenizer: Any, *, data_dir: str | Path | None = None,
-        device: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, model_fingerprint: str | None = None,
-        model_name: str | None = None, seed: int = 42, progress: bool = True, **_: Any,
-    ) -> State:
-        cfg = self.config
+    def fit(self, model: torch.nn.Module, tokenizer: Any, **context: Any) -> State:
+        cfg, ctx = self.config, FitContext.of(context)
         hookpoints = resolve_layers(model, cfg["layers"])
         full = {hp: full_name(model, hp) for hp in hookpoints}
-        texts, y, data_path = labelled_sentences(cfg, data_dir, seed)
-        dev = fit_device(model, device)
-        resp = collect_responses(model, tokenizer, texts, y, list(full.values()), batch_size=batch_size,
-                                 seq_len=cfg["seq_len"], pooling="mean", device=dev, progress=progress,
+        texts, y, data_path = labelled_sentences(cfg, ctx.data_dir, ctx.seed)
+        dev = fit_device(model, ctx.device)
+        resp = collect_responses(model, tokenizer, texts, y, list(full.values()), batch_size=ctx.batch_size,
+                                 seq_len=cfg["seq_len"], pooling="mean", device=dev, progress=ctx.progress,
                                  skip_first=cfg["skip_first_token"])
         tensors, entries = {}, {}
         for hp, name in full.items():
             z = resp.matrix(name).to(torch.float64)
             tensors[f"{hp}/steering_vector"] = (z[~y].mean(0) - z[y].mean(0)).float()
             entries[hp] = {"action": "add", "steering_coefficient": float(cfg["coefficient"]), "head_index": None}
-        meta = state_metadata(self, model, model_fingerprint=model_fingerprint, model_name=model_name,
-                              data_path=data_path, labels=y, seed=seed, method="steer", hookpoints=entries,
+        meta = state_metadata(self, model, ctx, data_path, y, method="steer", hookpoints=entries,
                               source="fit (difference of means, non-toxic - toxic)")
         return State(tensors=tensors, metadata=meta)
 

@@ -15,19 +15,17 @@ import contextlib
 import time
 import weakref
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from ..harness.core.defaults import DEFAULT_BATCH_SIZE
 from ..harness.core.errors import UsageError, did_you_mean
 from .aura import DEFAULT_DATA
 from .base import Intervention, State
 from .forward_hooks import hooked, resolve_modules
 from .module_presets import TRANSPORT_PRESETS, default_patterns
 from .responses import POOLINGS, collect_responses
-from .sentences import fit_device, labelled_sentences, merged_config, state_metadata
+from .sentences import FitContext, fit_device, labelled_sentences, merged_config, state_metadata
 from .transport_fit import MODES, fit_incremental, fit_map, parse_quantiles, transport_hook
 
 #: ml-act's names for the estimation modes.
@@ -75,30 +73,25 @@ class LinearAcT(Intervention):
                 raise UsageError(f"intervention state was fitted for {method!r}, not for {self.method!r}")
 
     # -- learning ---------------------------------------------------------------------------------------------
-    def fit(  # type: ignore[override]
-        self, model: torch.nn.Module, tokenizer: Any, *, data_dir: str | Path | None = None,
-        device: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, model_fingerprint: str | None = None,
-        model_name: str | None = None, seed: int = 42, progress: bool = True, **_: Any,
-    ) -> State:
-        cfg = self.config
+    def fit(self, model: torch.nn.Module, tokenizer: Any, **context: Any) -> State:
+        cfg, ctx = self.config, FitContext.of(context)
         patterns = self._patterns(model)
         names = resolve_modules(model, patterns)
-        texts, y, data_path = labelled_sentences(cfg, data_dir, seed)
-        dev = fit_device(model, device)
+        texts, y, data_path = labelled_sentences(cfg, ctx.data_dir, ctx.seed)
+        dev = fit_device(model, ctx.device)
         t0 = time.perf_counter()
         common = {"method": self.method, "quantiles": cfg["quantiles"], "std_eps": float(cfg["std_eps"])}
         if cfg["mode"] == "incremental":
             maps = fit_incremental(model, tokenizer, texts, y, names, seq_len=cfg["seq_len"], pooling=cfg["pooling"],
-                                   device=dev, batch_size=batch_size, skip_first=cfg["skip_first_token"], **common)
+                                   device=dev, batch_size=ctx.batch_size, skip_first=cfg["skip_first_token"], **common)
         else:
-            resp = collect_responses(model, tokenizer, texts, y, names, batch_size=batch_size,
-                                     seq_len=cfg["seq_len"], pooling=cfg["pooling"], device=dev, progress=progress,
+            resp = collect_responses(model, tokenizer, texts, y, names, batch_size=ctx.batch_size,
+                                     seq_len=cfg["seq_len"], pooling=cfg["pooling"], device=dev, progress=ctx.progress,
                                      skip_first=cfg["skip_first_token"])
             maps = {n: fit_map(resp.matrix(n), y, **common) for n in names}
         self.fit_timing = {"fit_s": time.perf_counter() - t0, "sentences": len(texts),
                            "units": sum(m["omega"].numel() for m in maps.values())}
-        meta = state_metadata(self, model, model_fingerprint=model_fingerprint, model_name=model_name,
-                              data_path=data_path, labels=y, seed=seed, method=self.method,
+        meta = state_metadata(self, model, ctx, data_path, y, method=self.method,
                               patterns=list(patterns), modules=names)
         tensors = {f"{n}/{part}": t for n, m in maps.items() for part, t in m.items()}
         return State(tensors=tensors, metadata=meta)
