@@ -83,3 +83,17 @@ def test_idf_and_tfidf_match_sklearn():
     ref = TfidfTransformer(sublinear_tf=True).fit(counts)
     assert np.allclose(fit_idf(counts), ref.idf_)
     assert np.allclose(tfidf(counts, fit_idf(counts)).toarray(), ref.transform(counts).toarray())
+
+
+def test_shipped_head_records_its_nested_cv_and_ships_its_out_of_fold_scores():
+    from toxbench.harness.measure.scorers.ngram_stack import HEAD_FILE
+
+    s = RTPNgram(head_file=HEAD_FILE)
+    auc = s.head.meta["nested_cv"]
+    assert auc["random/all"] >= 0.95 and auc["random/continuation"] >= 0.95  # issue 28's bar, nested grouped CV
+    assert s.describe()["scale"] == "perspective" and s.head.qmap_x is not None
+    ts = nt.training_set(None)
+    held = s.held_out_scores(ts.texts[:50])
+    assert held is not None and ((held >= 0) & (held <= 1)).all()
+    x = s.score(["Thank you for the lovely afternoon.", "The weather is mild today."])
+    assert (x < 0.5).all()
