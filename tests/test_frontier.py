@@ -136,3 +136,15 @@ def test_curves_join_a_setting_measured_in_two_run_dirs():
         assert fa.at_cost(ca, 10.0) == fb.at_cost(cb, 10.0)
     lonely = [r for r in split if "wiki" not in r.run_id]  # no cost run: no curve
     assert build_curves(lonely, "rtp_challenging", "wiki_sentences")[1] == []
+
+
+def test_every_strength_knob_has_its_default_point():
+    """A sweep point at a method's default strength carries no argument: it must still sit on the curve."""
+    from toxbench.harness.report.frontier import DEFAULT_KNOB
+    from toxbench.interventions import INTERVENTIONS
+
+    for name in INTERVENTIONS.names():
+        cls = INTERVENTIONS.get(name)
+        key = getattr(cls, "strength_key", None)
+        if key:
+            assert DEFAULT_KNOB.get(name) == (key, float(cls.defaults[key])), name

@@ -27,8 +27,10 @@ from .results import REFERENCE, Run
 
 #: The sweep knobs and which way is "stronger" (toxic vectors: scale 1 leaves the model as it is, 0 removes them).
 KNOBS: dict[str, tuple[float, int]] = {"strength": (0.0, +1), "k": (0.0, +1), "scale": (1.0, -1)}
-#: Default knob value of a run that does not name one (AurA without ``strength`` is strength 1).
-DEFAULT_KNOB = {"aura": ("strength", 1.0), "toxic-vectors": ("scale", 0.0)}
+#: Default knob value of a run that does not name one (a sweep leaves a knob at its default out of the run's
+#: arguments, so AurA or steer without ``strength`` is strength 1).
+DEFAULT_KNOB = {"aura": ("strength", 1.0), "toxic-vectors": ("scale", 0.0), "linear-act": ("strength", 1.0),
+                "mean-act": ("strength", 1.0), "steer": ("strength", 1.0), "dpo": ("strength", 1.0)}
 TARGET_COSTS = (5.0, 10.0, 20.0)
 TOX_METRIC = "toxic_fraction"
 
