@@ -75,3 +75,30 @@ def test_sort_filter_and_screenshot_in_a_real_browser(board, tmp_path):
     if not SCREENSHOT.is_file():  # the README's picture, made by this test
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (make test does, as root)")
+def test_every_committed_board_loads_sorts_and_filters_in_a_real_browser():
+    from playwright.sync_api import sync_playwright
+
+    boards = sorted((Path(__file__).parents[1] / "leaderboards").glob("*.html"))
+    assert boards
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        for board in boards:
+            errors: list[str] = []
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(board.as_uri())
+            table = page.locator("table.board").first  # the Summary
+            table.locator("thead th button").nth(2).click()  # its headline toxicity column, ascending
+            cells = table.locator("tbody tr td:nth-child(3)").all_inner_texts()
+            nums = [float(m.group()) for c in cells if (m := re.match(r"[\d.]+", c.strip()))]
+            assert len(nums) >= 2 and nums == sorted(nums), board.name
+            page.fill("#filter", "none")
+            shown = table.locator("tbody tr:not([hidden]) td:nth-child(2)").all_inner_texts()
+            assert shown and all("none" in v for v in shown), board.name
+            assert errors == [], (board.name, errors)
+            page.close()
+        browser.close()

@@ -22,6 +22,7 @@ from .leaderboard import leaderboard
 from .list import list_
 from .merge import merge
 from .pairs import pairs
+from .rerender import rerender
 from .rescore import rescore
 from .run import run
 from .scorers import scorers
@@ -42,7 +43,7 @@ def main() -> None:
 
 
 for _command in (run, fit, show, list_, export, leaderboard, check, suite, scorers, fluency, pairs, analyze, merge,
-                 rescore, sweep, export_results):
+                 rescore, sweep, export_results, rerender):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -74,13 +74,57 @@ def _frontier_view(fr: Any) -> dict[str, Any]:
             "tables": [{"heading": "", "headers": list(df.columns), "rows": rows, "protocols": []}]}
 
 
+def render_page(title: str, legend_text: str, sections: list[dict[str, Any]], plots: Sequence[Path] = ()) -> str:
+    """One HTML page from section views ({title, intro, tables: [{heading, headers, rows, protocols}]})."""
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    images = [{"data": base64.b64encode(p.read_bytes()).decode("ascii"), "alt": p.stem.replace("_", " ")}
+              for p in plots if p.suffix == ".png" and p.is_file()]
+    return env.get_template("board.html.j2").render(title=title, legend=_plain(legend_text), sections=sections,
+                                                     plots=images)
+
+
 def render_html(lb: Leaderboard, plots: Sequence[Path] = ()) -> str:
     """The board as one HTML page, ``plots`` (PNG files) embedded."""
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     sections = [{"title": title, "intro": _plain(intro), "tables": [_table_view(lb, tb, title) for tb in tables]}
                 for title, intro, tables in lb.rendered() if tables]
     sections += [_frontier_view(fr) for fr in lb.frontiers()]
-    images = [{"data": base64.b64encode(p.read_bytes()).decode("ascii"), "alt": p.stem.replace("_", " ")}
-              for p in plots if p.suffix == ".png" and p.is_file()]
-    return env.get_template("board.html.j2").render(title=lb.title, legend=_plain(legend(len(lb.collection.runs))),
-                                                     sections=sections, plots=images)
+    return render_page(lb.title, legend(len(lb.collection.runs)), sections, plots)
+
+
+_VALUE_CI = re.compile(r"^([+-]?\d+(?:\.\d+)?)[†]? \[([+-]?\d+(?:\.\d+)?), ([+-]?\d+(?:\.\d+)?)\]$")
+
+
+def _stored_table_view(frame: pd.DataFrame, heading: str, protocols: list[str], notes: list[str]) -> dict[str, Any]:
+    """A committed board's table as printed; value cells "v [lo, hi]" get their CI bars, scaled per column."""
+    spans: dict[str, tuple[float, float]] = {}
+    for col in frame.columns[2:]:
+        cis = [(float(m.group(2)), float(m.group(3))) for v in frame[col] if (m := _VALUE_CI.match(str(v)))]
+        if cis:
+            spans[col] = (min(a for a, _ in cis), max(b for _, b in cis))
+    rows = []
+    for rec in frame.itertuples(index=False):
+        cells = []
+        for j, (header, text) in enumerate(zip(frame.columns, rec)):
+            num = _sort_key(text) if j > 1 else None
+            m = _VALUE_CI.match(str(text)) if header in spans else None
+            bar = None
+            if m:
+                a, b = spans[header]
+                lo, hi, span = float(m.group(2)), float(m.group(3)), (b - a) or 1.0
+                bar = (round(100 * (lo - a) / span, 2), round(max(100 * (hi - lo) / span, 0.5), 2))
+            cells.append({"text": _plain(text), "strong": str(text).startswith("**"), "num": num, "bar": bar})
+        rows.append({"cells": cells, "ref": rec[1] == "none"})
+    return {"heading": _plain(heading), "headers": list(frame.columns), "rows": rows,
+            "protocols": [_plain(x) for x in protocols], "notes": [_plain(x) for x in notes]}
+
+
+def render_stored_html(board: Any, compact: pd.DataFrame | None, plots: Sequence[Path] = ()) -> str:
+    """A committed board (``stored.StoredBoard``) as the same page, ``compact`` as its Summary when given."""
+    sections = []
+    if compact is not None:
+        sections.append({"title": "Summary", "intro": "", "tables": [_stored_table_view(compact, "", [], [])]})
+    for s in board.sections:
+        if s.tables and not (compact is not None and s.title == "Summary"):
+            sections.append({"title": s.title, "intro": _plain(s.intro), "tables": [
+                _stored_table_view(t.frame, t.heading, t.protocols, t.notes) for t in s.tables]})
+    return render_page(board.title, board.legend, sections, plots)
