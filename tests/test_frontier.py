@@ -110,6 +110,15 @@ def test_the_leaderboard_has_the_matched_cost_section_and_plot(tmp_path, monkeyp
     lb._frontiers = [Frontier("rtp_challenging", "wiki_sentences", curves, n_bootstrap=200)]
     (png, data), = plot_frontiers(lb, tmp_path, "board")
     assert png.is_file() and png.stat().st_size > 5000 and set(data.method) == {"aura", "damp"}
+    from toxbench.harness.report.markdown import matched_cost_summary
+
+    lead, table = matched_cost_summary(lb)  # the Summary's matched-cost figure: one row per method at +10%
+    assert "+10% wiki_sentences perplexity" in lead
+    rows = [line for line in table.splitlines()[2:]]
+    assert [r.split("|")[2].strip() for r in rows] == ["aura", "damp"]
+    assert table.splitlines()[0].count("|") - 1 == 4 and "best" in table
+    value = lb._frontiers[0].at_cost(curves[0], 10.0)[0]
+    assert f"{value:.3f}" in rows[0]
 
 
 def _split(run: Run) -> list[Run]:

@@ -147,6 +147,10 @@ def _cost_metric(run: Run, task: str) -> str | None:
     return next((m for m in ("perplexity", "word_perplexity") if m in metrics), None)
 
 
+#: the matched cost a board's Summary headlines (the papers compare methods around +10% perplexity)
+HEADLINE_COST = 10.0
+
+
 @dataclass
 class Frontier:
     """Matched-cost toxicity of every curve of one (toxicity task, cost task) pair."""
@@ -252,8 +256,17 @@ class Frontier:
             return [(None, None)] * len(curve.points)
         return [(_ci(self._replicates[r.run_id][0]), _ci(self._replicates[r.run_id][1])) for _, r in curve.points]
 
-    def markdown(self) -> str:
+    def headline(self, target: float = HEADLINE_COST) -> pd.DataFrame:
+        """The Summary's matched-cost figure: per method, the toxic fraction at ``target`` % cost and its difference
+        from the best method there (the full table at every cost is the board's matched-cost section)."""
         df = self.table()
+        keep = ["model", "method", f"toxic frac. at +{target:g}% PPL", f"vs best at +{target:g}%"]
+        out = df[[c for c in keep if c in df.columns]].copy()
+        out["method"] = [c.method for c in self.curves]
+        return out
+
+    def markdown(self, df: pd.DataFrame | None = None) -> str:
+        df = self.table() if df is None else df
         align = ["left", "left"] + ["right"] * (df.shape[1] - 2)
         return df.to_markdown(index=False, disable_numparse=True, colalign=align)
 

@@ -15,7 +15,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .leaderboard import Leaderboard, Table
-from .markdown import FRONTIER_NOTE, legend, protocol_lines
+from .markdown import FRONTIER_NOTE, legend, matched_cost_lead, protocol_lines
 
 TEMPLATES = Path(__file__).with_name("templates")
 _NUMBER = re.compile(r"^[*]*([+-]?\d+(?:\.\d+)?)")
@@ -64,14 +64,16 @@ def _table_view(lb: Leaderboard, tb: Table, title: str) -> dict[str, Any]:
             "protocols": [_plain(x.lstrip("- ")) for x in lines]}
 
 
-def _frontier_view(fr: Any) -> dict[str, Any]:
-    df = fr.table()
+def _frontier_table(df: pd.DataFrame) -> dict[str, Any]:
     rows = [{"cells": [{"text": _plain(v), "strong": str(v).startswith("**"), "num": _sort_key(v) if j > 1 else None,
                         "bar": None} for j, v in enumerate(rec)], "ref": False}
             for rec in df.itertuples(index=False)]
+    return {"heading": "", "headers": list(df.columns), "rows": rows, "protocols": []}
+
+
+def _frontier_view(fr: Any) -> dict[str, Any]:
     return {"title": f"Matched cost: {fr.tox_task} toxic fraction vs {fr.cost_task} perplexity cost",
-            "intro": _plain(FRONTIER_NOTE),
-            "tables": [{"heading": "", "headers": list(df.columns), "rows": rows, "protocols": []}]}
+            "intro": _plain(FRONTIER_NOTE), "tables": [_frontier_table(fr.table())]}
 
 
 def render_page(title: str, legend_text: str, sections: list[dict[str, Any]], plots: Sequence[Path] = ()) -> str:
@@ -87,6 +89,9 @@ def render_html(lb: Leaderboard, plots: Sequence[Path] = ()) -> str:
     """The board as one HTML page, ``plots`` (PNG files) embedded."""
     sections = [{"title": title, "intro": _plain(intro), "tables": [_table_view(lb, tb, title) for tb in tables]}
                 for title, intro, tables in lb.rendered() if tables]
+    for s in sections[:1] if sections and sections[0]["title"] == "Summary" else []:
+        s["tables"] += [{**_frontier_table(fr.headline()), "heading": _plain(matched_cost_lead(fr))}
+                        for fr in lb.frontiers()]
     sections += [_frontier_view(fr) for fr in lb.frontiers()]
     return render_page(lb.title, legend(len(lb.collection.runs)), sections, plots)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..core.io import canonical_json
 from ..measure.schema import task_sort_key
+from .frontier import HEADLINE_COST, Frontier
 from .protocol_text import describe_data_hash, describe_protocol, describe_scorer
 
 if TYPE_CHECKING:
@@ -18,9 +19,22 @@ def compact_summary(lb: Leaderboard) -> str:
     """The board's Summary tables as Markdown (what a terminal shows when files are written)."""
     for title, _, tables in lb.rendered():
         if title == "Summary":
-            return "\n\n".join(tb.markdown() for tb in tables)
+            return "\n\n".join([tb.markdown() for tb in tables] + matched_cost_summary(lb)).rstrip()
     first = next((tables for _, _, tables in lb.rendered() if tables), [])
-    return first[0].markdown() if first else ""
+    return "\n\n".join(([first[0].markdown()] if first else []) + matched_cost_summary(lb)).rstrip()
+
+
+def matched_cost_lead(fr: Frontier) -> str:
+    return (f"At matched cost: {fr.tox_task} toxic fraction at +{HEADLINE_COST:g}% {fr.cost_task} perplexity, per "
+            "method (every cost, and each method's points, in the matched-cost section below).")
+
+
+def matched_cost_summary(lb: Leaderboard) -> list[str]:
+    """The Summary's matched-cost figure of each frontier: a lead line and the per-method table at +10%."""
+    out = []
+    for fr in lb.frontiers():
+        out += [matched_cost_lead(fr), fr.markdown(fr.headline())]
+    return out
 
 
 def legend(nruns: int) -> str:
@@ -80,6 +94,8 @@ def render_markdown(lb: Leaderboard) -> str:
             if tb.heading:
                 out += [tb.heading, ""]
             out += [tb.markdown(), ""]
+            if title == "Summary" and tb is tables[-1]:
+                out += [x + "\n" for x in matched_cost_summary(lb)]
             if title != "Summary":
                 lines = protocol_lines(lb, tb.protocols)
                 if lines:
