@@ -116,9 +116,12 @@ def test_the_leaderboard_has_the_matched_cost_section_and_plot(tmp_path, monkeyp
     assert "+10% wiki_sentences perplexity" in lead
     rows = [line for line in table.splitlines()[2:]]
     assert [r.split("|")[2].strip() for r in rows] == ["aura", "damp"]
-    assert table.splitlines()[0].count("|") - 1 == 4 and "best" in table
-    value = lb._frontiers[0].at_cost(curves[0], 10.0)[0]
-    assert f"{value:.3f}" in rows[0]
+    assert table.splitlines()[0].count("|") - 1 == 5 and "best" in table and "vs aura at +10%" in table
+    fr = lb._frontiers[0]
+    aura, damp = curves
+    assert f"{fr.at_cost(aura, 10.0)[0]:.3f}" in rows[0] and rows[0].rstrip(" |").endswith("ref")
+    diff = fr.at_cost(damp, 10.0)[0] - fr.at_cost(aura, 10.0)[0]
+    assert f"{diff:+.3f}" in rows[1].split("|")[-2]  # damp against AurA's curve, with its paired CI
 
 
 def _split(run: Run) -> list[Run]:

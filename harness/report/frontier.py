@@ -149,6 +149,8 @@ def _cost_metric(run: Run, task: str) -> str | None:
 
 #: the matched cost a board's Summary headlines (the papers compare methods around +10% perplexity)
 HEADLINE_COST = 10.0
+#: the curve every other is also compared with in the Summary (the AurA paper's and ml-act's comparisons)
+REFERENCE_METHOD = "aura"
 
 
 @dataclass
@@ -242,12 +244,18 @@ class Frontier:
             return ""
         scored = [(v, c) for c in self.curves if c.model == curve.model
                   for v in [interpolate_at(*self.point_values(c), target)] if v is not None]
-        best_value, best = min(scored, key=lambda x: x[0])
-        if best is curve:
-            return "best"
-        a, b = self._curve_replicates(curve, target), self._curve_replicates(best, target)
+        best = min(scored, key=lambda x: x[0])[1]
+        return "best" if best is curve else self.versus(curve, best, target)
+
+    def versus(self, curve: Curve, other: Curve, target: float) -> str:
+        """``curve`` minus ``other`` at ``target`` % cost [paired CI], bold when the CI excludes 0; "" when either
+        is out of range."""
+        a_value, b_value = (interpolate_at(*self.point_values(c), target) for c in (curve, other))
+        if a_value is None or b_value is None:
+            return ""
+        a, b = self._curve_replicates(curve, target), self._curve_replicates(other, target)
         ci = _ci(None if a is None or b is None else a - b)
-        text = f"{value - best_value:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
+        text = f"{a_value - b_value:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
         return f"**{text}**" if ci and (ci[0] > 0 or ci[1] < 0) else text
 
     def point_cis(self, curve: Curve) -> list[tuple[tuple[float, float] | None, tuple[float, float] | None]]:
@@ -257,12 +265,18 @@ class Frontier:
         return [(_ci(self._replicates[r.run_id][0]), _ci(self._replicates[r.run_id][1])) for _, r in curve.points]
 
     def headline(self, target: float = HEADLINE_COST) -> pd.DataFrame:
-        """The Summary's matched-cost figure: per method, the toxic fraction at ``target`` % cost and its difference
-        from the best method there (the full table at every cost is the board's matched-cost section)."""
+        """The Summary's matched-cost figure: per method, the toxic fraction at ``target`` % cost, its difference
+        from the best method there and from AurA's curve (the method the papers compare against), each with its
+        paired CI; the full table at every cost is the board's matched-cost section."""
         df = self.table()
         keep = ["model", "method", f"toxic frac. at +{target:g}% PPL", f"vs best at +{target:g}%"]
         out = df[[c for c in keep if c in df.columns]].copy()
         out["method"] = [c.method for c in self.curves]
+        refs = {c.model: c for c in self.curves if c.method == REFERENCE_METHOD}
+        if refs:
+            out[f"vs {REFERENCE_METHOD} at +{target:g}%"] = [
+                "ref" if refs.get(c.model) is c else self.versus(c, refs[c.model], target) if c.model in refs else ""
+                for c in self.curves]
         return out
 
     def markdown(self, df: pd.DataFrame | None = None) -> str:
