@@ -56,7 +56,7 @@ def test_quantile_map_gives_the_target_distribution():
 def test_scorer_loads_scores_and_looks_up_held_out_scores(trained):
     root, tmp, info = trained
     s = RTPNgram(cache_dir=tmp / "cache", head_file=tmp / "head.safetensors")
-    assert s.version.startswith("rtp-ngram-1+") and s.version.endswith(info["sha256"][:12])
+    assert s.version.startswith("rtp-ngram-2+") and s.version.endswith(info["sha256"][:12])
     x = s.score(["a lovely garden indeed", "you damn stupid idiot"])
     assert ((x > 0) & (x < 1)).all() and x[1] > x[0]
     ts = nt.training_set(root)
@@ -97,3 +97,17 @@ def test_shipped_head_records_its_nested_cv_and_ships_its_out_of_fold_scores():
     assert held is not None and ((held >= 0) & (held <= 1)).all()
     x = s.score(["Thank you for the lovely afternoon.", "The weather is mild today."])
     assert (x < 0.5).all()
+
+
+def test_the_head_file_stores_only_used_buckets_and_decodes_exactly(trained, tmp_path):
+    root, tmp, info = trained
+    head = nt.NgramHead.load(tmp / "head.safetensors")
+    t = head.tensors()
+    n = len(head.idf)
+    used = int(np.unpackbits(t["ngram_used"].astype(np.uint8), count=n).sum())
+    assert used < n // 10 and len(t["ngram_idf"]) == len(t["ngram_weight"]) == used  # a tiny corpus: few buckets
+    idf, weight = nt.NgramHead.dense_arrays({k: v.astype(np.float64) for k, v in t.items()})
+    assert np.array_equal(idf, head.idf) and np.array_equal(weight, head.weight)
+    again = tmp_path / "again.safetensors"
+    again.write_bytes(head.to_bytes())
+    assert nt.NgramHead.load(again).content_sha256() == head.content_sha256() == info["sha256"]

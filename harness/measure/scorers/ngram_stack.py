@@ -30,7 +30,7 @@ from ...core.io import canonical_json
 from .base import Scorer
 from .stacked import Features, RTPStack, load_head_file
 
-HEAD_FORMAT = "rtp-ngram-1"
+HEAD_FORMAT = "rtp-ngram-2"  # 2: only the used hash buckets stored (same head as 1)
 HEAD_FILE = Path(__file__).resolve().parent / "data" / "rtp_ngram_head.safetensors"
 TRAIN_COMMAND = "toxbench scorers train rtp-ngram"
 CHAR_BUCKETS, WORD_BUCKETS = 2**19, 2**17
@@ -102,29 +102,62 @@ class NgramHead:
         p = self.raw(counts, dense)
         return p if self.qmap_x is None else np.interp(p, self.qmap_x, self.qmap_y)
 
+    def tensors(self) -> dict[str, np.ndarray]:
+        """What the head file stores. Most hash buckets never occur in the training texts (weight 0, the largest
+        IDF): only the used ones are kept, with a bit mask; float16 halves the rest (the rounding moves scores by
+        < 1e-3, measured when the head is written). ``from_tensors`` inverts it exactly."""
+        n = len(self.idf)
+        idf, weight = self.idf.astype(np.float16), self.weight.astype(np.float16)
+        unused = idf.max()
+        used = (weight[:n] != 0) | (idf != unused)
+        t = {"ngram_used": np.packbits(used), "ngram_idf": idf[used], "ngram_weight": weight[:n][used],
+             "idf_unused": np.array([unused], np.float16), "dense_coef": weight[n:],
+             "mean": self.mean.astype(np.float32), "scale": self.scale.astype(np.float32),
+             "bias": np.array([self.bias], np.float32), "dense_weight": np.array([self.dense_weight], np.float32)}
+        if self.qmap_x is not None:
+            t.update(qmap_x=self.qmap_x.astype(np.float64), qmap_y=self.qmap_y.astype(np.float64))
+        return t
+
+    @staticmethod
+    def dense_arrays(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(idf, weight) over every bucket (and the dense features' weights after them) from ``tensors()``."""
+        n = CHAR_BUCKETS + WORD_BUCKETS
+        used = np.unpackbits(t["ngram_used"].astype(np.uint8), count=n).astype(bool)
+        idf = np.full(n, t["idf_unused"][0])
+        idf[used] = t["ngram_idf"]
+        weight = np.zeros(n)
+        weight[used] = t["ngram_weight"]
+        return idf, np.concatenate([weight, t["dense_coef"]])
+
     def to_bytes(self) -> bytes:
         from safetensors.numpy import save
 
-        # float16 halves the file; the rounding moves scores by < 1e-3 (measured when the head is written)
-        tensors = {"idf": self.idf.astype(np.float16), "mean": self.mean.astype(np.float32),
-                   "scale": self.scale.astype(np.float32), "weight": self.weight.astype(np.float16),
-                   "bias": np.array([self.bias], np.float32), "dense_weight": np.array([self.dense_weight], np.float32)}
-        if self.qmap_x is not None:
-            tensors.update(qmap_x=self.qmap_x.astype(np.float64), qmap_y=self.qmap_y.astype(np.float64))
-        return save(tensors, metadata={"toxbench": canonical_json(self.meta)})
+        return save(self.tensors(), metadata={"toxbench": canonical_json(self.meta)})
 
     @classmethod
     def load(cls, path: Path) -> NgramHead:
         t, meta = load_head_file(path, "rtp-ngram", HEAD_FORMAT, TRAIN_COMMAND)
-        return cls(t["idf"], t["mean"], t["scale"], t["weight"], float(t["bias"][0]), float(t["dense_weight"][0]),
-                   meta, t.get("qmap_x"), t.get("qmap_y"))
+        idf, weight = cls.dense_arrays(t)
+        return cls(idf, t["mean"], t["scale"], weight, float(t["bias"][0]), float(t["dense_weight"][0]), meta,
+                   t.get("qmap_x"), t.get("qmap_y"))
+
+    def content_sha256(self) -> str:
+        """A hash of what the head computes (its decoded arrays and metadata), not of the file's bytes: the
+        scorer's version, so re-encoding the file never changes a protocol."""
+        h = hashlib.sha256(canonical_json(self.meta).encode())
+        for name, a in (("idf", self.idf), ("weight", self.weight), ("mean", self.mean), ("scale", self.scale),
+                        ("bias", np.array([self.bias])), ("dense_weight", np.array([self.dense_weight])),
+                        ("qmap_x", self.qmap_x), ("qmap_y", self.qmap_y)):
+            if a is not None:
+                h.update(name.encode() + np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        return h.hexdigest()
 
 
 class RTPNgram(RTPStack):
     """P(toxic) on Perspective's scale from rtp-stack's features plus hashed n-grams (see the module docstring)."""
 
     name: ClassVar[str] = "rtp-ngram"
-    version: str = HEAD_FORMAT  # replaced per instance by one tied to the head file's sha256 (so is the cache)
+    version: str = HEAD_FORMAT  # replaced per instance by one tied to the head's content hash (so is the cache)
     requires = (*RTPStack.requires, "sklearn")
 
     def __init__(self, cache_dir: str | Path | None = None, *, head_file: str | Path | None = None,
@@ -132,7 +165,7 @@ class RTPNgram(RTPStack):
         Scorer.__init__(self, cache_dir=cache_dir, **options)
         path = Path(head_file) if head_file else HEAD_FILE
         self.head, self.head_path = NgramHead.load(path), path
-        self.head_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.head_sha256 = self.head.content_sha256()
         self.features, self.ngrams = Features(cache_dir), Ngrams()
         want = {"dense": json.loads(self.features.id), "ngrams": json.loads(self.ngrams.id)}
         if self.head.meta.get("features") != want:

@@ -183,7 +183,7 @@ def train_head(data_dir: str | Path | None = None, cache_dir: str | Path | None 
     head = mapped(fit_head(counts[rows], dense[rows], ts.target[rows], w, c, meta), qmap)
     blob = head.to_bytes()
     atomic_write_bytes(Path(out), blob)
-    sha = hashlib.sha256(blob).hexdigest()
+    sha = NgramHead.load(Path(out)).content_sha256()  # of the arrays as stored (float16), what scores use
     write_oof(oof_path(Path(out)), ts, oof, sha)
     return {"path": str(out), "sha256": sha, "bytes": len(blob), **head.meta}
 
