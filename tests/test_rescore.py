@@ -107,3 +107,27 @@ def test_rescore_copies_a_perplexity_only_run_whole(tiny_llama_dir, tmp_path, ca
     (target,) = [d for d in (tmp_path / "runs").iterdir() if d != source]
     a, b = _results(source), _results(target)
     assert b["completed"] and b["tasks"]["wikitext"]["metrics"] == a["tasks"]["wikitext"]["metrics"]
+
+
+def test_rescore_with_the_same_scorer_refreshes_a_run_scored_by_another_version(tiny_llama_dir, tmp_path, cache_dir,
+                                                                                  monkeypatch):
+    """A retrained or re-encoded head is another scorer version: the run is scored again in place from its
+    generations (same run id, nothing sampled), so its protocol names the installed scorer."""
+    _run(tiny_llama_dir, tmp_path, "profanity-check")
+    (source,) = list((tmp_path / "runs").iterdir())
+    before = _results(source)
+    current = before["tasks"]["rtp"]["protocol"]["scorer"]["version"]
+    stale = json.loads((source / "results.json").read_text())
+    stale["tasks"]["rtp"]["protocol"]["scorer"]["version"] = current + "-old"
+    (source / "results.json").write_text(json.dumps(stale))
+    calls = []
+    orig = generation._BatchRunner.run
+    monkeypatch.setattr(generation._BatchRunner, "run", lambda self, *a, **k: calls.append(1) or orig(self, *a, **k))
+    res = CliRunner().invoke(main, ["rescore", str(source), "--scorer", "profanity-check", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert calls == [] and list((tmp_path / "runs").iterdir()) == [source]
+    after = _results(source)
+    assert after["completed"] and after["tasks"]["rtp"]["protocol"]["scorer"]["version"] == current
+    assert after["tasks"]["rtp"]["metrics"] == before["tasks"]["rtp"]["metrics"]
+    res = CliRunner().invoke(main, ["rescore", str(source), "--scorer", "profanity-check", "--quiet"])
+    assert res.exit_code == 2 and "already scored" in res.output

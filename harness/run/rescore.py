@@ -7,6 +7,10 @@ therefore resumes every prompt from the cache, and the finished tasks without co
 sense), which no scorer touches, are copied with their samples: only scoring costs time (a run of such tasks alone
 is copied whole). The result is an ordinary run under its own protocol, so the leaderboard keeps it in its own table
 and a finding can be checked with a scorer that played no part in it.
+
+The same scorer again is refused, unless the installed scorer is another version than the one that scored the run
+(a retrained or re-encoded head): then the run is scored again in place, under the same run id, from its
+generations, so the protocol the board reads names the scorer in use.
 """
 
 from __future__ import annotations
@@ -34,7 +38,11 @@ def rescore(run_dir: str | Path, scorer: str, scorer_args: tuple[tuple[str, Any]
     new = dataclasses.replace(spec, scorer=scorer, scorer_args=tuple(scorer_args),
                               output_dir=str(output_dir) if output_dir is not None else spec.output_dir)
     if new.fingerprint() == spec.fingerprint():
-        raise UsageError(f"{str(run_dir)!r} is already scored by {scorer!r} with these settings")
+        if not caches or not _scored_by_another_version(source, new):
+            raise UsageError(f"{str(run_dir)!r} is already scored by {scorer!r} with these settings (and this "
+                             "version of it)")
+        _clear_scores(source)  # the generations and the spec stay: executing the spec scores them again
+        return Path(execute_fn(new, progress=progress))
     validate(new)  # an unknown scorer or a missing key fails here, before a run dir exists
     target = RunDir.for_spec(new)
     target.path.mkdir(parents=True, exist_ok=True)
@@ -61,6 +69,28 @@ def _copy_whole(source: RunDir, target: RunDir, spec: Any) -> None:
     target.write_spec(spec)
     results.update(run_id=target.path.name, fingerprint=spec.fingerprint(), spec=spec.to_dict(), completed=True)
     target.save_results(results)
+
+
+def _scored_by_another_version(source: RunDir, spec: Any) -> bool:
+    """Whether a task of ``source`` was scored by another version of its scorer than the installed one (or the run
+    is unfinished: a rescore killed after ``_clear_scores`` resumes)."""
+    from ..core.paths import cache_dir as resolve_cache_dir
+    from .scoring import scorer_factory
+
+    results = source.load_results() if source.results_file.is_file() else {}
+    if not results.get("completed"):
+        return True
+    factory = scorer_factory(spec.scorer, dict(spec.scorer_args), resolve_cache_dir(spec.cache_dir or None))
+    for task in results.get("tasks", {}).values():
+        recorded = (task.get("protocol") or {}).get("scorer")
+        if isinstance(recorded, dict) and recorded.get("version") != factory(task["protocol"].get("lang")).version:
+            return True
+    return False
+
+
+def _clear_scores(source: RunDir) -> None:
+    for f in [source.results_file, *source.path.glob("samples_*.jsonl")]:
+        f.unlink(missing_ok=True)
 
 
 def _scores_nothing(source: RunDir) -> bool:
