@@ -102,3 +102,19 @@ def test_every_committed_board_loads_sorts_and_filters_in_a_real_browser():
             assert errors == [], (board.name, errors)
             page.close()
         browser.close()
+
+
+def test_html_alone_writes_the_page_into_the_folder_of_runs(tmp_path):
+    from click.testing import CliRunner
+
+    from toxbench.harness.cli import main
+
+    folder = tmp_path / "paper"
+    shutil.copytree(PAPER, folder)
+    r = CliRunner().invoke(main, ["leaderboard", str(folder), "--html"])
+    assert r.exit_code == 0, r.output
+    page = folder / "leaderboard.html"
+    assert page.is_file() and "<table" in page.read_text() and "| model" in r.output  # + the compact Summary
+    assert not (folder / "leaderboard.md").exists()
+    r = CliRunner().invoke(main, ["leaderboard", str(folder), str(tmp_path), "--html"])
+    assert r.exit_code == 2 and "one folder" in r.output and "Traceback" not in r.output

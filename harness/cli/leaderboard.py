@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..core.errors import UsageError
@@ -26,13 +28,15 @@ def warn_skipped(skipped: list[tuple[str, str]]) -> None:
 @click.option("--json", "json_", is_flag=True, help="Also write NAME.json (cells + protocols) beside --out.")
 @click.option("--plots/--no-plots", default=None,
               help="PNG plots beside --out: toxicity vs perplexity per model, RTP-LX per language [default: on].")
-@click.option("--html/--no-html", default=True, show_default=True,
-              help="NAME.html beside --out: one self-contained page (sortable tables, filter, CI bars, plots).")
+@click.option("--html/--no-html", default=None,
+              help="NAME.html beside --out: one self-contained page (sortable tables, filter, CI bars, plots) "
+                   "[default: on with --out]; without --out, --html writes FOLDER/leaderboard.html (+ plots) into "
+                   "the folder of runs given.")
 @click.option("--strict", is_flag=True, help="Refuse runs whose protocols differ instead of splitting tables.")
 @click.option("--title", default="Leaderboard", show_default=True, help="Heading of the Markdown file.")
 @click.option("--order", default="", metavar="A,B,...",
               help="Intervention rows in this order (e.g. none,preprompt,aura,dpo); the others follow.")
-def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool, plots: bool | None, html: bool,
+def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool, plots: bool | None, html: bool | None,
                 strict: bool, title: str, order: str) -> None:
     """Tabulate run directories (or folders of them): a row per (model, intervention), a column per metric.
 
@@ -42,15 +46,24 @@ def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool,
     if out is None and (csv_ or json_ or plots):
         flag = "--csv" if csv_ else "--json" if json_ else "--plots"
         raise UsageError(f"{flag} writes files beside the Markdown: add --out leaderboards/NAME.md")
+    if out is None and html and not (len(runs) == 1 and Path(runs[0]).is_dir()):
+        raise UsageError(f"--html without --out writes into one folder of runs; got {', '.join(runs)!s}: pass one "
+                         "folder, or --out leaderboards/NAME.md")
     lb = build_leaderboard(runs, strict=strict, title=title, order=split_commas(order), warn=False)
     warn_skipped(lb.collection.skipped)
+    if out is None and html:
+        md = Path(runs[0]) / "leaderboard.md"  # the name a suite gives its folder's board
+        written = [write_html_beside(lb, md, write_plots_beside(lb, md) if plots is None else [])]
+        click.echo(compact_summary(lb))
+        click.echo(f"wrote {written[0]}", err=True)
+        return
     if out is None:
         click.echo(lb.markdown(), nl=False)
         return
     written = write_leaderboard(lb, out, csv=csv_, json_=json_)
     pngs = write_plots_beside(lb, written[0]) if plots is None or plots else []
     written += pngs
-    if html:
+    if html is None or html:
         written.append(write_html_beside(lb, written[0], pngs))
     click.echo(compact_summary(lb))
     for p in written:
