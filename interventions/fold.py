@@ -118,18 +118,19 @@ def check_foldable(spec: str, configs: list[dict[str, Any]]) -> None:
         check(cfg)
 
 
-FOLDABLE = "aura, det0, damp, mean-act and linear-act with quantiles=q_all"
+FOLDABLE = ("aura, det0, damp, mean-act, linear-act with quantiles=q_all, and steer's `add` vectors on layers whose "
+            "MLP output joins the residual stream directly (GPT-2, Llama-like)")
 
 
-def folding_maps(intervention: Any) -> dict[str, Affine]:
-    """The per-unit affine maps of an intervention (or a composition, applied in order); anything that cannot be
-    folded is an error."""
+def folding_maps(intervention: Any, model: torch.nn.Module | None = None) -> dict[str, Affine]:
+    """The per-unit affine maps of an intervention (or a composition, applied in order) on ``model`` (the maps of a
+    steering vector depend on where its layer's output comes from); anything that cannot be folded is an error."""
     maps: dict[str, Affine] = {}
     for part in getattr(intervention, "parts", [intervention]):
         if getattr(part, "kind", "none") == "none":
             continue
         if hasattr(part, "affine"):
-            new = part.affine()
+            new = part.affine(model)
         elif hasattr(part, "scales"):
             new = {name: (a, None) for name, a in part.scales().items()}
         else:
@@ -173,7 +174,7 @@ def export_folded(
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise UsageError(f"export dir {str(out)!r} exists and is not empty; pass --force or choose another --out")
-    maps = folding_maps(intervention)
+    maps = folding_maps(intervention, model)
     target = model if inplace else copy.deepcopy(model)
     fold_affine(target, maps)
     if dtype is not None:

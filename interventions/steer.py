@@ -113,6 +113,44 @@ class Steer(Intervention):
             yield
 
 
+    # -- export -------------------------------------------------------------------------------------------------
+    @classmethod
+    def check_foldable(cls, config: dict[str, Any]) -> None:
+        """What can be folded depends on the vectors' actions and the model: ``affine`` checks it once loaded."""
+
+    def affine(self, model: torch.nn.Module | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Each ``add`` vector on a layer's output, as a shift of the bias of the module whose output that layer
+        adds to the residual stream last (its MLP's output projection): the same sum, so the export needs no hook.
+        ``clamp`` (it depends on the activation) and per-head vectors are refused in one line."""
+        if model is None or self.state is None:
+            raise UsageError("steer: folding needs the model and the vectors (run it with hooks instead)")
+        lam = float(self.config["strength"])
+        out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for hp, entry in steer_entries(self.state).items():
+            if entry["action"] != "add" or entry.get("head_index") is not None or entry.get("bias") is not None:
+                raise UsageError(f"steer: the {entry['action']!r} vector at {hp!r} depends on the activation (or one "
+                                 "head), which weights cannot express; export folds `add` vectors only (or run it "
+                                 "with hooks)")
+            target = residual_writer(model, full_name(model, hp))
+            v = entry["steering_vector"].detach().float().reshape(-1) * float(entry["steering_coefficient"]) * lam
+            out[target] = (torch.ones_like(v), v)
+        return out
+
+
+def residual_writer(model: torch.nn.Module, name: str) -> str:
+    """The module whose output ``name``'s output ends with: itself when it is a projection, a decoder layer's MLP
+    output projection when nothing (a post-norm, as in Gemma) comes between it and the residual add."""
+    module = dict(model.named_modules())[name]
+    if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
+        return name
+    mlp = getattr(module, "mlp", None)
+    proj = next((p for p in ("down_proj", "c_proj") if mlp is not None and hasattr(mlp, p)), None)
+    if proj is None or any("feedforward_layernorm" in n for n, _ in module.named_children()):
+        raise UsageError(f"steer: cannot fold a vector on {name!r} ({type(module).__name__}): its MLP output passes "
+                         "a norm (or no projection) before the residual add; run it with hooks instead")
+    return f"{name}.mlp.{proj}"
+
+
 # -- lm-eval's format ---------------------------------------------------------------------------------------------
 def steer_entries(state: State) -> dict[str, dict[str, Any]]:
     """``{hookpoint: lm-eval entry}`` (tensors + action/coefficient/head_index) from a state."""

@@ -110,7 +110,7 @@ class LinearAcT(Intervention):
             out.setdefault(module, {})[part] = t.to(torch.float32)
         return out
 
-    def affine(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def affine(self, model: torch.nn.Module | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{module: (scale, shift)}`` with ``output <- scale * output + shift``, what ``fold.py`` writes into the
         weights; a map under a range mask is not affine, so it cannot be folded."""
         self.check_foldable(self.config)

@@ -124,3 +124,50 @@ def test_a_steering_file_needs_no_fit_and_its_content_is_its_identity(tok, tmp_p
     copy.write_bytes(a.read_bytes())
     assert Steer(file=str(copy)).spec()["state_hash"] == interv.parts[0].spec()["state_hash"]
     assert INTERVENTIONS.get("steer").strength_key == "strength"
+
+
+def _tiny_gemma3(vocab_size: int):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=64,
+                           bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    return Gemma3ForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("arch,hookpoint", [("gpt2", "h.0"), ("llama", "layers.1"), ("llama", "layers.0.mlp.down_proj")])
+def test_an_add_vector_folds_into_the_mlp_output_bias(tok, tmp_path, arch, hookpoint):
+    """Export: the vector added to a layer's output is the same sum as a shift of the bias of the MLP's output
+    projection (Llama gets its MLP biases through config.mlp_bias), so the folded checkpoint needs no hook."""
+    from transformers import AutoModelForCausalLM
+
+    from test_aura import tiny_llama
+    from toxbench.interventions.fold import export_folded
+
+    model = tiny_gpt2(len(tok)) if arch == "gpt2" else tiny_llama(len(tok))
+    path = lm_eval_file(tmp_path / "v.pt", 16, hookpoint=hookpoint)
+    steer = Steer(file=str(path), strength=0.7)
+    ids = torch.tensor([[2, 5, 9, 14, 7, 3]])
+    with torch.no_grad():
+        with steer.attach(model):
+            hooked = model(ids).logits
+        out = export_folded(model, tok, steer, tmp_path / "export")
+        folded = AutoModelForCausalLM.from_pretrained(out).eval()(ids).logits
+        plain = model(ids).logits
+    assert not torch.allclose(plain, hooked, atol=1e-4)
+    assert torch.allclose(folded, hooked, atol=1e-5)
+
+
+def test_what_cannot_fold_is_refused_in_one_line(tok, tmp_path):
+    from toxbench.interventions.fold import export_folded
+
+    gemma = _tiny_gemma3(len(tok))
+    add = Steer(file=str(lm_eval_file(tmp_path / "a.pt", 16, hookpoint="layers.1")))
+    with pytest.raises(UsageError, match="passes a norm") as e:  # Gemma's post-feed-forward norm
+        export_folded(gemma, tok, add, tmp_path / "g")
+    assert "\n" not in str(e.value) and not (tmp_path / "g").exists()
+    model = tiny_gpt2(len(tok))
+    clamp = Steer(file=str(lm_eval_file(tmp_path / "c.pt", 16, "clamp", hookpoint="h.0")))
+    with pytest.raises(UsageError, match="depends on the activation"):
+        export_folded(model, tok, clamp, tmp_path / "c")
