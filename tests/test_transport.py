@@ -194,3 +194,25 @@ def test_pooling_leaves_out_the_first_token():
     assert kept.int().tolist() == [[0, 1, 1, 0], [0, 0, 1, 1], [1, 0, 0, 0]]
     out = torch.tensor([[1000.0, 1, 3, 9], [9, 1000, 2, 4], [7, 9, 9, 9]]).unsqueeze(-1)
     assert pool_tokens(out, kept, "mean").flatten().tolist() == [2.0, 3.0, 7.0]
+
+
+def test_composes_with_preprompt_and_folds_on_top_of_aura(tok, data, tmp_path):
+    """`mean-act+preprompt` runs the map with the pre-prompt (which rewrites contexts, not activations); `aura+mean-act`
+    folds into one export equal to the hooked composition (the later map sees the earlier one's output)."""
+    from transformers import AutoModelForCausalLM
+
+    from test_fold import random_state
+    from toxbench.interventions.aura import AurA
+    from toxbench.interventions.compose import Composite
+    from toxbench.interventions.preprompt import PrePrompt
+
+    model = tiny_gpt2(len(tok))
+    mean = MeanAcT(state=fit(MeanAcT, model, tok, data))
+    alone = logits(model, tok, mean)
+    both = Composite([mean, PrePrompt()])
+    assert torch.allclose(logits(model, tok, both), alone) and [p.name for p in both.parts] == ["mean-act", "preprompt"]
+    aura = AurA(state=random_state(model, seed=4))
+    chain = Composite([aura, MeanAcT(state=mean.state, strength=0.5)])
+    hooked_logits = logits(model, tok, chain)
+    out = export_folded(model, tok, chain, tmp_path / "chain")
+    assert torch.allclose(logits(AutoModelForCausalLM.from_pretrained(out).eval(), tok), hooked_logits, atol=1e-4)
