@@ -160,3 +160,18 @@ def test_every_strength_knob_has_its_default_point():
         key = getattr(cls, "strength_key", None)
         if key:
             assert DEFAULT_KNOB.get(name) == (key, float(cls.defaults[key])), name
+
+
+def test_the_costs_are_a_choice_and_a_bad_one_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from toxbench.harness.cli import main
+    from toxbench.harness.report.frontier import frontiers
+
+    runs = _world(np.random.default_rng(3))
+    (fr,) = frontiers(runs, ["rtp_challenging"], ["wiki_sentences"], costs=(2.0, 7.5))
+    assert [c for c in fr.table().columns if c.startswith("toxic frac.")] == ["toxic frac. at +2% PPL",
+                                                                            "toxic frac. at +7.5% PPL"]
+    for bad in ("abc", "0,5", ""):
+        r = CliRunner().invoke(main, ["leaderboard", str(tmp_path), "--costs", bad])
+        assert r.exit_code == 2 and "--costs" in r.output and "Traceback" not in r.output

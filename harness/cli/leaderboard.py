@@ -14,6 +14,17 @@ from ..spec.values import split_commas
 from .base import ToxbenchCommand
 
 
+def parse_costs(text: str) -> tuple[float, ...]:
+    """``5,10,20`` -> (5.0, 10.0, 20.0); anything but positive numbers is a one-line error."""
+    try:
+        costs = tuple(float(x) for x in split_commas(text))
+    except ValueError:
+        costs = ()
+    if not costs or any(not c > 0 for c in costs):
+        raise UsageError(f"--costs {text!r} is invalid: give positive perplexity costs in %, e.g. --costs 5,10,20")
+    return costs
+
+
 def warn_skipped(skipped: list[tuple[str, str]]) -> None:
     """One warning line per run dir a collection skipped (also used by `toxbench check`)."""
     for name, why in skipped:
@@ -34,10 +45,12 @@ def warn_skipped(skipped: list[tuple[str, str]]) -> None:
                    "the folder of runs given.")
 @click.option("--strict", is_flag=True, help="Refuse runs whose protocols differ instead of splitting tables.")
 @click.option("--title", default="Leaderboard", show_default=True, help="Heading of the Markdown file.")
+@click.option("--costs", default="5,10,20", show_default=True, metavar="P1,P2,...",
+              help="Perplexity costs (% over `none`) at which the matched-cost tables read each method's curve.")
 @click.option("--order", default="", metavar="A,B,...",
               help="Intervention rows in this order (e.g. none,preprompt,aura,dpo); the others follow.")
 def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool, plots: bool | None, html: bool | None,
-                strict: bool, title: str, order: str) -> None:
+                strict: bool, title: str, costs: str, order: str) -> None:
     """Tabulate run directories (or folders of them): a row per (model, intervention), a column per metric.
 
     Δ and reduction factors (×) are against the same model's `none` row; runs measured under different
@@ -49,7 +62,8 @@ def leaderboard(runs: tuple[str, ...], out: str | None, csv_: bool, json_: bool,
     if out is None and html and not (len(runs) == 1 and Path(runs[0]).is_dir()):
         raise UsageError(f"--html without --out writes into one folder of runs; got {', '.join(runs)!s}: pass one "
                          "folder, or --out leaderboards/NAME.md")
-    lb = build_leaderboard(runs, strict=strict, title=title, order=split_commas(order), warn=False)
+    lb = build_leaderboard(runs, strict=strict, title=title, order=split_commas(order), warn=False,
+                           costs=parse_costs(costs))
     warn_skipped(lb.collection.skipped)
     if out is None and html:
         md = Path(runs[0]) / "leaderboard.md"  # the name a suite gives its folder's board

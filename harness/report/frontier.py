@@ -300,13 +300,13 @@ def _cell(value: float | None, ci: tuple[float, float] | None) -> str:
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
-def frontiers(runs: Sequence[Run], tox_tasks: Sequence[str], cost_tasks: Sequence[str], seed: int = 0
-              ) -> list[Frontier]:
-    """Every (toxicity task, cost task) pair with at least one curve."""
+def frontiers(runs: Sequence[Run], tox_tasks: Sequence[str], cost_tasks: Sequence[str], seed: int = 0,
+              costs: Sequence[float] = TARGET_COSTS) -> list[Frontier]:
+    """Every (toxicity task, cost task) pair with at least one curve, read off at ``costs`` (% perplexity)."""
     out = []
     for t in tox_tasks:
         for c in cost_tasks:
             _, curves = build_curves(runs, t, c)
             if curves:
-                out.append(Frontier(t, c, curves, seed=seed))
+                out.append(Frontier(t, c, curves, costs=tuple(costs), seed=seed))
     return out

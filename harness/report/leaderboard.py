@@ -30,7 +30,7 @@ from ..measure.schema import (
     task_sort_key,
 )
 from .cells import as_number, build_cells
-from .frontier import DEFAULT_KNOB, KNOBS, Frontier, frontiers
+from .frontier import DEFAULT_KNOB, KNOBS, TARGET_COSTS, Frontier, frontiers
 from .markdown import DAGGER, render_markdown
 from .protocol_text import (
     flatten,
@@ -107,8 +107,9 @@ class Leaderboard:
     """Cells + protocols of a set of runs, and the Markdown sections built from them."""
 
     def __init__(self, collection: Collection, strict: bool = False, title: str = "Leaderboard",
-                 order: Sequence[str] = ()) -> None:
+                 order: Sequence[str] = (), costs: Sequence[float] = TARGET_COSTS) -> None:
         self.collection = collection
+        self.costs = tuple(costs)
         self.runs_by_id: dict[str, Run] = {r.run_id: r for r in collection.runs}
         self.title = title
         self.order = tuple(order)
@@ -343,7 +344,7 @@ class Leaderboard:
         """Matched-cost tables of every (toxicity task, cost task) pair on which some method was swept."""
         if not hasattr(self, "_frontiers"):
             self._frontiers = frontiers(self.collection.runs, self.layout.tasks("toxicity", multilingual=False),
-                                        self.layout.tasks("perplexity"))
+                                        self.layout.tasks("perplexity"), costs=getattr(self, "costs", TARGET_COSTS))
         return self._frontiers
 
     def markdown(self) -> str:
@@ -362,9 +363,10 @@ class Leaderboard:
 
 
 def build_leaderboard(runs: Iterable[str | Path], strict: bool = False, title: str = "Leaderboard",
-                      order: Sequence[str] = (), warn: bool = True) -> Leaderboard:
+                      order: Sequence[str] = (), warn: bool = True, costs: Sequence[float] = TARGET_COSTS
+                      ) -> Leaderboard:
     """Collect run dirs (or folders of them) and tabulate them; see ``Leaderboard.markdown``."""
-    return Leaderboard(collect(runs, warn=warn), strict=strict, title=title, order=order)
+    return Leaderboard(collect(runs, warn=warn), strict=strict, title=title, order=order, costs=costs)
 
 
 def write_leaderboard(lb: Leaderboard, out: str | Path, csv: bool = False, json_: bool = False) -> list[Path]:
