@@ -24,21 +24,26 @@ from ..measure.scorers import SCORERS, get_scorer
 from ..measure.scorers.base import Scorer, check_options
 from ..spec.runspec import RunSpec
 
-#: (field of GenerationSettings / RunSpec, CLI flag, valid range in words, predicate)
-_RANGES: tuple[tuple[str, str, str, Any], ...] = (
-    ("k", "--k", "samples per prompt must be >= 1", lambda v: v >= 1),
-    ("max_new_tokens", "--max-new-tokens", "must be >= 1", lambda v: v >= 1),
-    ("top_p", "--top-p", "must be in (0, 1]", lambda v: 0 < v <= 1),
+#: (field of GenerationSettings / RunSpec, valid range in words, predicate); the CLI flag is the field's name
+#: (``max_new_tokens`` -> ``--max-new-tokens``), so each flag is declared once, in cli/options.py
+_RANGES: tuple[tuple[str, str, Any], ...] = (
+    ("k", "samples per prompt must be >= 1", lambda v: v >= 1),
+    ("max_new_tokens", "must be >= 1", lambda v: v >= 1),
+    ("top_p", "must be in (0, 1]", lambda v: 0 < v <= 1),
     # 0 means greedy (lm-eval's convention), so only negative temperatures are meaningless
-    ("temperature", "--temperature", "must be > 0 (or 0 for greedy decoding)", lambda v: v >= 0),
-    ("top_k", "--top-k", "must be >= 0 (0 = no top-k filtering)", lambda v: v >= 0),
+    ("temperature", "must be > 0 (or 0 for greedy decoding)", lambda v: v >= 0),
+    ("top_k", "must be >= 0 (0 = no top-k filtering)", lambda v: v >= 0),
 )
-_SPEC_RANGES: tuple[tuple[str, str, str, Any], ...] = (
-    ("limit", "--limit", "must be >= 1 (omit it to evaluate every document)", lambda v: v >= 1),
-    ("batch_size", "--batch-size", "must be >= 1", lambda v: v >= 1),
-    ("max_length", "--max-length", "must be >= 2", lambda v: v >= 2),
-    ("threads", "--threads", "must be >= 1", lambda v: v >= 1),
+_SPEC_RANGES: tuple[tuple[str, str, Any], ...] = (
+    ("limit", "must be >= 1 (omit it to evaluate every document)", lambda v: v >= 1),
+    ("batch_size", "must be >= 1", lambda v: v >= 1),
+    ("max_length", "must be >= 2", lambda v: v >= 2),
+    ("threads", "must be >= 1", lambda v: v >= 1),
 )
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def _bad_number(v: Any) -> bool:
@@ -47,20 +52,20 @@ def _bad_number(v: Any) -> bool:
 
 def check_setting(field: str, value: Any) -> None:
     """One RunSpec setting against its range (the rule ``check_generation`` applies; CLI callbacks use it too)."""
-    for f, flag, rule, ok in _SPEC_RANGES:
+    for f, rule, ok in _SPEC_RANGES:
         if f == field and value is not None and (_bad_number(value) or not ok(value)):
-            raise UsageError(f"{flag} {value!r} is invalid: {rule}")
+            raise UsageError(f"{_flag(f)} {value!r} is invalid: {rule}")
 
 
 def check_generation(spec: RunSpec) -> None:
     """k, max new tokens, top-p, temperature, top-k, limit, batch size... within their valid ranges."""
-    checks = [(getattr(spec.generation, f), flag, rule, ok) for f, flag, rule, ok in _RANGES]
-    checks += [(getattr(spec, f), flag, rule, ok) for f, flag, rule, ok in _SPEC_RANGES]
-    for value, flag, rule, ok in checks:
+    checks = [(getattr(spec.generation, f), f, rule, ok) for f, rule, ok in _RANGES]
+    checks += [(getattr(spec, f), f, rule, ok) for f, rule, ok in _SPEC_RANGES]
+    for value, f, rule, ok in checks:
         if value is None:
             continue
         if _bad_number(value) or not ok(value):
-            raise UsageError(f"{flag} {value!r} is invalid: {rule}")
+            raise UsageError(f"{_flag(f)} {value!r} is invalid: {rule}")
 
 
 # -- --data --------------------------------------------------------------------------------------------------
