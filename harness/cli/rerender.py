@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..report.stored import compact_frame, markdown_table, parse_board
+from ..report.stored import compact_frame, parse_board
 from ..report.stored import rerender as rerender_board
+from ..report.tables import markdown_table
 from .base import ToxbenchCommand
 
 

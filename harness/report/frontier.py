@@ -24,6 +24,7 @@ import pandas as pd
 from ..measure.metrics import LEVEL, N_BOOTSTRAP, RatioStat, percentile_ci, resample
 from .cells import protocol_id, task_protocol
 from .results import REFERENCE, Run
+from .tables import markdown_table
 
 #: The sweep knobs and which way is "stronger" (toxic vectors: scale 1 leaves the model as it is, 0 removes them).
 KNOBS: dict[str, tuple[float, int]] = {"strength": (0.0, +1), "k": (0.0, +1), "scale": (1.0, -1)}
@@ -280,9 +281,7 @@ class Frontier:
         return out
 
     def markdown(self, df: pd.DataFrame | None = None) -> str:
-        df = self.table() if df is None else df
-        align = ["left", "left"] + ["right"] * (df.shape[1] - 2)
-        return df.to_markdown(index=False, disable_numparse=True, colalign=align)
+        return markdown_table(self.table() if df is None else df)
 
 
 def _ci(reps: np.ndarray | None) -> tuple[float, float] | None:

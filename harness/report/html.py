@@ -31,21 +31,22 @@ def _sort_key(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def _bar_column(lo: pd.Series, hi: pd.Series) -> list[tuple[float, float] | None] | None:
+    """Each row's CI as (left %, width %) of the column's whole CI range; None when no row has a CI."""
+    ok = lo.notna() & hi.notna()
+    if not ok.any():
+        return None
+    a, b = float(lo[ok].min()), float(hi[ok].max())
+    span = (b - a) or 1.0
+    return [(round(100 * (x - a) / span, 2), round(max(100 * (y - x) / span, 0.5), 2))
+            if not (pd.isna(x) or pd.isna(y)) else None for x, y in zip(lo, hi)]
+
+
 def _bars(tb: Table) -> dict[str, list[tuple[float, float] | None]]:
-    """Per value column: each row's CI as (left %, width %) of the column's whole CI range."""
-    out: dict[str, list[tuple[float, float] | None]] = {}
+    """Per value column: each row's CI bar (``_bar_column``)."""
     if tb.lo is None or tb.hi is None:
-        return out
-    for col in tb.numbers.columns:
-        lo, hi = tb.lo[col], tb.hi[col]
-        ok = lo.notna() & hi.notna()
-        if not ok.any():
-            continue
-        a, b = float(lo[ok].min()), float(hi[ok].max())
-        span = (b - a) or 1.0
-        out[col] = [(round(100 * (x - a) / span, 2), round(max(100 * (y - x) / span, 0.5), 2))
-                    if not (pd.isna(x) or pd.isna(y)) else None for x, y in zip(lo, hi)]
-    return out
+        return {}
+    return {col: bars for col in tb.numbers.columns if (bars := _bar_column(tb.lo[col], tb.hi[col])) is not None}
 
 
 def _table_view(lb: Leaderboard, tb: Table, title: str) -> dict[str, Any]:
@@ -101,23 +102,18 @@ _VALUE_CI = re.compile(r"^([+-]?\d+(?:\.\d+)?)[†]? \[([+-]?\d+(?:\.\d+)?), ([+
 
 def _stored_table_view(frame: pd.DataFrame, heading: str, protocols: list[str], notes: list[str]) -> dict[str, Any]:
     """A committed board's table as printed; value cells "v [lo, hi]" get their CI bars, scaled per column."""
-    spans: dict[str, tuple[float, float]] = {}
+    bars = {}
     for col in frame.columns[2:]:
-        cis = [(float(m.group(2)), float(m.group(3))) for v in frame[col] if (m := _VALUE_CI.match(str(v)))]
-        if cis:
-            spans[col] = (min(a for a, _ in cis), max(b for _, b in cis))
+        cis = [(float(m.group(2)), float(m.group(3))) if (m := _VALUE_CI.match(str(v))) else (None, None)
+               for v in frame[col]]
+        column = _bar_column(*(pd.Series([c[i] for c in cis], dtype=float) for i in (0, 1)))
+        if column is not None:
+            bars[col] = column
     rows = []
-    for rec in frame.itertuples(index=False):
-        cells = []
-        for j, (header, text) in enumerate(zip(frame.columns, rec)):
-            num = _sort_key(text) if j > 1 else None
-            m = _VALUE_CI.match(str(text)) if header in spans else None
-            bar = None
-            if m:
-                a, b = spans[header]
-                lo, hi, span = float(m.group(2)), float(m.group(3)), (b - a) or 1.0
-                bar = (round(100 * (lo - a) / span, 2), round(max(100 * (hi - lo) / span, 0.5), 2))
-            cells.append({"text": _plain(text), "strong": str(text).startswith("**"), "num": num, "bar": bar})
+    for i, rec in enumerate(frame.itertuples(index=False)):
+        cells = [{"text": _plain(text), "strong": str(text).startswith("**"), "num": _sort_key(text) if j > 1 else None,
+                  "bar": bars[header][i] if header in bars else None}
+                 for j, (header, text) in enumerate(zip(frame.columns, rec))]
         rows.append({"cells": cells, "ref": rec[1] == "none"})
     return {"heading": _plain(heading), "headers": list(frame.columns), "rows": rows,
             "protocols": [_plain(x) for x in protocols], "notes": [_plain(x) for x in notes]}

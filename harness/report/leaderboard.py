@@ -38,6 +38,7 @@ from .protocol_text import (
     protocol_differences,
 )
 from .results import REFERENCE, Collection, Run, collect
+from .tables import markdown_table
 from .sections import Column, Sections
 
 
@@ -53,8 +54,7 @@ class Table:
     hi: pd.DataFrame | None = None
 
     def markdown(self) -> str:
-        align = ["left", "left"] + ["right"] * (self.display.shape[1] - 2)
-        return self.display.to_markdown(index=False, disable_numparse=True, colalign=align)
+        return markdown_table(self.display)
 
 
 def _row_order(rows: Iterable[tuple[str, str]], order: Sequence[str] = ()) -> list[tuple[str, str]]:
@@ -344,7 +344,7 @@ class Leaderboard:
         """Matched-cost tables of every (toxicity task, cost task) pair on which some method was swept."""
         if not hasattr(self, "_frontiers"):
             self._frontiers = frontiers(self.collection.runs, self.layout.tasks("toxicity", multilingual=False),
-                                        self.layout.tasks("perplexity"), costs=getattr(self, "costs", TARGET_COSTS))
+                                        self.layout.tasks("perplexity"), costs=self.costs)
         return self._frontiers
 
     def markdown(self) -> str:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..core.errors import UsageError
 from ..core.io import atomic_write_text
+from .tables import markdown_table
 
 #: a Summary of at most this many columns is already compact (model and intervention included)
 COMPACT_COLUMNS = 8
@@ -49,11 +50,15 @@ class StoredBoard:
     def section(self, title: str) -> StoredSection | None:
         return next((s for s in self.sections if s.title == title), None)
 
+    def summary_is_compact(self) -> bool:
+        """Whether the board already has a Summary of at most ``COMPACT_COLUMNS`` columns."""
+        summary = self.section("Summary")
+        return bool(summary and summary.tables) and all(t.frame.shape[1] <= COMPACT_COLUMNS for t in summary.tables)
+
 
 def _table(block: list[str]) -> pd.DataFrame:
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in block]
-    header, body = rows[0], [r for r in rows[2:]]
-    return pd.DataFrame(body, columns=header)
+    return pd.DataFrame(rows[2:], columns=rows[0])  # rows[1] is the alignment line
 
 
 def _blocks(lines: list[str]) -> list[list[str]]:
@@ -166,16 +171,10 @@ def compact_frame(board: StoredBoard) -> pd.DataFrame:
     return pd.DataFrame(body, columns=["model", "intervention", *headers])
 
 
-def markdown_table(df: pd.DataFrame) -> str:
-    align = ["left", "left"] + ["right"] * (df.shape[1] - 2)
-    return df.to_markdown(index=False, disable_numparse=True, colalign=align)
-
-
 def compact_markdown(board: StoredBoard) -> str:
     """The board's Markdown with a compact Summary: the committed one if already compact, else the headline
     columns picked from its tables in place of (or before) the wide one. Every other line as committed."""
-    summary = board.section("Summary")
-    if summary is not None and summary.tables and all(t.frame.shape[1] <= COMPACT_COLUMNS for t in summary.tables):
+    if board.summary_is_compact():
         return "\n".join([f"# {board.title}", *board.head, *(x for s in board.sections for x in s.lines)]).rstrip() + "\n"
     new = ["## Summary", "", SUMMARY_INTRO, "", markdown_table(compact_frame(board)), ""]
     body = [x for s in board.sections if s.title != "Summary" for x in s.lines]
@@ -196,9 +195,7 @@ def rerender(path: str | Path) -> list[Path]:
     path = Path(path)
     board = parse_board(path)
     text = compact_markdown(board)
-    summary = board.section("Summary")
-    wide = summary is None or not summary.tables or any(t.frame.shape[1] > COMPACT_COLUMNS for t in summary.tables)
-    html = render_stored_html(board, compact_frame(board) if wide else None, board_plots(path))
+    html = render_stored_html(board, None if board.summary_is_compact() else compact_frame(board), board_plots(path))
     atomic_write_text(path, text)
     atomic_write_text(path.with_suffix(".html"), html)
     return [path, path.with_suffix(".html")]

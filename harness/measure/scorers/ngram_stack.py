@@ -105,7 +105,7 @@ class NgramHead:
     def tensors(self) -> dict[str, np.ndarray]:
         """What the head file stores. Most hash buckets never occur in the training texts (weight 0, the largest
         IDF): only the used ones are kept, with a bit mask; float16 halves the rest (the rounding moves scores by
-        < 1e-3, measured when the head is written). ``from_tensors`` inverts it exactly."""
+        < 1e-3, measured when the head is written). ``dense_arrays`` inverts it exactly."""
         n = len(self.idf)
         idf, weight = self.idf.astype(np.float16), self.weight.astype(np.float16)
         unused = idf.max()
