@@ -119,11 +119,12 @@ def _stored_table_view(frame: pd.DataFrame, heading: str, protocols: list[str], 
             "protocols": [_plain(x) for x in protocols], "notes": [_plain(x) for x in notes]}
 
 
-def render_stored_html(board: Any, compact: pd.DataFrame | None, plots: Sequence[Path] = ()) -> str:
-    """A committed board (``stored.StoredBoard``) as the same page, ``compact`` as its Summary when given."""
+def render_stored_html(board: Any, compact: pd.DataFrame | None, plots: Sequence[Path] = (), intro: str = "") -> str:
+    """A committed board (``stored.StoredBoard``) as the same page, ``compact`` (under ``intro``) as its Summary
+    when given."""
     sections = []
     if compact is not None:
-        sections.append({"title": "Summary", "intro": "", "tables": [_stored_table_view(compact, "", [], [])]})
+        sections.append({"title": "Summary", "intro": _plain(intro), "tables": [_stored_table_view(compact, "", [], [])]})
     for s in board.sections:
         if s.tables and not (compact is not None and s.title == "Summary"):
             sections.append({"title": s.title, "intro": _plain(s.intro), "tables": [

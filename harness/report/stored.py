@@ -195,7 +195,8 @@ def rerender(path: str | Path) -> list[Path]:
     path = Path(path)
     board = parse_board(path)
     text = compact_markdown(board)
-    html = render_stored_html(board, None if board.summary_is_compact() else compact_frame(board), board_plots(path))
+    html = render_stored_html(board, None if board.summary_is_compact() else compact_frame(board), board_plots(path),
+                              SUMMARY_INTRO)
     atomic_write_text(path, text)
     atomic_write_text(path.with_suffix(".html"), html)
     return [path, path.with_suffix(".html")]
