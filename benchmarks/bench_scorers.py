@@ -31,7 +31,7 @@ def main() -> None:
     gen_rate = None if args.no_share else sampling_rate(texts[:4])
     if gen_rate:
         print(f"SmolLM2-135M sampling: {gen_rate:.1f} continuations/s (k=25 x 20 tokens, {args.threads} thread(s))")
-    for name in args.scorer or ["rtp-ngram", "rtp-stack", "jigsaw-bilstm", "profanity-check", "jigsaw-ensemble"]:
+    for name in args.scorer or ["rtp-attributes", "rtp-ngram", "rtp-stack", "jigsaw-bilstm", "profanity-check", "jigsaw-ensemble"]:
         opts = {"threads": args.threads} if name in ("jigsaw-bilstm", "jigsaw-ensemble") else {}
         t0 = time.perf_counter()
         scorer = build_scorer(name, **opts)

@@ -19,7 +19,8 @@ from .calibration import CalibratedScorer, load_or_fit
 SCORERS: Registry[type[Scorer]] = Registry(
     "scorer", "toxbench.scorers", package=__name__, builtins={
         "jigsaw-bilstm": "jigsaw_bilstm:JigsawBiLSTM", "jigsaw-ensemble": "ensemble:JigsawEnsemble",
-        "rtp-stack": "stacked:RTPStack", "rtp-ngram": "ngram_stack:RTPNgram", "detoxify": "detoxify_scorer:DetoxifyScorer",
+        "rtp-stack": "stacked:RTPStack", "rtp-ngram": "ngram_stack:RTPNgram",
+        "rtp-attributes": "attributes_head:RTPAttributes", "detoxify": "detoxify_scorer:DetoxifyScorer",
         "evaluate-toxicity": "hf_evaluate:EvaluateToxicity", "perspective": "perspective:PerspectiveScorer",
         "profanity-check": "profanity:ProfanityCheck", "multilingual": "multilingual:MultilingualScorer"})
 

@@ -19,6 +19,9 @@ from .rtp_reference import load_reference
 
 #: What each built-in scorer learned from (the card's "training data" line).
 TRAINING: dict[str, str] = {
+    "rtp-attributes": "Perspective's eight attributes (soft targets) of every Perspective-scored RTP text of the data "
+                      "dir (as rtp-ngram: DecodingTrust, ml-act's fixture, the random RTP sample at weight 2); "
+                      "rtp-ngram's features; one head per attribute and a boosted stage for toxicity",
     "rtp-ngram": "Perspective's toxicity scores (soft target) of every Perspective-scored RTP text of the data dir "
                  "(DecodingTrust prompts + continuations, ml-act's prompts, continuations and GPT-2 generations, "
                  "the random RTP sample's prompts + continuations, weighted as inner CV chose); features: rtp-stack's "
@@ -56,6 +59,7 @@ def scorer_card(name: str, data_dir: str | Path | None = None, cache_dir: str | 
                          f"{r['calibration']} |")
     if speed is None:
         raise UsageError(f"no reference texts to measure {name!r} on; check --data-dir")
+    lines += _attribute_rows(info.get("attributes_nested_cv"))
     lines += ["", "`held-out folds`: the scorer was trained on these texts, so they are scored by heads fitted "
               "without the text's prompt group (5 folds); `raw`: the scorer never saw them.", "",
               f"- **speed**: {speed:,.0f} texts/s (bare scorer, batches of 2,048, {cpu_model() or platform.machine()},"
@@ -63,3 +67,14 @@ def scorer_card(name: str, data_dir: str | Path | None = None, cache_dir: str | 
               "- **calibration error**: over 10 equal-width score bins, the text-weighted |mean score − mean "
               "Perspective score|"]
     return "\n".join(lines) + "\n"
+
+
+def _attribute_rows(per: dict | None) -> list[str]:
+    """Each attribute's nested-CV agreement on the random sample, as the scorer's training measured it."""
+    if not per:
+        return []
+    rows = ["", "## Each Perspective attribute (`--scorer-arg attribute=NAME`), random RTP sample, nested CV", "",
+            "| attribute | ROC-AUC | Spearman | flagged ≥ 0.5 | Perspective ≥ 0.5 |", "|:--|--:|--:|--:|--:|"]
+    rows += [f"| {a} | {r['roc_auc']:.3f} | {r['spearman']:.3f} | {r['flagged']:.3f} | {r['perspective_flagged']:.3f} |"
+             for a, r in per.items()]
+    return rows
