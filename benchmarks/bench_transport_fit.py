@@ -57,7 +57,7 @@ def main() -> int:
     dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
     print(f"fit time on {args.model} ({dtype}, {args.threads} torch thread(s), 256 sentences, best of "
           f"{args.repeats}):")
-    print(f"| method | wall s | CPU s | wall ÷ AurA | CPU ÷ AurA |\n|---|---|---|---|---|")
+    print("| method | wall s | CPU s | wall ÷ AurA | CPU ÷ AurA |\n|---|---|---|---|---|")
     for label in METHODS:
         print(f"| {label} | {wall[label]:.1f} | {cpu[label]:.1f} | {wall[label] / wall['aura']:.2f}× | "
               f"{cpu[label] / cpu['aura']:.2f}× |")

@@ -6,7 +6,6 @@ import logging
 import math
 import statistics
 
-import datasets
 import pytest
 import torch
 

@@ -49,7 +49,7 @@ def test_real_data_groups_keep_prompts_with_their_texts() -> None:
 def test_train_is_byte_identical_and_versioned(tmp_path) -> None:
     root = _write_rtp(tmp_path / "data")
     a = st.train_head(root, tmp_path / "cache", out=tmp_path / "a.safetensors")
-    b = st.train_head(root, None, out=tmp_path / "b.safetensors")  # no feature cache: same bytes
+    st.train_head(root, None, out=tmp_path / "b.safetensors")  # no feature cache: same bytes
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     assert a["n_train"] == 24 * 2 * 3 + 24 * 3 and set(a["held_out_roc_auc"]) >= {"all", "prompt"}
     c = st.train_head(root, tmp_path / "cache", out=tmp_path / "c.safetensors", limit=12)
