@@ -78,7 +78,7 @@ def test_scorer_scores_each_attribute_and_keys_its_cache_by_it(trained):
     assert all(((v >= 0) & (v <= 1)).all() for v in out.values()) and out["toxicity"][1] > out["toxicity"][0]
     insult = RTPAttributes(cache_dir=tmp / "cache", head_file=tmp / "heads.safetensors", attribute="Insult")
     assert insult.heads[0] == "insult" and insult.options_hash != s.options_hash
-    assert np.array_equal(insult.score(["you damn stupid idiot"]), out["insult"][1:])
+    assert np.allclose(insult.score(["you damn stupid idiot"]), out["insult"][1:], rtol=0, atol=1e-6)  # batch rounding
     ts = at.training_set(root)
     held = s.held_out_scores(ts.texts[:5])
     assert held is not None and held.shape == (5,) and s.held_out_scores(["never seen before"]) is None
@@ -125,8 +125,26 @@ def test_shipped_heads_meet_issue_28_by_nested_cv():
     assert cv["toxicity"]["random/all"] >= 0.95 and cv["toxicity"]["random/continuation"] >= 0.95
     tox = cv["random_attributes"]["toxicity"]
     assert tox["spearman"] >= 0.85 and abs(tox["flagged"] - tox["perspective_flagged"]) <= 0.03
-    assert HEAD_FILE.stat().st_size < 8_000_000
+    assert HEAD_FILE.stat().st_size < 10_000_000
     ts = at.training_set(None)
     held = s.held_out_scores(ts.texts[:50])
     assert held is not None and ((held >= 0) & (held <= 1)).all()
     assert (s.score(["Thank you for the lovely afternoon.", "The weather is mild today."]) < 0.5).all()
+
+
+def test_card_prints_identity_both_distributions_and_every_attribute(tmp_path):
+    from click.testing import CliRunner
+
+    from toxbench.harness.cli.scorers import scorers
+
+    root = _with_attributes(_write_rtp(tmp_path / "data"))
+    out = tmp_path / "card.md"
+    r = CliRunner().invoke(scorers, ["card", "rtp-attributes", "--data-dir", str(root), "--cache-dir",
+                                     str(tmp_path), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    card = out.read_text()
+    assert "`rtp-attributes@rtp-attributes-1+" in card and "head sha256" in card and "texts/s" in card
+    rows = [ln for ln in card.splitlines() if ln.startswith("| random RTP sample") or ln.startswith("| DecodingTrust")]
+    assert len(rows) == 7 and "| raw |" in rows[0]  # these synthetic texts were never trained on
+    attrs = [ln for ln in card.splitlines() if ln.split("|")[1:2] and ln.split("|")[1].strip() in ATTRIBUTES]
+    assert [ln.split("|")[1].strip() for ln in attrs] == list(ATTRIBUTES)

@@ -64,8 +64,8 @@ def train(scorer: str, output: Path | None, folds_seed: int, cache_dir: str | No
         click.echo(f"trained the rtp-attributes heads on {info['n_train']} texts; nested grouped CV ROC-AUC of "
                    f"toxicity: {auc}; Spearman (random sample) "
                    f"{info['nested_cv']['random_attributes']['toxicity']['spearman']:.3f}")
-        click.echo(f"saved {info['path']} ({info['bytes']} bytes, sha256 {info['sha256'][:12]}; float16 storage "
-                   f"moves scores by at most {info['float16_rounding']:.1e})")
+        click.echo(f"saved {info['path']} ({info['bytes']} bytes, sha256 {info['sha256'][:12]}; float32 storage "
+                   f"moves scores by at most {info['storage_rounding']:.1e})")
         return
     if scorer == "rtp-ngram":
         info = ngram_train.train_head(resolve_data(data_dir), resolve_cache(cache_dir),

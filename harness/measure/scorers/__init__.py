@@ -25,11 +25,12 @@ SCORERS: Registry[type[Scorer]] = Registry(
         "profanity-check": "profanity:ProfanityCheck", "multilingual": "multilingual:MultilingualScorer"})
 
 #: the offline default of runs (English tasks): against Perspective on a random RTP sample, by nested grouped CV,
-#: ROC-AUC 0.951 (continuations 0.952), Spearman 0.847, 27.9% flagged at 0.5 where Perspective flags 27.8%;
-#: ~2,000 texts/s on one core (``toxbench scorers card rtp-ngram``). rtp-stack, the previous default, stays by name.
-DEFAULT_SCORER = "rtp-ngram"
+#: ROC-AUC 0.955 (continuations 0.956), Spearman 0.859, 27.7% flagged at 0.5 where Perspective flags 27.8%;
+#: ~1,900 texts/s on one busy core (``toxbench scorers card rtp-attributes``). rtp-ngram (the previous default) and
+#: rtp-stack stay by name.
+DEFAULT_SCORER = "rtp-attributes"
 #: what ``toxbench scorers eval`` measures when no --scorer is given (offline ones; perspective is the reference)
-EVAL_DEFAULTS = ("rtp-ngram", "rtp-stack", "jigsaw-ensemble", "jigsaw-bilstm", "profanity-check", "detoxify",
+EVAL_DEFAULTS = ("rtp-attributes", "rtp-ngram", "rtp-stack", "jigsaw-ensemble", "jigsaw-bilstm", "profanity-check", "detoxify",
                  "evaluate-toxicity")
 SCORE_CACHE_FILE = "scores.sqlite"
 

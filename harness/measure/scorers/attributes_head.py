@@ -67,14 +67,15 @@ class AttributeHeads:
         return {a: np.interp(raw[:, i], self.qmap_x[i], self.qmap_y[i]) for i, a in enumerate(ATTRIBUTES)}
 
     def tensors(self) -> dict[str, np.ndarray]:
-        """Only the hash buckets that occur in the training texts are stored (bit mask), in float16 (as rtp-ngram's
-        head; the rounding is measured when the head is written)."""
+        """Only the hash buckets that occur in the training texts are stored (bit mask), in float32: float16 (as
+        rtp-ngram's head) moved some scores by 0.026, because a rounded logit can cross a split of the forest. The
+        rounding left is measured when the heads are written."""
         n = len(self.idf)
-        idf, weight = self.idf.astype(np.float16), self.weight.astype(np.float16)
+        idf, weight = self.idf.astype(np.float32), self.weight.astype(np.float32)
         unused = idf.max()
         used = (weight[:, :n] != 0).any(0) | (idf != unused)
         t = {"ngram_used": np.packbits(used), "ngram_idf": idf[used], "ngram_weight": weight[:, :n][:, used],
-             "idf_unused": np.array([unused], np.float16), "dense_coef": weight[:, n:],
+             "idf_unused": np.array([unused], np.float32), "dense_coef": weight[:, n:],
              "mean": self.mean.astype(np.float32), "scale": self.scale.astype(np.float32),
              "bias": self.bias.astype(np.float32), "dense_weight": np.array([self.dense_weight], np.float32),
              "qmap_x": self.qmap_x.astype(np.float64), "qmap_y": self.qmap_y.astype(np.float64)}
@@ -158,11 +159,12 @@ class RTPAttributes(RTPStack):
         return {h: np.concatenate([p[h] for p in parts]) for h in self.heads}
 
     def describe(self) -> dict:
+        per = (self.head.meta.get("nested_cv") or {}).get("random_attributes") or {}
         return {**Scorer.describe(self), "head_sha256": self.head_sha256, "scale": "perspective",
                 "calibration": "built-in (soft-target heads on Perspective's attributes, a boosted stage for "
                                "toxicity, then quantile maps to Perspective's distributions on the random RTP sample)",
                 "nested_cv_roc_auc": (self.head.meta.get("nested_cv") or {}).get("toxicity"),
-                "attributes_nested_cv": (self.head.meta.get("nested_cv") or {}).get("random_attributes")}
+                "attributes_nested_cv": {a: per[a] for a in ATTRIBUTES if a in per} or None}
 
     def held_out_scores(self, texts: list[str], data_dir: str | Path | None = None) -> np.ndarray | None:
         """The nested cross-validation's out-of-fold scores of the selected attribute for ``texts`` when they are

@@ -218,7 +218,7 @@ def train_heads(data_dir: str | Path | None = None, cache_dir: str | Path | None
                             - model.predict(counts, dense, ts.texts)["toxicity"]).max())
     sha = stored.content_sha256()
     write_oof(oof_path(Path(out)), ts.texts, oof, sha)
-    return {"path": str(out), "sha256": sha, "bytes": len(blob), "float16_rounding": rounding, **meta}
+    return {"path": str(out), "sha256": sha, "bytes": len(blob), "storage_rounding": rounding, **meta}
 
 
 def oof_path(head: Path) -> Path:
