@@ -118,7 +118,6 @@ def test_the_heads_file_round_trips(trained, tmp_path):
     assert AttributeHeads.load(again).content_sha256() == heads.content_sha256() == info["sha256"]
 
 
-@pytest.mark.skipif(not HEAD_FILE.is_file(), reason="shipped heads not built")
 def test_shipped_heads_meet_issue_28_by_nested_cv():
     s = RTPAttributes()
     cv = s.head.meta["nested_cv"]
