@@ -16,19 +16,18 @@ the random RTP sample (so shares at or above 0.5 match). ``--scorer-arg attribut
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ...core.errors import UsageError, did_you_mean
+from ...core.errors import did_you_mean
 from ...core.io import canonical_json
 from .base import Scorer, sigmoid
 from .gbtrees import Forest
-from .ngram_stack import CHAR_BUCKETS, WORD_BUCKETS, Ngrams, design
-from .stacked import Features, RTPStack, load_head_file
+from .ngram_stack import CHAR_BUCKETS, WORD_BUCKETS, design, feature_extractors
+from .stacked import RTPStack, load_head_file
 
 HEAD_FORMAT = "rtp-attributes-1"
 HEAD_FILE = Path(__file__).resolve().parent / "data" / "rtp_attributes_head.safetensors"
@@ -137,26 +136,14 @@ class RTPAttributes(RTPStack):
         path = Path(head_file) if head_file else HEAD_FILE
         self.head, self.head_path = AttributeHeads.load(path), path
         self.head_sha256 = self.head.content_sha256()
-        self.features, self.ngrams = Features(cache_dir), Ngrams()
-        want = {"dense": json.loads(self.features.id), "ngrams": json.loads(self.ngrams.id)}
-        if self.head.meta.get("features") != want:
-            raise UsageError(f"the rtp-attributes heads were fitted on other feature versions; rebuild them with "
-                             f"`{TRAIN_COMMAND}`")
+        self.features, self.ngrams = feature_extractors(cache_dir, self.head.meta, self.name, TRAIN_COMMAND)
         self.version = f"{HEAD_FORMAT}+{self.head_sha256[:12]}"
 
-    def score_heads(self, texts: list[str], lang: str | None = None) -> dict[str, np.ndarray]:
+    def batch_heads(self, texts: list[str]) -> dict[str, np.ndarray]:
         from .jigsaw_bilstm import normalize_quotes
 
-        texts = list(texts)
-        if not texts:
-            return {h: np.zeros(0) for h in self.heads}
-        bs = int(self.options["batch_size"])
-        parts = []
-        for s in range(0, len(texts), bs):
-            batch = texts[s:s + bs]
-            dense, _ = self.features(batch)
-            parts.append(self.head.predict(self.ngrams([normalize_quotes(t) for t in batch]), dense, batch))
-        return {h: np.concatenate([p[h] for p in parts]) for h in self.heads}
+        dense, _ = self.features(texts)
+        return self.head.predict(self.ngrams([normalize_quotes(t) for t in texts]), dense, texts)
 
     def describe(self) -> dict:
         per = (self.head.meta.get("nested_cv") or {}).get("random_attributes") or {}

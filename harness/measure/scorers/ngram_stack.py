@@ -153,6 +153,16 @@ class NgramHead:
         return h.hexdigest()
 
 
+def feature_extractors(cache_dir: str | Path | None, meta: dict, scorer: str, train_command: str
+                       ) -> tuple[Features, Ngrams]:
+    """The dense features and the n-grams a head was fitted on; a head from other feature versions is one line
+    naming the command that rebuilds it."""
+    features, ngrams = Features(cache_dir), Ngrams()
+    if meta.get("features") != {"dense": json.loads(features.id), "ngrams": json.loads(ngrams.id)}:
+        raise UsageError(f"the {scorer} head was fitted on other feature versions; rebuild it with `{train_command}`")
+    return features, ngrams
+
+
 class RTPNgram(RTPStack):
     """P(toxic) on Perspective's scale from rtp-stack's features plus hashed n-grams (see the module docstring)."""
 
@@ -166,11 +176,7 @@ class RTPNgram(RTPStack):
         path = Path(head_file) if head_file else HEAD_FILE
         self.head, self.head_path = NgramHead.load(path), path
         self.head_sha256 = self.head.content_sha256()
-        self.features, self.ngrams = Features(cache_dir), Ngrams()
-        want = {"dense": json.loads(self.features.id), "ngrams": json.loads(self.ngrams.id)}
-        if self.head.meta.get("features") != want:
-            raise UsageError(f"the rtp-ngram head was fitted on other feature versions; rebuild it with "
-                             f"`{TRAIN_COMMAND}`")
+        self.features, self.ngrams = feature_extractors(cache_dir, self.head.meta, self.name, TRAIN_COMMAND)
         self.version = f"{HEAD_FORMAT}+{self.head_sha256[:12]}"
 
     def toxicity(self, texts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -247,11 +247,13 @@ class RTPStack(Scorer):
         if not texts:
             return {h: np.zeros(0) for h in self.heads}
         bs = int(self.options["batch_size"])
-        parts: list[dict[str, np.ndarray]] = []
-        for s in range(0, len(texts), bs):
-            tox, comp = self.toxicity(texts[s:s + bs])
-            parts.append({"toxicity": tox, **comp})
+        parts = [self.batch_heads(texts[s:s + bs]) for s in range(0, len(texts), bs)]
         return {h: np.concatenate([p[h] for p in parts]) for h in self.heads}
+
+    def batch_heads(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Every head's scores of one batch: the head's and the components' own probabilities."""
+        tox, comp = self.toxicity(texts)
+        return {"toxicity": tox, **comp}
 
     def toxicity(self, texts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One batch: the head's score and the components' own probabilities."""
