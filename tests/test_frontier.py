@@ -69,6 +69,10 @@ def test_curves_and_table():
     assert costs == pytest.approx([0.0, 10.0, 30.0])
     table = fr.table()
     assert "out of range" not in table.to_string() and table.shape[0] == 2
+    damp = next(c for c in curves if c.method == "damp")
+    assert list(table["vs aura at +10%"]) == ["ref", fr.versus(damp, aura, 10.0)]  # every cost, not only +10%
+    assert table.loc[1, "vs aura at +5%"].strip("*").startswith(
+        f"{fr.at_cost(damp, 5.0)[0] - fr.at_cost(aura, 5.0)[0]:+.3f} [")
     value, ci = fr.at_cost(aura, 40.0)
     assert value is None and ci is None  # beyond the strongest point: out of range
 

@@ -228,8 +228,10 @@ class Frontier:
         return value, _ci(reps)
 
     def table(self) -> pd.DataFrame:
-        """One row per curve: its points, and per target cost the toxic fraction [CI] and the difference from the
-        best method of the model at that cost [paired CI] (bold: the CI excludes 0)."""
+        """One row per curve: its points, and per target cost the toxic fraction [CI], the difference from the
+        best method of the model at that cost and, where the model has an AurA curve, from AurA's (the method both
+        papers compare against) [paired CIs] (bold: the CI excludes 0)."""
+        refs = self._references()
         rows = []
         for curve in self.curves:
             row = {"model": curve.model, "method": curve.label}
@@ -237,8 +239,18 @@ class Frontier:
                 value, ci = self.at_cost(curve, target)
                 row[f"toxic frac. at +{target:g}% PPL"] = _cell(value, ci)
                 row[f"vs best at +{target:g}%"] = self._versus_best(curve, target, value)
+                if refs:
+                    row[f"vs {REFERENCE_METHOD} at +{target:g}%"] = self._versus_reference(curve, refs, target)
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def _references(self) -> dict[str, Curve]:
+        return {c.model: c for c in self.curves if c.method == REFERENCE_METHOD}
+
+    def _versus_reference(self, curve: Curve, refs: dict[str, Curve], target: float) -> str:
+        if curve.model not in refs:
+            return ""
+        return "ref" if refs[curve.model] is curve else self.versus(curve, refs[curve.model], target)
 
     def _versus_best(self, curve: Curve, target: float, value: float | None) -> str:
         if value is None:
@@ -273,11 +285,10 @@ class Frontier:
         keep = ["model", "method", f"toxic frac. at +{target:g}% PPL", f"vs best at +{target:g}%"]
         out = df[[c for c in keep if c in df.columns]].copy()
         out["method"] = [c.method for c in self.curves]
-        refs = {c.model: c for c in self.curves if c.method == REFERENCE_METHOD}
+        refs = self._references()
         if refs:
-            out[f"vs {REFERENCE_METHOD} at +{target:g}%"] = [
-                "ref" if refs.get(c.model) is c else self.versus(c, refs[c.model], target) if c.model in refs else ""
-                for c in self.curves]
+            out[f"vs {REFERENCE_METHOD} at +{target:g}%"] = [self._versus_reference(c, refs, target)
+                                                             for c in self.curves]
         return out
 
     def markdown(self, df: pd.DataFrame | None = None) -> str:

@@ -49,7 +49,8 @@ def legend(nruns: int) -> str:
 FRONTIER_NOTE = ("Each method swept over its knob (in brackets), read off at the same perplexity cost over `none` by "
                  "linear interpolation between its measured points, never beyond the strongest one (*out of range*). "
                  "CIs: paired bootstrap, prompts and cost documents resampled jointly for every point of every curve; "
-                 "*vs best*: the difference from the lowest method at that cost, **bold** when its CI excludes 0.")
+                 "*vs best*: the difference from the lowest method at that cost, *vs aura*: from AurA's curve (the "
+                 "papers' reference), each **bold** when its CI excludes 0.")
 
 
 def protocol_lines(lb: Leaderboard, used: Sequence[tuple[str, str]]) -> list[str]:
