@@ -89,6 +89,21 @@ def test_run_skips_completed_and_writes_leaderboard(tmp_path):
     assert len(forced.calls) == 12 and all(f for _, f in forced.calls)
 
 
+def test_the_board_takes_the_suites_title_and_costs(tmp_path, monkeypatch):
+    """A committed board is rebuilt by its suite alone: heading and matched-cost columns come from the YAML."""
+    import toxbench.harness.run.suite as suite_mod
+
+    s = load_suite(_write(tmp_path, GRID + "title: My board\ncosts: [1, 2.5, 10]\n"))
+    assert s.title == "My board" and s.costs == (1.0, 2.5, 10.0)
+    assert load_suite(_write(tmp_path, GRID)).costs == (5.0, 10.0, 20.0)  # the leaderboard's default
+    seen = {}
+    real = suite_mod.build_leaderboard
+    monkeypatch.setattr(suite_mod, "build_leaderboard", lambda *a, **kw: seen.update(kw) or real(*a, **kw))
+    run_suite(s, execute=FakeExecute(), log=lambda m: None, plots=False)
+    assert seen["costs"] == (1.0, 2.5, 10.0) and seen["title"] == "My board"
+    assert (tmp_path / "lb" / "t.md").read_text().startswith("# My board\n")
+
+
 def test_dry_run_runs_nothing(tmp_path):
     s = load_suite(_write(tmp_path, GRID))
     fake, lines = FakeExecute(), []
@@ -103,6 +118,8 @@ def test_dry_run_runs_nothing(tmp_path):
     ("modles: [m]\n", "Did you mean 'models'"),
     ("models: [m]\ninterventions: [none]\ntasks: [t]\nsettings: {model: x}\n", "set by the grid"),
     ("models: [m\n", "not valid YAML"),
+    ("models: [m]\ninterventions: [none]\ntasks: [t]\ncosts: [5, 0]\n", "costs [5, 0] is invalid"),
+    ("models: [m]\ninterventions: [none]\ntasks: [t]\ncosts: ten\n", "costs 'ten' is invalid"),
 ])
 def test_bad_suites_are_usage_errors(tmp_path, text, needle):
     with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace("[", r"\[")):

@@ -4,6 +4,8 @@ A suite YAML::
 
     name: smoke
     out: leaderboards/smoke.md          # leaderboard written here (plots, CSV and JSON beside it)
+    title: smoke                        # its heading (default "Leaderboard: NAME")
+    costs: [5, 10, 20]                  # matched-cost columns, % perplexity (as `toxbench leaderboard --costs`)
     settings:                           # shared RunSpec fields: seed, limit, scorer, generation, batch_size, ...
       seed: 1234
       limit: 8
@@ -35,6 +37,7 @@ import yaml
 
 from ..core.errors import UsageError, did_you_mean
 from ..core.io import canonical_json
+from ..report.frontier import TARGET_COSTS
 from ..report.leaderboard import build_leaderboard, write_leaderboard
 from ..report.markdown import compact_summary
 from ..report.plots import write_html_beside, write_plots_beside
@@ -45,7 +48,8 @@ from ..spec.sampling import expand as expand_sampling
 from . import runner  # runner.execute / runner.validate looked up per call: tests stand in for them
 from .sweep import parse_grid_values, point_args
 
-SUITE_KEYS = ("name", "description", "out", "settings", "grids", "models", "interventions", "tasks", "order")
+SUITE_KEYS = ("name", "description", "out", "title", "costs", "settings", "grids", "models", "interventions", "tasks",
+              "order")
 GRID_KEYS = ("models", "interventions", "tasks", "settings")
 #: RunSpec fields a suite may not set: they come from the grid itself.
 GRID_FIELDS = ("model", "intervention", "intervention_args", "intervention_state", "tasks")
@@ -62,6 +66,8 @@ class Suite:
     out: Path
     specs: list[RunSpec]
     order: list[str] = field(default_factory=list)
+    title: str = ""  # the board's heading; default "Leaderboard: NAME"
+    costs: tuple[float, ...] = TARGET_COSTS  # where the board's matched-cost tables read each curve (% perplexity)
 
 
 @dataclass
@@ -226,7 +232,23 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
         out = Path(str(overrides["output_dir"])) / out.name
     order = [str(x) for x in (raw.get("order") or [])] or list(
         dict.fromkeys(_intervention(i, "order")[0] for g in grids for i in (g.get("interventions") or [])))
-    return Suite(name=name, path=path, out=out, specs=specs, order=order)
+    return Suite(name=name, path=path, out=out, specs=specs, order=order,
+                 title=str(raw.get("title") or f"Leaderboard: {name}"), costs=_costs(raw.get("costs"), path))
+
+
+def _costs(raw: Any, path: Path) -> tuple[float, ...]:
+    """The suite's ``costs:`` (positive perplexity costs in %), as ``toxbench leaderboard --costs`` takes them."""
+    if raw is None:
+        return TARGET_COSTS
+    items = raw if isinstance(raw, list) else [raw]
+    try:
+        costs = tuple(float(x) for x in items)
+    except (TypeError, ValueError):
+        costs = ()
+    if not costs or any(not c > 0 for c in costs) or any(isinstance(x, bool) for x in items):
+        raise UsageError(f"suite {path.name}: costs {raw!r} is invalid: give positive perplexity costs in %, "
+                         "e.g. costs: [5, 10, 20]")
+    return costs
 
 
 def is_complete(spec: RunSpec) -> Path | None:
@@ -290,7 +312,8 @@ def run_suite(suite: Suite, force: bool = False, dry_run: bool = False, execute:
         run_dirs[slot] = path
     outputs: list[Path] = []
     if leaderboard and not dry_run and run_dirs:
-        lb = build_leaderboard(run_dirs, title=f"Leaderboard: {suite.name}", order=suite.order, warn=False)
+        lb = build_leaderboard(run_dirs, title=suite.title or f"Leaderboard: {suite.name}", order=suite.order,
+                               warn=False, costs=suite.costs)
         outputs = write_leaderboard(lb, suite.out, csv=True, json_=True)
         pngs = write_plots_beside(lb, outputs[0]) if plots else []
         outputs += [*pngs, write_html_beside(lb, outputs[0], pngs)]
