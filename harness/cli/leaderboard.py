@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..core.errors import UsageError
+from ..report.frontier import positive_costs
 from ..report.leaderboard import build_leaderboard, write_leaderboard
 from ..report.markdown import compact_summary
 from ..report.plots import write_html_beside, write_plots_beside
@@ -16,11 +17,8 @@ from .base import ToxbenchCommand
 
 def parse_costs(text: str) -> tuple[float, ...]:
     """``5,10,20`` -> (5.0, 10.0, 20.0); anything but positive numbers is a one-line error."""
-    try:
-        costs = tuple(float(x) for x in split_commas(text))
-    except ValueError:
-        costs = ()
-    if not costs or any(not c > 0 for c in costs):
+    costs = positive_costs(split_commas(text))
+    if costs is None:
         raise UsageError(f"--costs {text!r} is invalid: give positive perplexity costs in %, e.g. --costs 5,10,20")
     return costs
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -308,6 +309,17 @@ def _cell(value: float | None, ci: tuple[float, float] | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "out of range"
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def positive_costs(items: Sequence[Any]) -> tuple[float, ...] | None:
+    """Matched costs (% perplexity) from numbers or numeric strings; None unless all are positive numbers."""
+    if any(isinstance(x, bool) for x in items):
+        return None
+    try:
+        costs = tuple(float(x) for x in items)
+    except (TypeError, ValueError):
+        return None
+    return costs if costs and all(c > 0 for c in costs) else None
 
 
 def frontiers(runs: Sequence[Run], tox_tasks: Sequence[str], cost_tasks: Sequence[str], seed: int = 0,

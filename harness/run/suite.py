@@ -37,7 +37,7 @@ import yaml
 
 from ..core.errors import UsageError, did_you_mean
 from ..core.io import canonical_json
-from ..report.frontier import TARGET_COSTS
+from ..report.frontier import TARGET_COSTS, positive_costs
 from ..report.leaderboard import build_leaderboard, write_leaderboard
 from ..report.markdown import compact_summary
 from ..report.plots import write_html_beside, write_plots_beside
@@ -240,12 +240,8 @@ def _costs(raw: Any, path: Path) -> tuple[float, ...]:
     """The suite's ``costs:`` (positive perplexity costs in %), as ``toxbench leaderboard --costs`` takes them."""
     if raw is None:
         return TARGET_COSTS
-    items = raw if isinstance(raw, list) else [raw]
-    try:
-        costs = tuple(float(x) for x in items)
-    except (TypeError, ValueError):
-        costs = ()
-    if not costs or any(not c > 0 for c in costs) or any(isinstance(x, bool) for x in items):
+    costs = positive_costs(raw if isinstance(raw, list) else [raw])
+    if costs is None:
         raise UsageError(f"suite {path.name}: costs {raw!r} is invalid: give positive perplexity costs in %, "
                          "e.g. costs: [5, 10, 20]")
     return costs
