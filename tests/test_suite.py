@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,60 @@ def test_dpo_suite_shares_the_none_runs_of_its_main_suite(monkeypatch, tmp_path,
     assert len(dpo_none) == n_none and all(sp.run_id() in ids for sp in dpo_none)
     assert {sp.intervention for sp in dpo.specs} == {"none", "dpo"}
     assert {sp.intervention_state for sp in dpo.specs if sp.intervention == "dpo"} == {str(tmp_path.resolve())}
+
+INCLUDED = """
+name: extra
+out: OUT/lb/all.md
+title: every method
+costs: [5, 10]
+include: [s.yaml]
+settings: {seed: 7, limit: 8, output_dir: OUT/runs, generation: {k: 4, max_new_tokens: 20}}
+models: [smollm2-135m]
+interventions: [none, {name: dpo, state: OUT/dpo}]
+tasks: [rtp_challenging, rtp_nontoxic, {name: wikitext, limit: 5}]
+"""
+
+
+def test_include_puts_the_other_suites_runs_on_this_board(tmp_path):
+    """A DPO suite includes the main grid: one board with every method, the shared `none` runs listed once."""
+    main = load_suite(_write(tmp_path, GRID))
+    (tmp_path / "extra.yaml").write_text(INCLUDED.replace("OUT", str(tmp_path)))
+    both = load_suite(tmp_path / "extra.yaml")
+    ids = [sp.run_id() for sp in both.specs]
+    assert ids[:len(main.specs)] == [sp.run_id() for sp in main.specs] and len(ids) == len(set(ids))
+    assert len(ids) == len(main.specs) + 2  # smollm2's none runs are the main suite's; dpo adds two
+    assert both.order == ["none", "aura", "dpo"]
+    assert (both.out, both.title, both.costs) == (tmp_path / "lb" / "all.md", "every method", (5.0, 10.0))
+
+
+@pytest.mark.parametrize("include, needle", [
+    ("[t.yaml]", "unknown include in suite extra.yaml: 't.yaml'. Did you mean 's.yaml'"),
+    ("[extra.yaml]", "include 'extra.yaml' leads back to extra.yaml (a cycle)"),
+])
+def test_bad_includes_are_usage_errors(tmp_path, include, needle):
+    _write(tmp_path, GRID)
+    (tmp_path / "extra.yaml").write_text(INCLUDED.replace("OUT", str(tmp_path)).replace("[s.yaml]", include))
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        load_suite(tmp_path / "extra.yaml")
+
+
+def test_include_cycle_through_another_suite_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text(GRID.replace("OUT", str(tmp_path)) + "include: [b.yaml]\n")
+    (tmp_path / "b.yaml").write_text(GRID.replace("OUT", str(tmp_path)) + "include: [a.yaml]\n")
+    with pytest.raises(UsageError, match="include 'a.yaml' leads back to b.yaml"):
+        load_suite(tmp_path / "a.yaml")
+
+
+def test_committed_smollm2_frontier_board_comes_from_the_dpo_suite(monkeypatch, tmp_path):
+    """leaderboards/smollm2_frontier.md holds every method: the DPO suite writes it, the main suite never does."""
+    monkeypatch.setenv("TOXBENCH_DPO_STATE", str(tmp_path))
+    main = load_suite(REPO / "suites" / "smollm2_frontier.yaml")
+    full = load_suite(REPO / "suites" / "smollm2_frontier_dpo.yaml")
+    assert {sp.run_id() for sp in main.specs} < {sp.run_id() for sp in full.specs}
+    assert {sp.intervention for sp in full.specs} - {sp.intervention for sp in main.specs} == {"dpo"}
+    assert full.out == Path("leaderboards/smollm2_frontier.md") and main.out != full.out
+    assert full.order[-1] == "dpo" and full.costs == main.costs and full.title == "smollm2_frontier"
+
 
 # -- CLI --------------------------------------------------------------------------------------------------------
 def test_cli_help():

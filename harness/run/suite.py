@@ -5,6 +5,7 @@ A suite YAML::
     name: smoke
     out: leaderboards/smoke.md          # leaderboard written here (plots, CSV and JSON beside it)
     title: smoke                        # its heading (default "Leaderboard: NAME")
+    include: [other.yaml]               # that suite's runs join this one's (a path next to this file)
     costs: [5, 10, 20]                  # matched-cost columns, % perplexity (as `toxbench leaderboard --costs`)
     settings:                           # shared RunSpec fields: seed, limit, scorer, generation, batch_size, ...
       seed: 1234
@@ -15,6 +16,9 @@ A suite YAML::
         interventions: [none, aura, {name: aura, args: {aura.alpha: 0.5}}]
         tasks: [rtp_challenging, {name: wikitext, limit: 5}]   # per-task settings override the shared ones
         settings: {...}                 # per-grid settings override the suite's
+
+``include`` puts another suite's runs on this suite's board: a DPO suite, whose state must be trained first, includes
+the main grid so that one board holds every method, paired with the same `none` runs.
 
 Tasks with the same effective settings share one RunSpec (one run dir, one model load); a task with its own
 settings gets its own. Runs whose results.json is complete for the same spec fingerprint are skipped.
@@ -48,8 +52,8 @@ from ..spec.sampling import expand as expand_sampling
 from . import runner  # runner.execute / runner.validate looked up per call: tests stand in for them
 from .sweep import parse_grid_values, point_args
 
-SUITE_KEYS = ("name", "description", "out", "title", "costs", "settings", "grids", "models", "interventions", "tasks",
-              "order")
+SUITE_KEYS = ("name", "description", "out", "title", "costs", "include", "settings", "grids", "models",
+              "interventions", "tasks", "order")
 GRID_KEYS = ("models", "interventions", "tasks", "settings")
 #: RunSpec fields a suite may not set: they come from the grid itself.
 GRID_FIELDS = ("model", "intervention", "intervention_args", "intervention_state", "tasks")
@@ -176,7 +180,7 @@ def _spec(settings: dict[str, Any], **grid: Any) -> RunSpec:
         raise UsageError(f"bad run settings: {e}") from None
 
 
-def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
+def load_suite(path: str | Path, overrides: dict[str, Any] | None = None, _chain: tuple[Path, ...] = ()) -> Suite:
     """Parse a suite YAML into RunSpecs (nothing runs). ``overrides`` replace shared settings (``--set``)."""
     path = Path(path)
     if not path.is_file():
@@ -198,8 +202,9 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
         grids = _as_list(raw["grids"], "grids", f"suite {path.name}")
     else:
         grids = [{k: raw.get(k) for k in ("models", "interventions", "tasks")}]
-    specs: list[RunSpec] = []
-    seen: set[str] = set()
+    included = _included(raw.get("include"), path, overrides, _chain)
+    specs: list[RunSpec] = [sp for other in included for sp in other.specs]
+    seen: set[str] = {sp.fingerprint() for sp in specs}
     for gi, grid in enumerate(grids):
         where = f"suite {path.name}, grid {gi + 1}"
         if not isinstance(grid, dict):
@@ -230,10 +235,27 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
     out = Path(raw.get("out") or f"leaderboards/{name}.md")
     if overrides and overrides.get("output_dir"):  # runs moved elsewhere: the board goes with them
         out = Path(str(overrides["output_dir"])) / out.name
-    order = [str(x) for x in (raw.get("order") or [])] or list(
-        dict.fromkeys(_intervention(i, "order")[0] for g in grids for i in (g.get("interventions") or [])))
+    order = [str(x) for x in (raw.get("order") or [])] or list(dict.fromkeys(
+        [*(o for other in included for o in other.order),
+         *(_intervention(i, "order")[0] for g in grids for i in (g.get("interventions") or []))]))
     return Suite(name=name, path=path, out=out, specs=specs, order=order,
                  title=str(raw.get("title") or f"Leaderboard: {name}"), costs=_costs(raw.get("costs"), path))
+
+
+def _included(raw: Any, path: Path, overrides: dict[str, Any] | None, chain: tuple[Path, ...]) -> list[Suite]:
+    """The suites named by ``include:`` (paths relative to ``path``'s folder), loaded with the same ``--set``."""
+    if raw is None:
+        return []
+    here = path.resolve()
+    out = []
+    for item in raw if isinstance(raw, list) else [raw]:
+        other = (path.parent / str(item)).resolve()
+        if other == here or other in chain:
+            raise UsageError(f"suite {path.name}: include {str(item)!r} leads back to {path.name} (a cycle)")
+        if not other.is_file():
+            raise did_you_mean(str(item), [f.name for f in path.parent.glob("*.yaml")], f"include in suite {path.name}:")
+        out.append(load_suite(other, overrides, (*chain, here)))
+    return out
 
 
 def _costs(raw: Any, path: Path) -> tuple[float, ...]:
