@@ -179,3 +179,48 @@ def test_the_costs_are_a_choice_and_a_bad_one_is_one_line(tmp_path):
     for bad in ("abc", "0,5", ""):
         r = CliRunner().invoke(main, ["leaderboard", str(tmp_path), "--costs", bad])
         assert r.exit_code == 2 and "--costs" in r.output and "Traceback" not in r.output
+
+
+def _with_probability(run: Run, prob: np.ndarray) -> Run:
+    """The run with a per-prompt toxicity probability beside its toxic fraction (as metrics.py records both)."""
+    task = run.results["tasks"]["rtp_challenging"]
+    task["metrics"]["toxicity_probability"] = {"value": float(prob.mean())}
+    keys = run._stats["rtp_challenging"]["toxic_fraction"].keys
+    run._stats["rtp_challenging"]["toxicity_probability"] = RatioStat(prob.astype(float), np.ones(len(prob)),
+                                                                      keys=keys)
+    return run
+
+
+def test_toxicity_probability_is_read_off_at_matched_cost_too(tmp_path):
+    """The AurA paper's second metric gets its own matched-cost table (known answers on a hand-made curve); the
+    board prints it after the toxic fraction's, while the Summary and the plot keep the toxic fraction."""
+    from toxbench.harness.report.frontier import frontiers
+    from toxbench.harness.report.leaderboard import Leaderboard
+    from toxbench.harness.report.markdown import matched_cost_summary
+    from toxbench.harness.report.plots import plot_frontiers
+    from toxbench.harness.report.results import Collection
+
+    rng = np.random.default_rng(5)
+    runs = _world(rng)
+    # aura's probability: 0.8 at none (cost 0), 0.6 at strength 0.5 (+10%), 0.2 at strength 1 (+30%)
+    for r, p in zip(runs, (0.8, 0.6, 0.2, 0.7, 0.5)):
+        _with_probability(r, (np.arange(300) < p * 300).astype(float))
+    tf, tp = frontiers(runs, ["rtp_challenging"], ["wiki_sentences"], costs=(5.0, 20.0))
+    assert (tf.metric, tp.metric) == ("toxic_fraction", "toxicity_probability")
+    aura = next(c for c in tp.curves if c.method == "aura")
+    assert tp.at_cost(aura, 5.0)[0] == pytest.approx(0.7) and tp.at_cost(aura, 20.0)[0] == pytest.approx(0.4)
+    assert tp.at_cost(aura, 5.0)[0] != tf.at_cost(aura, 5.0)[0]
+    cols = list(tp.table().columns)
+    assert "tox. prob. at +5% PPL" in cols and "vs aura at +20%" in cols and not any("toxic frac." in c for c in cols)
+
+    lb = Leaderboard.__new__(Leaderboard)
+    lb.collection = Collection(runs)
+    lb._frontiers = [tf, tp]
+    assert lb.frontiers("toxic_fraction") == [tf] and lb.frontiers() == [tf, tp]
+    lead, _ = matched_cost_summary(lb)
+    assert "toxic fraction" in lead
+    assert len(plot_frontiers(lb, tmp_path, "board")) == 1
+
+    # a run that does not carry the metric: no table for it, rather than a KeyError
+    del runs[1].results["tasks"]["rtp_challenging"]["metrics"]["toxicity_probability"]
+    assert [f.metric for f in frontiers(runs, ["rtp_challenging"], ["wiki_sentences"])] == ["toxic_fraction"]

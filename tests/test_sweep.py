@@ -35,6 +35,12 @@ def test_sweep_fits_once_resumes_and_prints_the_matched_cost_table(tiny_llama_di
     assert len(runs) == 3 and sum("__none__" in r for r in runs) == 1
     assert "toxic fraction at matched wikitext perplexity cost" in res.output and "(strength 0, 0.5, 1)" in \
         res.output
+    assert "toxicity probability at matched wikitext perplexity cost" in res.output and "tox. prob. at +10% PPL" in \
+        res.output  # the AurA paper's second metric, read off the same curves
+    board = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "runs")])
+    assert board.exit_code == 0, board.output
+    assert board.output.index("## Matched cost: rtp toxic fraction") < board.output.index(
+        "## Matched cost: rtp toxicity probability")
     calls = []
     monkeypatch.setattr(HookedLM, "_model_call", lambda self, *a, **k: calls.append(1))
     again = CliRunner().invoke(main, args)

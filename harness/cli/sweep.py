@@ -44,4 +44,4 @@ def sweep(**kw: Any) -> None:
         click.echo("no matched-cost table: it needs a toxicity task and a perplexity task (e.g. -t "
                    "rtp_challenging,wiki_sentences) and at least two knob values", err=True)
     for fr in frontiers:
-        click.echo(f"{fr.tox_task} toxic fraction at matched {fr.cost_task} perplexity cost:\n\n{fr.markdown()}\n")
+        click.echo(f"{fr.tox_task} {fr.name} at matched {fr.cost_task} perplexity cost:\n\n{fr.markdown()}\n")

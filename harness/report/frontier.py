@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..measure.metrics import LEVEL, N_BOOTSTRAP, RatioStat, percentile_ci, resample
+from ..measure.schema import metric_label
 from .cells import protocol_id, task_protocol
 from .results import REFERENCE, Run
 from .tables import markdown_table
@@ -35,6 +36,8 @@ DEFAULT_KNOB = {"aura": ("strength", 1.0), "toxic-vectors": ("scale", 0.0), "lin
                 "mean-act": ("strength", 1.0), "steer": ("strength", 1.0), "dpo": ("strength", 1.0)}
 TARGET_COSTS = (5.0, 10.0, 20.0)
 TOX_METRIC = "toxic_fraction"
+#: The toxicity metrics read off at matched cost (the AurA paper's two), the first headlined in a board's Summary.
+FRONTIER_METRICS = {"toxic_fraction": "toxic fraction", "toxicity_probability": "toxicity probability"}
 
 
 @dataclass
@@ -157,7 +160,7 @@ REFERENCE_METHOD = "aura"
 
 @dataclass
 class Frontier:
-    """Matched-cost toxicity of every curve of one (toxicity task, cost task) pair."""
+    """Matched-cost toxicity (``metric``) of every curve of one (toxicity task, cost task) pair."""
 
     tox_task: str
     cost_task: str
@@ -165,6 +168,17 @@ class Frontier:
     costs: tuple[float, ...] = TARGET_COSTS
     seed: int = 0
     n_bootstrap: int = N_BOOTSTRAP
+    metric: str = TOX_METRIC
+
+    @property
+    def name(self) -> str:
+        """The metric in words, for headings ("toxic fraction")."""
+        return FRONTIER_METRICS.get(self.metric, self.metric)
+
+    @property
+    def short(self) -> str:
+        """The metric as a column label starts ("toxic frac.")."""
+        return metric_label(self.metric).lower()
 
     def __post_init__(self) -> None:
         self._replicates = self._bootstrap()
@@ -177,7 +191,7 @@ class Frontier:
         base = none.results["tasks"][self.cost_task]["metrics"][metric]["value"]
         costs = [100.0 * (r.results["tasks"][self.cost_task]["metrics"][metric]["value"] / base - 1.0)
                  for _, r in curve.points]
-        tox = [r.results["tasks"][self.tox_task]["metrics"][TOX_METRIC]["value"] for _, r in curve.points]
+        tox = [r.results["tasks"][self.tox_task]["metrics"][self.metric]["value"] for _, r in curve.points]
         costs[0] = 0.0
         return costs, tox
 
@@ -188,7 +202,7 @@ class Frontier:
             runs = {r.run_id: r for c in self.curves if c.model == model for _, r in c.points}
             none = next(c.points[0][1] for c in self.curves if c.model == model)
             metric = _cost_metric(none, self.cost_task)
-            tox = {i: _stat(r, self.tox_task, TOX_METRIC) for i, r in runs.items()}
+            tox = {i: _stat(r, self.tox_task, self.metric) for i, r in runs.items()}
             cost = {i: _stat(r, self.cost_task, metric) for i, r in runs.items()}
             if any(s is None for s in (*tox.values(), *cost.values())):
                 return None
@@ -229,7 +243,7 @@ class Frontier:
         return value, _ci(reps)
 
     def table(self) -> pd.DataFrame:
-        """One row per curve: its points, and per target cost the toxic fraction [CI], the difference from the
+        """One row per curve: its points, and per target cost the metric's value [CI], the difference from the
         best method of the model at that cost and, where the model has an AurA curve, from AurA's (the method both
         papers compare against) [paired CIs] (bold: the CI excludes 0)."""
         refs = self._references()
@@ -238,7 +252,7 @@ class Frontier:
             row = {"model": curve.model, "method": curve.label}
             for target in self.costs:
                 value, ci = self.at_cost(curve, target)
-                row[f"toxic frac. at +{target:g}% PPL"] = _cell(value, ci)
+                row[f"{self.short} at +{target:g}% PPL"] = _cell(value, ci)
                 row[f"vs best at +{target:g}%"] = self._versus_best(curve, target, value)
                 if refs:
                     row[f"vs {REFERENCE_METHOD} at +{target:g}%"] = self._versus_reference(curve, refs, target)
@@ -279,11 +293,11 @@ class Frontier:
         return [(_ci(self._replicates[r.run_id][0]), _ci(self._replicates[r.run_id][1])) for _, r in curve.points]
 
     def headline(self, target: float = HEADLINE_COST) -> pd.DataFrame:
-        """The Summary's matched-cost figure: per method, the toxic fraction at ``target`` % cost, its difference
+        """The Summary's matched-cost figure: per method, the metric at ``target`` % cost, its difference
         from the best method there and from AurA's curve (the method the papers compare against), each with its
         paired CI; the full table at every cost is the board's matched-cost section."""
         df = self.table()
-        keep = ["model", "method", f"toxic frac. at +{target:g}% PPL", f"vs best at +{target:g}%"]
+        keep = ["model", "method", f"{self.short} at +{target:g}% PPL", f"vs best at +{target:g}%"]
         out = df[[c for c in keep if c in df.columns]].copy()
         out["method"] = [c.method for c in self.curves]
         refs = self._references()
@@ -324,11 +338,13 @@ def positive_costs(items: Sequence[Any]) -> tuple[float, ...] | None:
 
 def frontiers(runs: Sequence[Run], tox_tasks: Sequence[str], cost_tasks: Sequence[str], seed: int = 0,
               costs: Sequence[float] = TARGET_COSTS) -> list[Frontier]:
-    """Every (toxicity task, cost task) pair with at least one curve, read off at ``costs`` (% perplexity)."""
+    """Every (toxicity task, cost task) pair with at least one curve, read off at ``costs`` (% perplexity): one
+    Frontier per metric of ``FRONTIER_METRICS`` that every point of every curve measured, toxic fraction first."""
     out = []
     for t in tox_tasks:
         for c in cost_tasks:
             _, curves = build_curves(runs, t, c)
-            if curves:
-                out.append(Frontier(t, c, curves, costs=tuple(costs), seed=seed))
+            points = [r for curve in curves for _, r in curve.points]
+            out += [Frontier(t, c, curves, costs=tuple(costs), seed=seed, metric=m) for m in FRONTIER_METRICS
+                    if curves and all(m in r.results["tasks"][t].get("metrics", {}) for r in points)]
     return out

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from .frontier import TOX_METRIC
 from .leaderboard import Leaderboard, Table
 from .markdown import FRONTIER_NOTE, legend, matched_cost_lead, protocol_lines
 
@@ -73,7 +74,7 @@ def _frontier_table(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def _frontier_view(fr: Any) -> dict[str, Any]:
-    return {"title": f"Matched cost: {fr.tox_task} toxic fraction vs {fr.cost_task} perplexity cost",
+    return {"title": f"Matched cost: {fr.tox_task} {fr.name} vs {fr.cost_task} perplexity cost",
             "intro": _plain(FRONTIER_NOTE), "tables": [_frontier_table(fr.table())]}
 
 
@@ -92,7 +93,7 @@ def render_html(lb: Leaderboard, plots: Sequence[Path] = ()) -> str:
                 for title, intro, tables in lb.rendered() if tables]
     for s in sections[:1] if sections and sections[0]["title"] == "Summary" else []:
         s["tables"] += [{**_frontier_table(fr.headline()), "heading": _plain(matched_cost_lead(fr))}
-                        for fr in lb.frontiers()]
+                        for fr in lb.frontiers(TOX_METRIC)]
     sections += [_frontier_view(fr) for fr in lb.frontiers()]
     return render_page(lb.title, legend(len(lb.collection.runs)), sections, plots)
 

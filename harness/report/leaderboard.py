@@ -340,12 +340,13 @@ class Leaderboard:
     def rendered(self) -> list[tuple[str, str, list[Table]]]:
         return [(title, intro, self.table(cols)) for title, cols, intro in self.sections()]
 
-    def frontiers(self) -> list[Frontier]:
-        """Matched-cost tables of every (toxicity task, cost task) pair on which some method was swept."""
+    def frontiers(self, metric: str | None = None) -> list[Frontier]:
+        """Matched-cost tables of every (toxicity task, cost task) pair on which some method was swept, one per
+        toxicity metric (only ``metric``'s when given: the Summary and the plots headline the toxic fraction)."""
         if not hasattr(self, "_frontiers"):
             self._frontiers = frontiers(self.collection.runs, self.layout.tasks("toxicity", multilingual=False),
                                         self.layout.tasks("perplexity"), costs=self.costs)
-        return self._frontiers
+        return [fr for fr in self._frontiers if metric is None or fr.metric == metric]
 
     def markdown(self) -> str:
         """The whole board as Markdown (``markdown.py``)."""

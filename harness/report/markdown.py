@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..core.io import canonical_json
 from ..measure.schema import task_sort_key
-from .frontier import HEADLINE_COST, Frontier
+from .frontier import HEADLINE_COST, TOX_METRIC, Frontier
 from .protocol_text import describe_data_hash, describe_protocol, describe_scorer
 
 if TYPE_CHECKING:
@@ -25,14 +25,14 @@ def compact_summary(lb: Leaderboard) -> str:
 
 
 def matched_cost_lead(fr: Frontier) -> str:
-    return (f"At matched cost: {fr.tox_task} toxic fraction at +{HEADLINE_COST:g}% {fr.cost_task} perplexity, per "
+    return (f"At matched cost: {fr.tox_task} {fr.name} at +{HEADLINE_COST:g}% {fr.cost_task} perplexity, per "
             "method (every cost, and each method's points, in the matched-cost section below).")
 
 
 def matched_cost_summary(lb: Leaderboard) -> list[str]:
     """The Summary's matched-cost figure of each frontier: a lead line and the per-method table at +10%."""
     out = []
-    for fr in lb.frontiers():
+    for fr in lb.frontiers(TOX_METRIC):
         out += [matched_cost_lead(fr), fr.markdown(fr.headline())]
     return out
 
@@ -104,7 +104,7 @@ def render_markdown(lb: Leaderboard) -> str:
             if tb.daggers:
                 out += [dagger_note(lb, tb), ""]
     for fr in lb.frontiers():
-        out += [f"## Matched cost: {fr.tox_task} toxic fraction at +{', +'.join(f'{c:g}' for c in fr.costs)}% "
+        out += [f"## Matched cost: {fr.tox_task} {fr.name} at +{', +'.join(f'{c:g}' for c in fr.costs)}% "
                 f"{fr.cost_task} perplexity", "", FRONTIER_NOTE, "", fr.markdown(), ""]
     if lb.notes:
         out += ["## Notes", "", *[f"- {n}" for n in lb.notes], ""]

@@ -14,10 +14,10 @@ import pandas as pd
 
 from ..core.io import atomic_write_bytes, atomic_write_text
 from ..measure.schema import PPL_METRICS, metric_label
+from .frontier import TOX_METRIC
 from .leaderboard import DAGGER, Column, Leaderboard, Table
 
-#: The toxicity the trade-off plot shows: the papers' headline (ml-aura plots toxic fraction, never EMT).
-TOX_METRIC = "toxic_fraction"
+# The trade-off and frontier plots show TOX_METRIC, the papers' headline (ml-aura plots toxic fraction, never EMT).
 #: Per-language plots keep EMT, the cross-lingual paper's metric.
 LANG_METRIC = "expected_max_toxicity"
 
@@ -163,7 +163,7 @@ def plot_frontiers(lb: Leaderboard, folder: Path, stem: str) -> list[tuple[Path,
     from matplotlib.figure import Figure
 
     out = []
-    for fr in lb.frontiers():
+    for fr in lb.frontiers(TOX_METRIC):
         for model in dict.fromkeys(c.model for c in fr.curves):
             fig = Figure(figsize=(5.5, 4))
             ax = fig.add_subplot()
