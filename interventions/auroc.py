@@ -9,12 +9,15 @@ where ``R_pos`` is the sum of the (tie-averaged, 1-based) ranks of the positive 
 
 Why it is fast: each chunk of units is laid out unit-major (one contiguous row of ``n`` responses per unit) and
 argsorted once along rows; on CPU that argsort is NumPy's (AVX-512/AVX2 vectorized) instead of ``torch.sort``,
-which is ~10x slower on short rows. Rank sums are a matrix-vector product of sorted labels with ``1..n``;
-tie-averaging only runs on the (rare) rows that contain ties. Rank sums are held as exact integers (int64),
+which is ~10x slower on short rows, and chunks are sorted on torch's threads at once (NumPy releases the GIL).
+Rank sums are a matrix-vector product of sorted labels with ``1..n``; tie-averaging only runs on the (rare) rows
+that contain ties. Rank sums are held as exact integers (int64),
 so the result does not depend on float precision for any ``n``.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -53,13 +56,17 @@ def auroc(
     out = torch.empty(x.shape[1], dtype=torch.float64)
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()  # fp16/bf16 responses: float32 holds them exactly
-    for start in range(0, x.shape[1], chunk_size):
-        block = x[:, start : start + chunk_size].T  # unit-major view
-        if dev.type == "cpu":
-            rank_sum2 = _rank_sums_cpu(block.cpu().numpy(), y.cpu().numpy())
-            rank_sum2 = torch.from_numpy(rank_sum2)
-        else:
-            rank_sum2 = _rank_sums_torch(block.to(dev).contiguous(), y.to(dev)).cpu()
+    starts = range(0, x.shape[1], chunk_size)
+    if dev.type == "cpu":
+        xs, ys = x.cpu().numpy(), y.cpu().numpy()
+        # NumPy's sorts release the GIL: chunks run on torch's thread budget (--threads), like its own kernels.
+        with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+            sums = list(pool.map(lambda s: _rank_sums_cpu(xs[:, s : s + chunk_size].T, ys), starts))
+        rank_sums = [torch.from_numpy(r) for r in sums]
+    else:
+        rank_sums = [_rank_sums_torch(x[:, s : s + chunk_size].T.to(dev).contiguous(), y.to(dev)).cpu()
+                     for s in starts]
+    for start, rank_sum2 in zip(starts, rank_sums):
         # rank_sum2 = 2 * (sum of 0-based tie-averaged ranks of positives): exact integers.
         u_stat = rank_sum2.to(torch.float64) / 2 + n_pos - n_pos * (n_pos + 1) / 2
         out[start : start + chunk_size] = u_stat / (n_pos * n_neg)
