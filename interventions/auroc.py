@@ -10,9 +10,9 @@ where ``R_pos`` is the sum of the (tie-averaged, 1-based) ranks of the positive 
 Why it is fast: each chunk of units is laid out unit-major (one contiguous row of ``n`` responses per unit) and
 argsorted once along rows; on CPU that argsort is NumPy's (AVX-512/AVX2 vectorized) instead of ``torch.sort``,
 which is ~10x slower on short rows, and chunks are sorted on torch's threads at once (NumPy releases the GIL).
-Rank sums are a matrix-vector product of sorted labels with ``1..n``; tie-averaging only runs on the (rare) rows
-that contain ties. Rank sums are held as exact integers (int64),
-so the result does not depend on float precision for any ``n``.
+Rank sums are a matrix-vector product of sorted labels with ``1..n``; tie-averaging runs only on the rows that
+contain ties (all rows at once when most do: on SmolLM2's MLP responses 55% of the rows have ties). Rank sums are
+held as exact integers (int64), so the result does not depend on float precision for any ``n``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from ..measure.schema import PPL_METRICS, metric_label
 from .frontier import TOX_METRIC
 from .leaderboard import DAGGER, Column, Leaderboard, Table
 
-# The trade-off and frontier plots show TOX_METRIC, the papers' headline (ml-aura plots toxic fraction, never EMT).
-#: Per-language plots keep EMT, the cross-lingual paper's metric.
+# The trade-off and frontier plots show TOX_METRIC, the papers' headline (ml-aura plots toxic fraction, never EMT);
+#: per-language plots keep EMT, the cross-lingual paper's metric.
 LANG_METRIC = "expected_max_toxicity"
 
 
